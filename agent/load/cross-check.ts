@@ -1,0 +1,236 @@
+/**
+ * Checks that span fields or files, run after every file passed its schema. Each one exists
+ * because getting it wrong silently breaks calls rather than failing loudly in Asterisk.
+ */
+import type { ExtensionData, SiteFileData } from '../../schemas/config-repo.js';
+import { describeFound, fieldPath, type ConfigIssue } from './issues.js';
+import { passwordWeakness } from './password-policy.js';
+import { locate, type ParsedYaml } from './yaml-document.js';
+
+/** An extension entry together with where it was written. */
+export interface ExtensionEntry {
+  data: ExtensionData;
+  parsed: ParsedYaml;
+  path: (string | number)[];
+}
+
+/** Ports each call uses per media stream: two call legs, each RTP + RTCP. */
+const PORTS_PER_CALL_STREAM = 4;
+/** Asterisk's own AMI port; RTP must never be handed out on it. */
+const AMI_PORT = 5038;
+
+function issueAt(
+  parsed: ParsedYaml,
+  path: (string | number)[],
+  message: string,
+  extra: { found?: unknown; severity?: 'error' | 'warning'; keyOf?: boolean } = {},
+): ConfigIssue {
+  const pos = locate(parsed, path, extra.keyOf ?? false);
+  const issue: ConfigIssue = {
+    severity: extra.severity ?? 'error',
+    file: parsed.file,
+    line: pos.line,
+    column: pos.column,
+    field: fieldPath(path),
+    message,
+  };
+  if ('found' in extra) issue.found = describeFound(extra.found);
+  return issue;
+}
+
+function ipv4ToInt(ip: string): number {
+  return ip.split('.').reduce((acc, octet) => acc * 256 + Number(octet), 0);
+}
+
+function inCidr(ip: string, cidr: string): boolean {
+  const [net, bitsText] = cidr.split('/');
+  const bits = Number(bitsText);
+  if (bits === 0) return true;
+  const mask = 2 ** 32 - 2 ** (32 - bits);
+  return (ipv4ToInt(ip) & mask) >>> 0 === (ipv4ToInt(net!) & mask) >>> 0;
+}
+
+/** Address blocks that can never be an Elastic IP. */
+const NON_PUBLIC = [
+  ['0.0.0.0/8', 'a reserved'],
+  ['10.0.0.0/8', 'a private (RFC 1918)'],
+  ['100.64.0.0/10', 'a carrier-grade NAT (RFC 6598)'],
+  ['127.0.0.0/8', 'a loopback'],
+  ['169.254.0.0/16', 'a link-local'],
+  ['172.16.0.0/12', 'a private (RFC 1918)'],
+  ['192.168.0.0/16', 'a private (RFC 1918)'],
+  ['224.0.0.0/3', 'a multicast or reserved'],
+] as const;
+
+export function checkSite(site: SiteFileData, parsed: ParsedYaml): ConfigIssue[] {
+  const issues: ConfigIssue[] = [];
+  const { network, rtp } = site;
+
+  // external_address: the address put into SDP. A private one means one-way audio for every phone
+  // outside the VPC.
+  if (network.external_address !== 'auto') {
+    const ext = network.external_address;
+    const block = NON_PUBLIC.find(([cidr]) => inCidr(ext, cidr));
+    if (block) {
+      issues.push(
+        issueAt(
+          parsed,
+          ['network', 'external_address'],
+          `is ${block[1]} address; it must be the instance's public Elastic IP (or "auto"), otherwise phones outside the VPC get one-way audio`,
+          { found: ext },
+        ),
+      );
+    }
+  }
+  network.local_net.forEach((cidr, i) => {
+    if (cidr.endsWith('/0')) {
+      issues.push(
+        issueAt(
+          parsed,
+          ['network', 'local_net', i],
+          'covers every address: Asterisk would treat every phone as local and never use the external address (one-way audio); list only the VPC CIDR',
+          { found: cidr },
+        ),
+      );
+    } else if (network.external_address !== 'auto' && inCidr(network.external_address, cidr)) {
+      issues.push(
+        issueAt(parsed, ['network', 'local_net', i], `contains the external address ${network.external_address}; local_net must list only the VPC's private range`, {
+          found: cidr,
+        }),
+      );
+    }
+  });
+
+  // Two TCP-based listeners cannot share a port.
+  const { tcp, tls } = network.transports;
+  if (tcp && tls && tcp.port === tls.port && (tcp.bind === tls.bind || tcp.bind === '0.0.0.0' || tls.bind === '0.0.0.0')) {
+    issues.push(
+      issueAt(parsed, ['network', 'transports', 'tls', 'port'], `is also the tcp transport's port; TCP and TLS need different ports (5060 and 5061)`, {
+        found: tls.port,
+      }),
+    );
+  }
+
+  // RTP range. rtp.conf silently falls back to 5000-31000 when rtpstart >= rtpend (res_rtp_asterisk),
+  // so anything odd is refused here, where the operator sees it.
+  const rtpIssue = (field: 'port_start' | 'port_end', message: string, found: unknown) =>
+    issues.push(issueAt(parsed, ['rtp', field], message, { found }));
+  if (rtp.port_start < 1024) rtpIssue('port_start', 'expected 1024 or more: lower ports are privileged and used by other services', rtp.port_start);
+  if (rtp.port_start % 2 !== 0) rtpIssue('port_start', 'expected an even port: RTP uses even ports and RTCP the odd port above', rtp.port_start);
+  if (rtp.port_end <= rtp.port_start) {
+    rtpIssue('port_end', `expected a port above port_start (${rtp.port_start}); Asterisk would silently fall back to 5000-31000`, rtp.port_end);
+  } else {
+    const size = rtp.port_end - rtp.port_start + 1;
+    const hasVideo = Object.values(site.codec_profiles).some((p) => p.video !== undefined);
+    const streams = hasVideo ? 2 : 1;
+    const needed = rtp.expected_calls * PORTS_PER_CALL_STREAM * streams;
+    if (size < needed) {
+      rtpIssue(
+        'port_end',
+        `the range holds ${size} ports but ${rtp.expected_calls} calls${hasVideo ? ' with video' : ''} need ${needed} (${PORTS_PER_CALL_STREAM} per call per media stream); widen the range or lower rtp.expected_calls`,
+        rtp.port_end,
+      );
+    }
+    for (const [proto, t] of Object.entries(network.transports)) {
+      if (t && t.port >= rtp.port_start && t.port <= rtp.port_end) {
+        issues.push(
+          issueAt(parsed, ['network', 'transports', proto, 'port'], `is inside the RTP range ${rtp.port_start}-${rtp.port_end}; SIP and media ports must not overlap`, {
+            found: t.port,
+          }),
+        );
+      }
+    }
+    if (AMI_PORT >= rtp.port_start && AMI_PORT <= rtp.port_end) {
+      rtpIssue('port_start', `the RTP range ${rtp.port_start}-${rtp.port_end} contains the AMI port ${AMI_PORT}`, rtp.port_start);
+    }
+  }
+
+  // Names used inside the site file.
+  const contexts = Object.keys(site.dialplan.contexts);
+  if (!contexts.includes(site.defaults.context)) {
+    issues.push(
+      issueAt(parsed, ['defaults', 'context'], `is not a context declared under dialplan.contexts (declared: ${contexts.join(', ')})`, {
+        found: site.defaults.context,
+      }),
+    );
+  }
+  const profiles = Object.keys(site.codec_profiles);
+  if (site.defaults.codec_profile !== undefined && !profiles.includes(site.defaults.codec_profile)) {
+    issues.push(
+      issueAt(parsed, ['defaults', 'codec_profile'], `is not a profile under codec_profiles (defined: ${profiles.join(', ') || 'none'})`, {
+        found: site.defaults.codec_profile,
+      }),
+    );
+  }
+  for (const [name, ctx] of Object.entries(site.dialplan.contexts)) {
+    ctx.includes.forEach((inc, i) => {
+      if (inc === name) {
+        issues.push(issueAt(parsed, ['dialplan', 'contexts', name, 'includes', i], 'a context cannot include itself', { found: inc }));
+      }
+    });
+  }
+  return issues;
+}
+
+export function checkExtensions(site: SiteFileData, sitePath: ParsedYaml, entries: ExtensionEntry[]): ConfigIssue[] {
+  const issues: ConfigIssue[] = [];
+  const profiles = Object.keys(site.codec_profiles);
+  const contexts = Object.keys(site.dialplan.contexts);
+  const featureCodes = new Map(Object.entries(site.dialplan.feature_codes).map(([k, v]) => [v, k]));
+  const seen = new Map<string, ExtensionEntry>();
+
+  for (const entry of entries) {
+    const { data, parsed, path } = entry;
+    const at = (field: string, message: string, extra: Parameters<typeof issueAt>[3] = {}) =>
+      issues.push(issueAt(parsed, [...path, field], message, extra));
+
+    const first = seen.get(data.number);
+    if (first) {
+      const pos = locate(first.parsed, [...first.path, 'number']);
+      at('number', `extension ${data.number} is defined twice; the other one is at ${first.parsed.file}:${pos.line}:${pos.column}`, {
+        found: data.number,
+      });
+    } else {
+      seen.set(data.number, entry);
+    }
+
+    const code = featureCodes.get(data.number);
+    if (code !== undefined) {
+      at('number', `collides with the ${code} feature code (dialplan.feature_codes.${code}); pick another number or feature code`, {
+        found: data.number,
+      });
+    }
+
+    const given = (['secret', 'md5', 'password'] as const).filter((k) => data[k] !== undefined);
+    if (given.length === 0) {
+      issues.push(
+        issueAt(parsed, path, `extension ${data.number} has no credential: set one of secret (a file on the host), md5, or password`),
+      );
+    } else if (given.length > 1) {
+      at(given[1]!, `extension ${data.number} sets both ${given[0]} and ${given[1]}; set exactly one credential`, { keyOf: true });
+    }
+    if (data.password !== undefined && given.length === 1) {
+      const weakness = passwordWeakness(data.password, data.number);
+      if (weakness) {
+        at('password', `password ${weakness}; use at least 12 characters mixing letters and digits, or better a secret on the host`);
+      } else {
+        at('password', 'a plain-text password is in git; prefer `secret:` (a file on the host) or `md5:`', { severity: 'warning' });
+      }
+    }
+
+    const profile = data.codec_profile ?? site.defaults.codec_profile;
+    if (profile === undefined) {
+      issues.push(
+        issueAt(parsed, path, `extension ${data.number} has no codec profile: set codec_profile here or defaults.codec_profile in ${sitePath.file}`),
+      );
+    } else if (!profiles.includes(profile)) {
+      if (data.codec_profile !== undefined) {
+        at('codec_profile', `is not a profile under codec_profiles (defined: ${profiles.join(', ') || 'none'})`, { found: profile });
+      }
+    }
+    if (data.context !== undefined && !contexts.includes(data.context)) {
+      at('context', `is not a context declared under dialplan.contexts (declared: ${contexts.join(', ')})`, { found: data.context });
+    }
+  }
+  return issues;
+}

@@ -1,0 +1,151 @@
+/**
+ * load: config repo snapshot → DesiredState, or every problem found, located. Pure.
+ */
+import { ExtensionsFile, SiteFile, type SiteFileData } from '../../schemas/config-repo.js';
+import type { Credential, DesiredExtension, DesiredState, DesiredTransport, Protocol } from '../model.js';
+import { checkExtensions, checkSite, type ExtensionEntry } from './cross-check.js';
+import { hasErrors, sortIssues, type ConfigIssue } from './issues.js';
+import type { RepoSnapshot } from './read-repo.js';
+import { validateFile } from './validate.js';
+import { locate, parseYaml, type ParsedYaml } from './yaml-document.js';
+
+export { readConfigRepo, type RepoSnapshot } from './read-repo.js';
+export { formatIssue, hasErrors, type ConfigIssue } from './issues.js';
+
+export interface LoadResult {
+  /** Present only when there are no error-level issues. */
+  state?: DesiredState;
+  /** Errors and warnings, sorted by file and line. */
+  issues: ConfigIssue[];
+  /** What was read, for one-line summaries. */
+  summary: { files: number; extensions: number; disabled: number };
+}
+
+const PROTOCOLS: Protocol[] = ['udp', 'tcp', 'tls'];
+
+function credentialOf(ext: ExtensionEntry['data']): Credential {
+  if (ext.secret !== undefined) return { kind: 'secret', name: ext.secret };
+  if (ext.md5 !== undefined) return { kind: 'md5', hash: ext.md5 };
+  return { kind: 'password', password: ext.password ?? '' };
+}
+
+function buildState(site: SiteFileData, entries: ExtensionEntry[]): DesiredState {
+  const transports: DesiredTransport[] = [];
+  for (const protocol of PROTOCOLS) {
+    const t = site.network.transports[protocol];
+    if (!t) continue;
+    const transport: DesiredTransport = { name: `transport-${protocol}`, protocol, bind: t.bind, port: t.port };
+    if ('cert_file' in t) {
+      transport.certFile = t.cert_file;
+      transport.privKeyFile = t.priv_key_file;
+    }
+    transports.push(transport);
+  }
+
+  const extensions: DesiredExtension[] = [];
+  for (const { data, parsed, path } of entries) {
+    if (!data.enabled) continue;
+    const pos = locate(parsed, path);
+    const ext: DesiredExtension = {
+      number: data.number,
+      credential: credentialOf(data),
+      // Cross-checks guarantee one of the two is set.
+      codecProfile: (data.codec_profile ?? site.defaults.codec_profile)!,
+      context: data.context ?? site.defaults.context,
+      maxContacts: data.max_contacts ?? site.defaults.max_contacts,
+      ringSeconds: data.ring_seconds ?? site.defaults.ring_seconds,
+      qualifySeconds: data.qualify_seconds ?? site.defaults.qualify_seconds,
+      source: { file: parsed.file, line: pos.line, column: pos.column },
+    };
+    if (data.name !== undefined) ext.name = data.name;
+    if (data.voicemail !== undefined && data.voicemail !== false) {
+      ext.voicemail = data.voicemail === true || data.voicemail.email === undefined ? {} : { email: data.voicemail.email };
+    }
+    extensions.push(ext);
+  }
+  // Numeric order (then text order for equal values such as 0100 and 100) keeps rendering
+  // independent of file names and of the order inside files.
+  extensions.sort((a, b) => Number(a.number) - Number(b.number) || (a.number < b.number ? -1 : a.number > b.number ? 1 : 0));
+
+  const rtp: DesiredState['rtp'] = { portStart: site.rtp.port_start, portEnd: site.rtp.port_end, ice: site.rtp.ice };
+  if (site.rtp.stun_server !== undefined) rtp.stunServer = site.rtp.stun_server;
+
+  return {
+    network: {
+      externalAddress: site.network.external_address,
+      localNets: [...site.network.local_net],
+      transports,
+    },
+    realm: site.sip.realm,
+    rtp,
+    codecProfiles: Object.entries(site.codec_profiles)
+      .map(([name, p]) => ({
+        name,
+        audio: [...p.audio],
+        video: [...(p.video ?? [])],
+        maxVideoStreams: p.video ? (p.max_video_streams ?? 1) : 0,
+      }))
+      .sort((a, b) => (a.name < b.name ? -1 : 1)),
+    contexts: Object.entries(site.dialplan.contexts)
+      .map(([name, c]) => ({ name, includes: [...c.includes] }))
+      .sort((a, b) => (a.name < b.name ? -1 : 1)),
+    featureCodes: { voicemail: site.dialplan.feature_codes.voicemail },
+    extensions,
+  };
+}
+
+export function loadDesiredState(snapshot: RepoSnapshot): LoadResult {
+  const issues: ConfigIssue[] = [...snapshot.issues];
+
+  let site: SiteFileData | undefined;
+  let siteParsed: ParsedYaml | undefined;
+  if (snapshot.site) {
+    const { parsed, issues: yamlIssues } = parseYaml(snapshot.site);
+    issues.push(...yamlIssues);
+    if (parsed) {
+      siteParsed = parsed;
+      const { data, issues: schemaIssues } = validateFile(parsed, SiteFile);
+      issues.push(...schemaIssues);
+      site = data;
+    }
+  }
+
+  const entries: ExtensionEntry[] = [];
+  if (site && siteParsed) {
+    site.extensions.forEach((data, i) => entries.push({ data, parsed: siteParsed!, path: ['extensions', i] }));
+  }
+  for (const file of snapshot.extensionFiles) {
+    const { parsed, issues: yamlIssues } = parseYaml(file);
+    issues.push(...yamlIssues);
+    if (!parsed) continue;
+    if (parsed.data === null || parsed.data === undefined) {
+      issues.push({
+        severity: 'error',
+        file: file.path,
+        line: 0,
+        column: 0,
+        field: '',
+        message: 'is empty; expected a list under `extensions:`',
+      });
+      continue;
+    }
+    const { data, issues: schemaIssues } = validateFile(parsed, ExtensionsFile);
+    issues.push(...schemaIssues);
+    data?.extensions.forEach((ext, i) => entries.push({ data: ext, parsed, path: ['extensions', i] }));
+  }
+
+  if (site && siteParsed) {
+    issues.push(...checkSite(site, siteParsed));
+    issues.push(...checkExtensions(site, siteParsed, entries));
+  }
+
+  const sorted = sortIssues(issues);
+  const disabled = entries.filter((e) => !e.data.enabled).length;
+  const summary = {
+    files: (snapshot.site ? 1 : 0) + snapshot.extensionFiles.length,
+    extensions: entries.length - disabled,
+    disabled,
+  };
+  if (hasErrors(sorted) || !site) return { issues: sorted, summary };
+  return { state: buildState(site, entries), issues: sorted, summary };
+}

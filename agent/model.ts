@@ -1,0 +1,82 @@
+/**
+ * The desired state: what the config repo says the PBX should be, after validation and defaults.
+ * load builds it (pure), resolve fills in what comes from the host, render turns it into text.
+ */
+import type { AudioCodec, VideoCodec } from './render/codecs.js';
+
+/** Where a thing was written, for messages that point the operator at the YAML. */
+export interface SourceRef {
+  file: string;
+  line: number;
+  column: number;
+}
+
+export type Protocol = 'udp' | 'tcp' | 'tls';
+
+export interface DesiredTransport {
+  /** Section name in pjsip.conf: `transport-udp` etc. */
+  name: string;
+  protocol: Protocol;
+  bind: string;
+  port: number;
+  certFile?: string;
+  privKeyFile?: string;
+}
+
+export interface CodecProfile {
+  name: string;
+  audio: AudioCodec[];
+  video: VideoCodec[];
+  /** 0 when the profile has no video. */
+  maxVideoStreams: number;
+}
+
+/** How an extension's SIP password is given. Passwords never leave memory except as md5. */
+export type Credential =
+  | { kind: 'secret'; name: string }
+  | { kind: 'md5'; hash: string }
+  | { kind: 'password'; password: string };
+
+export interface DesiredExtension {
+  number: string;
+  name?: string;
+  credential: Credential;
+  codecProfile: string;
+  context: string;
+  maxContacts: number;
+  ringSeconds: number;
+  qualifySeconds: number;
+  voicemail?: { email?: string };
+  source: SourceRef;
+}
+
+export interface DialplanContext {
+  name: string;
+  includes: string[];
+}
+
+export interface DesiredState {
+  network: {
+    /** 'auto' until the resolve stage puts the Elastic IP in. */
+    externalAddress: string;
+    localNets: string[];
+    transports: DesiredTransport[];
+  };
+  realm: string;
+  rtp: {
+    portStart: number;
+    portEnd: number;
+    ice: boolean;
+    stunServer?: string;
+  };
+  codecProfiles: CodecProfile[];
+  contexts: DialplanContext[];
+  featureCodes: { voicemail: string };
+  /** Enabled extensions only, sorted by number. Disabled ones are not in Asterisk at all. */
+  extensions: DesiredExtension[];
+}
+
+/** The state render takes: every address concrete, every credential an md5 digest. */
+export interface ResolvedState extends DesiredState {
+  extensions: Array<DesiredExtension & { credential: { kind: 'md5'; hash: string } }>;
+}
