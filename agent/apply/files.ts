@@ -1,0 +1,76 @@
+/**
+ * The filesystem behind a small interface: read the managed files, write them atomically.
+ *
+ * A write is: temp file in the same directory, fsync, rename over the target, fsync the
+ * directory. A crash at any point leaves the old file or the new one, never a torn one. The
+ * mtime is always the time of writing: Asterisk skips re-reading a file whose size and mtime are
+ * unchanged, so a preserved mtime could hide a same-length change (DESIGN.md, Asterisk facts).
+ */
+import { randomBytes } from 'node:crypto';
+import { mkdir, open, readFile, rename, rm } from 'node:fs/promises';
+import path from 'node:path';
+
+/** Managed files hold credentials (md5): readable by Asterisk's group, not by the world. */
+export const MANAGED_FILE_MODE = 0o640;
+
+export interface ManagedFileStore {
+  /** The root these paths are relative to (e.g. /etc/asterisk). */
+  readonly root: string;
+  read(relPath: string): Promise<string | undefined>;
+  writeAtomic(relPath: string, text: string): Promise<void>;
+}
+
+function inside(root: string, relPath: string): string {
+  const abs = path.resolve(root, relPath);
+  if (abs !== root && !abs.startsWith(root + path.sep)) throw new Error(`path ${relPath} escapes ${root}`);
+  return abs;
+}
+
+export class DirectoryFileStore implements ManagedFileStore {
+  readonly root: string;
+
+  constructor(root: string, private readonly mode = MANAGED_FILE_MODE) {
+    this.root = path.resolve(root);
+  }
+
+  async read(relPath: string): Promise<string | undefined> {
+    try {
+      return await readFile(inside(this.root, relPath), 'utf8');
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+      throw e;
+    }
+  }
+
+  async writeAtomic(relPath: string, text: string): Promise<void> {
+    const target = inside(this.root, relPath);
+    const dir = path.dirname(target);
+    await mkdir(dir, { recursive: true, mode: 0o750 });
+    const tmp = path.join(dir, `.${path.basename(target)}.${randomBytes(6).toString('hex')}.tmp`);
+    const fh = await open(tmp, 'wx', this.mode);
+    try {
+      await fh.writeFile(text, 'utf8');
+      // The umask may have narrowed the mode given to open(); set it exactly.
+      await fh.chmod(this.mode);
+      await fh.sync();
+    } catch (e) {
+      await fh.close();
+      await rm(tmp, { force: true });
+      throw e;
+    }
+    await fh.close();
+    try {
+      await rename(tmp, target);
+    } catch (e) {
+      await rm(tmp, { force: true });
+      throw e;
+    }
+    const dh = await open(dir, 'r');
+    try {
+      await dh.sync();
+    } finally {
+      await dh.close();
+    }
+  }
+}
+

@@ -1,0 +1,157 @@
+/**
+ * The CLI commands of the config-repo contract: validate, render, schema, md5.
+ */
+import { createInterface } from 'node:readline';
+import { z } from 'zod';
+import { ExtensionsFile, SiteFile } from '../../schemas/config-repo.js';
+import { DirectoryFileStore } from '../apply/files.js';
+import { hasErrors, loadDesiredState, readConfigRepo } from '../load/index.js';
+import { passwordWeakness } from '../load/password-policy.js';
+import { renderConfigRepo } from '../pipeline.js';
+import { fileDiff, planChanges } from '../plan/index.js';
+import { DEFAULT_SECRETS_DIR, DirectorySecretStore, md5Credential, type HostFacts } from '../resolve/index.js';
+import { workTreeRevision } from '../source/revision.js';
+import { countLine, EXIT, issuesJson, printIssues, UsageError, type Io } from './output.js';
+
+export interface ValidateOptions {
+  dir: string;
+  json: boolean;
+}
+
+export async function validateCommand(opts: ValidateOptions, io: Io): Promise<number> {
+  const loaded = loadDesiredState(await readConfigRepo(opts.dir));
+  const ok = !hasErrors(loaded.issues);
+  if (opts.json) {
+    io.out(JSON.stringify({ ok, dir: opts.dir, summary: loaded.summary, ...issuesJson(loaded.issues) }, null, 2));
+  } else {
+    printIssues(io, loaded.issues);
+    const { extensions, disabled } = loaded.summary;
+    if (ok) {
+      io.out(
+        `${opts.dir}: valid: ${extensions} extension${extensions === 1 ? '' : 's'}` +
+          `${disabled ? ` (+${disabled} disabled)` : ''}` +
+          `${loaded.issues.length ? `, ${countLine(loaded.issues)}` : ''}`,
+      );
+    } else {
+      io.err(`${opts.dir}: invalid: ${countLine(loaded.issues)}; nothing was rendered or applied`);
+    }
+  }
+  return ok ? EXIT.ok : EXIT.invalidConfig;
+}
+
+export interface RenderOptions {
+  dir: string;
+  out: string;
+  json: boolean;
+  diff: boolean;
+  revision?: string;
+  externalAddress?: string;
+  secretsDir: string;
+}
+
+function cliHost(opts: RenderOptions): HostFacts {
+  return {
+    secrets: new DirectorySecretStore(opts.secretsDir),
+    elasticIp: async () =>
+      opts.externalAddress !== undefined
+        ? { address: opts.externalAddress }
+        : { problem: 'no Elastic IP was given; pass --external-address IP to render with it' },
+  };
+}
+
+export async function renderCommand(opts: RenderOptions, io: Io): Promise<number> {
+  if (opts.externalAddress !== undefined && !z.ipv4().safeParse(opts.externalAddress).success) {
+    throw new UsageError(`--external-address: expected an IPv4 address, got ${JSON.stringify(opts.externalAddress)}`);
+  }
+  const revision = opts.revision ?? (await workTreeRevision(opts.dir));
+  const outcome = await renderConfigRepo(opts.dir, cliHost(opts), revision);
+  if (!outcome.files) {
+    if (opts.json) io.out(JSON.stringify({ ok: false, dir: opts.dir, ...issuesJson(outcome.issues) }, null, 2));
+    else {
+      printIssues(io, outcome.issues);
+      io.err(`${opts.dir}: invalid: ${countLine(outcome.issues)}; nothing was rendered`);
+    }
+    return EXIT.invalidConfig;
+  }
+
+  const store = new DirectoryFileStore(opts.out);
+  const onDisk = new Map<string, string | undefined>();
+  for (const f of outcome.files) onDisk.set(f.path, await store.read(f.path));
+  const plan = planChanges(outcome.files, onDisk);
+  for (const change of plan.files) if (change.action !== 'unchanged') await store.writeAtomic(change.path, change.rendered.text);
+
+  if (opts.json) {
+    io.out(
+      JSON.stringify(
+        {
+          ok: true,
+          dir: opts.dir,
+          out: store.root,
+          revision,
+          summary: outcome.summary,
+          files: plan.files.map((f) => ({ path: f.path, module: f.module, action: f.action, bodySha256: f.rendered.bodyHash })),
+          reloads: plan.reloads,
+          ...issuesJson(outcome.issues),
+        },
+        null,
+        2,
+      ),
+    );
+    return EXIT.ok;
+  }
+  printIssues(io, outcome.issues);
+  const { extensions, disabled } = outcome.summary;
+  io.out(`Rendered ${opts.dir} (revision ${revision}, ${extensions} extensions${disabled ? `, ${disabled} disabled` : ''}) into ${store.root}`);
+  const width = Math.max(...plan.files.map((f) => f.path.length));
+  for (const f of plan.files) io.out(`  ${f.action.padEnd(9)} ${f.path.padEnd(width)}  ${f.module}`);
+  if (opts.diff) {
+    for (const f of plan.files) {
+      const diff = fileDiff(f, onDisk.get(f.path));
+      if (diff) io.out(diff);
+    }
+  }
+  io.out(
+    plan.changed
+      ? `Asterisk would reload: ${plan.reloads.join(', ')}`
+      : 'Nothing changed: no file written, nothing to reload.',
+  );
+  return EXIT.ok;
+}
+
+export function schemaCommand(which: string, io: Io): number {
+  const schemas: Record<string, z.ZodType> = { pbx: SiteFile, extensions: ExtensionsFile };
+  const schema = schemas[which];
+  if (!schema) throw new UsageError(`schema: expected "pbx" or "extensions", got ${JSON.stringify(which)}`);
+  const json = z.toJSONSchema(schema, { io: 'input', unrepresentable: 'any' });
+  const titled = {
+    $id: `https://pbx-agent.invalid/schemas/${which}.schema.json`,
+    title: which === 'pbx' ? 'pbx-agent pbx.yaml' : 'pbx-agent extensions file',
+    ...json,
+  };
+  io.out(JSON.stringify(titled, null, 2));
+  return EXIT.ok;
+}
+
+async function readLine(input: NodeJS.ReadableStream): Promise<string> {
+  const rl = createInterface({ input, terminal: false });
+  for await (const line of rl) {
+    rl.close();
+    return line;
+  }
+  return '';
+}
+
+/** `pbx-agent md5 1001 < password-file` prints the md5 line for the YAML. */
+export async function md5Command(number: string, realm: string, io: Io, input: NodeJS.ReadableStream): Promise<number> {
+  if (!/^[0-9]{2,12}$/.test(number)) throw new UsageError(`md5: expected an extension number of 2 to 12 digits, got ${JSON.stringify(number)}`);
+  const password = await readLine(input);
+  const weakness = passwordWeakness(password, number);
+  if (weakness) {
+    io.err(`md5: the password ${weakness}; use at least 12 characters mixing letters and digits`);
+    return EXIT.invalidConfig;
+  }
+  io.out(`md5: ${md5Credential(number, realm, password)}`);
+  return EXIT.ok;
+}
+
+export { DEFAULT_SECRETS_DIR };

@@ -1,0 +1,116 @@
+#!/usr/bin/env node
+/**
+ * pbx-agent command line. Exit codes: 0 ok, 1 invalid config (nothing applied), 2 usage, 3 failure.
+ */
+import { readFileSync } from 'node:fs';
+import { parseArgs } from 'node:util';
+import { DEFAULT_SECRETS_DIR, md5Command, renderCommand, schemaCommand, validateCommand } from './commands.js';
+import { EXIT, processIo, UsageError, type Io } from './output.js';
+
+const HELP = `pbx-agent: GitOps for Asterisk 20 on EC2. YAML in git → verified PJSIP, RTP and dialplan.
+
+Usage:
+  pbx-agent validate [DIR] [--json]
+      Check a config repo (default: .). Every problem is listed with file:line:col.
+      Exit 1 if there are errors. Use it in the config repo's CI and pre-commit hook.
+
+  pbx-agent render [DIR] --out OUT [--diff] [--json] [--revision REV]
+                   [--external-address IP] [--secrets-dir DIR]
+      Render the Asterisk files of a config repo into OUT (same layout as /etc/asterisk),
+      and print which files change and which modules Asterisk would reload.
+      --external-address  the Elastic IP to use where pbx.yaml says external_address: auto
+      --secrets-dir       where named secrets are read (default ${DEFAULT_SECRETS_DIR})
+
+  pbx-agent schema [pbx|extensions]
+      Print the JSON Schema of pbx.yaml (default) or of an extensions file.
+
+  pbx-agent md5 NUMBER [--realm REALM] < password
+      Print the md5 credential of NUMBER for the YAML (the password is read from stdin and
+      must pass the strength policy).
+
+Options:
+  -h, --help     this help
+  -V, --version  print the version
+`;
+
+function version(): string {
+  const pkg = JSON.parse(readFileSync(new URL('../../../package.json', import.meta.url), 'utf8')) as { version: string };
+  return pkg.version;
+}
+
+export async function main(argv: string[], io: Io = processIo, stdin: NodeJS.ReadableStream = process.stdin): Promise<number> {
+  const { values, positionals } = parseArgs({
+    args: argv,
+    allowPositionals: true,
+    strict: true,
+    options: {
+      help: { type: 'boolean', short: 'h' },
+      version: { type: 'boolean', short: 'V' },
+      json: { type: 'boolean' },
+      diff: { type: 'boolean' },
+      out: { type: 'string', short: 'o' },
+      revision: { type: 'string' },
+      'external-address': { type: 'string' },
+      'secrets-dir': { type: 'string' },
+      realm: { type: 'string' },
+    },
+  });
+  const [command, ...rest] = positionals;
+  if (values.version) {
+    io.out(version());
+    return EXIT.ok;
+  }
+  if (values.help || command === undefined || command === 'help') {
+    io.out(HELP);
+    return command === undefined && !values.help ? EXIT.usage : EXIT.ok;
+  }
+  const one = (what: string) => {
+    if (rest.length > 1) throw new UsageError(`${command}: expected at most one ${what}, got ${rest.length}`);
+    return rest[0];
+  };
+  switch (command) {
+    case 'validate':
+      return validateCommand({ dir: one('directory') ?? '.', json: values.json ?? false }, io);
+    case 'render': {
+      if (!values.out) throw new UsageError('render: --out OUT is required (the folder to render into)');
+      const opts: Parameters<typeof renderCommand>[0] = {
+        dir: one('directory') ?? '.',
+        out: values.out,
+        json: values.json ?? false,
+        diff: values.diff ?? false,
+        secretsDir: values['secrets-dir'] ?? DEFAULT_SECRETS_DIR,
+      };
+      if (values.revision !== undefined) opts.revision = values.revision;
+      if (values['external-address'] !== undefined) opts.externalAddress = values['external-address'];
+      return renderCommand(opts, io);
+    }
+    case 'schema':
+      return schemaCommand(one('schema name') ?? 'pbx', io);
+    case 'md5': {
+      const number = one('extension number');
+      if (number === undefined) throw new UsageError('md5: expected an extension number, e.g. pbx-agent md5 1001 < password-file');
+      return md5Command(number, values.realm ?? 'asterisk', io, stdin);
+    }
+    default:
+      throw new UsageError(`unknown command "${command}"; see pbx-agent --help`);
+  }
+}
+
+const invokedDirectly = process.argv[1] !== undefined && import.meta.url === new URL(`file://${process.argv[1]}`).href;
+// Also true when started through the npm bin symlink, which node resolves to this file.
+if (invokedDirectly || process.argv[1]?.endsWith('/pbx-agent')) {
+  main(process.argv.slice(2)).then(
+    (code) => {
+      process.exitCode = code;
+    },
+    (err: unknown) => {
+      if (err instanceof UsageError || (err as { code?: string }).code?.startsWith('ERR_PARSE_ARGS')) {
+        processIo.err(`pbx-agent: ${(err as Error).message}\nRun pbx-agent --help for usage.`);
+        process.exitCode = EXIT.usage;
+      } else {
+        processIo.err(`pbx-agent: ${(err as Error).stack ?? String(err)}`);
+        process.exitCode = EXIT.failure;
+      }
+    },
+  );
+}

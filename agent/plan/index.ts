@@ -1,0 +1,59 @@
+/**
+ * plan: compare the rendered files with what is on disk and decide what to write and which
+ * Asterisk modules to reload. Pure. Nothing changed → nothing written, nothing reloaded.
+ */
+import { createTwoFilesPatch } from 'diff';
+import { splitManagedText, type AsteriskModule, type RenderedFile } from '../render/index.js';
+
+export type FileAction = 'create' | 'update' | 'unchanged';
+
+export interface FileChange {
+  path: string;
+  module: AsteriskModule;
+  action: FileAction;
+  /** The rendered file (to be written when action is not 'unchanged'). */
+  rendered: RenderedFile;
+}
+
+export interface ReloadPlan {
+  files: FileChange[];
+  /** Modules to reload, in a fixed order: transports and endpoints first, dialplan after. */
+  reloads: AsteriskModule[];
+  changed: boolean;
+}
+
+const RELOAD_ORDER: AsteriskModule[] = ['res_rtp_asterisk', 'res_pjsip', 'app_voicemail', 'pbx_config'];
+
+/**
+ * `onDisk` maps each managed path to its current text, or undefined when the file is missing.
+ * A file whose body is unchanged is left alone even if its header names an older revision:
+ * rewriting it would change its size and mtime and make Asterisk re-read it for nothing.
+ */
+export function planChanges(rendered: readonly RenderedFile[], onDisk: ReadonlyMap<string, string | undefined>): ReloadPlan {
+  const files: FileChange[] = rendered.map((file) => {
+    const current = onDisk.get(file.path);
+    let action: FileAction;
+    if (current === undefined) action = 'create';
+    else action = splitManagedText(current).body === file.body ? 'unchanged' : 'update';
+    return { path: file.path, module: file.module, action, rendered: file };
+  });
+  const modules = new Set(files.filter((f) => f.action !== 'unchanged').map((f) => f.module));
+  const reloads = RELOAD_ORDER.filter((m) => modules.has(m));
+  return { files, reloads, changed: reloads.length > 0 };
+}
+
+/** Credentials are hashes, but still never shown in a diff that may end up in a log. */
+export function redactSecrets(text: string): string {
+  return text.replace(/^(\s*(?:md5_cred|password)\s*=).*$/gm, '$1<redacted>');
+}
+
+/** A unified diff of the body for people; headers (revision lines) are left out. */
+export function fileDiff(change: FileChange, current: string | undefined, maxLines = 200): string {
+  if (change.action === 'unchanged') return '';
+  const before = current === undefined ? '' : redactSecrets(splitManagedText(current).body);
+  const after = redactSecrets(change.rendered.body);
+  const patch = createTwoFilesPatch(`a/${change.path}`, `b/${change.path}`, before, after, '', '', { context: 2 });
+  const lines = patch.split('\n').filter((l) => !l.startsWith('====='));
+  if (lines.length <= maxLines) return lines.join('\n');
+  return [...lines.slice(0, maxLines), `... ${lines.length - maxLines} more diff lines`].join('\n');
+}

@@ -1,0 +1,68 @@
+/**
+ * A writer for Asterisk's config syntax (asterisk.conf(5): `[section]`, `key=value`, `;` comments).
+ *
+ * The schema already keeps YAML values to safe characters. This writer checks every line again
+ * and throws rather than emit text that could open a section, start a comment, continue onto a
+ * new line or form a directive (`#include`, `#exec`): defence in depth, so that a future field
+ * added to the schema without a pattern cannot become an injection.
+ */
+export class UnsafeConfigValueError extends Error {
+  constructor(readonly what: string, readonly value: string) {
+    super(`refusing to render ${what} ${JSON.stringify(value)}: it could inject Asterisk configuration`);
+  }
+}
+
+const CONTROL = /[\u0000-\u001f\u007f]/;
+const SECTION_NAME = /^[A-Za-z0-9][A-Za-z0-9_.-]*$/;
+const KEY = /^[a-z][a-z0-9_]*$/;
+
+function checkValue(key: string, value: string): void {
+  // `;` starts a comment anywhere in a line unless escaped; we never need one in a value.
+  if (CONTROL.test(value) || value.includes(';') || /^\s*[[#]/.test(value)) {
+    throw new UnsafeConfigValueError(`the value of ${key}`, value);
+  }
+}
+
+export class ConfText {
+  private readonly lines: string[] = [];
+
+  comment(text: string): this {
+    if (CONTROL.test(text)) throw new UnsafeConfigValueError('a comment', text);
+    this.lines.push(text === '' ? ';' : `; ${text}`);
+    return this;
+  }
+
+  section(name: string, comment?: string): this {
+    if (!SECTION_NAME.test(name)) throw new UnsafeConfigValueError('the section name', name);
+    if (this.lines.length > 0 && this.lines[this.lines.length - 1] !== '') this.lines.push('');
+    if (comment !== undefined) this.comment(comment);
+    this.lines.push(`[${name}]`);
+    return this;
+  }
+
+  /** `key=value`. */
+  set(key: string, value: string | number): this {
+    if (!KEY.test(key)) throw new UnsafeConfigValueError('the option name', key);
+    const text = String(value);
+    checkValue(key, text);
+    this.lines.push(`${key}=${text}`);
+    return this;
+  }
+
+  /** `key => value`, the form extensions.conf and voicemail.conf use. */
+  arrow(key: string, value: string): this {
+    if (!/^[A-Za-z0-9*#+_-]+$/.test(key)) throw new UnsafeConfigValueError('the key', key);
+    checkValue(key, value);
+    this.lines.push(`${key} => ${value}`);
+    return this;
+  }
+
+  blank(): this {
+    this.lines.push('');
+    return this;
+  }
+
+  toString(): string {
+    return this.lines.join('\n') + '\n';
+  }
+}

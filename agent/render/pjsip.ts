@@ -1,0 +1,76 @@
+/**
+ * pjsip.conf: transports, and an endpoint + auth + aor per enabled extension.
+ *
+ * The NAT settings below are what make phones behind NAT and 4G/5G CGNAT work against an EC2
+ * instance with an Elastic IP. They are not options in the YAML: they come out the same every time.
+ */
+import type { ResolvedState } from '../model.js';
+import { ConfText } from './conf-text.js';
+
+export function renderPjsipConf(state: ResolvedState): string {
+  const conf = new ConfText();
+  const { network } = state;
+
+  conf.comment('Transports. Phones outside local_net get external_* in SIP headers and SDP, so media');
+  conf.comment('comes back to the Elastic IP instead of the private address (one-way audio otherwise).');
+  for (const t of network.transports) {
+    conf.section(t.name);
+    conf.set('type', 'transport');
+    conf.set('protocol', t.protocol);
+    conf.set('bind', `${t.bind}:${t.port}`);
+    if (t.protocol === 'tls') {
+      conf.set('cert_file', t.certFile!);
+      conf.set('priv_key_file', t.privKeyFile!);
+      conf.set('method', 'tlsv1_2');
+    }
+    conf.set('external_media_address', network.externalAddress);
+    conf.set('external_signaling_address', network.externalAddress);
+    for (const net of network.localNets) conf.set('local_net', net);
+  }
+
+  const profiles = new Map(state.codecProfiles.map((p) => [p.name, p]));
+  for (const ext of state.extensions) {
+    const profile = profiles.get(ext.codecProfile)!;
+
+    conf.section(ext.number);
+    conf.set('type', 'endpoint');
+    conf.set('context', ext.context);
+    if (ext.name !== undefined) conf.set('callerid', `"${ext.name}" <${ext.number}>`);
+    else conf.set('callerid', `<${ext.number}>`);
+    // Repeated allow= lines accumulate; disallow=all first so nothing from a default sneaks in.
+    conf.set('disallow', 'all');
+    for (const codec of profile.audio) conf.set('allow', codec);
+    for (const codec of profile.video) conf.set('allow', codec);
+    if (profile.maxVideoStreams > 0) conf.set('max_video_streams', profile.maxVideoStreams);
+    // Asterisk's defaults (direct_media=yes, rtp_symmetric=no, rewrite_contact=no) assume
+    // phones and PBX on one LAN. Behind NAT: keep media through Asterisk, send it back where it
+    // came from, answer to the source port, and remember the NAT's address as the contact.
+    conf.set('direct_media', 'no');
+    conf.set('rtp_symmetric', 'yes');
+    conf.set('force_rport', 'yes');
+    conf.set('rewrite_contact', 'yes');
+    if (state.rtp.ice) conf.set('ice_support', 'yes');
+    conf.set('dtmf_mode', 'rfc4733');
+    conf.set('aors', ext.number);
+    conf.set('auth', ext.number);
+    if (ext.voicemail) conf.set('mailboxes', `${ext.number}@pbx-agent`);
+
+    conf.section(ext.number);
+    conf.set('type', 'auth');
+    // md5 (not userpass): the password itself never reaches a file Asterisk reads.
+    // auth_type=md5 / md5_cred are the 20.6 names; 20.12+ keeps them as aliases.
+    conf.set('auth_type', 'md5');
+    conf.set('username', ext.number);
+    conf.set('realm', state.realm);
+    conf.set('md5_cred', ext.credential.hash);
+
+    conf.section(ext.number);
+    conf.set('type', 'aor');
+    // max_contacts defaults to 0, which refuses every REGISTER. remove_existing lets a new
+    // device replace the oldest registration instead of being refused.
+    conf.set('max_contacts', ext.maxContacts);
+    conf.set('remove_existing', 'yes');
+    conf.set('qualify_frequency', ext.qualifySeconds);
+  }
+  return conf.toString();
+}

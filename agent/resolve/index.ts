@@ -1,0 +1,89 @@
+/**
+ * resolve: fill in what comes from the host. Named secrets are read and turned into md5
+ * digests, plain passwords likewise, and `external_address: auto` becomes the Elastic IP.
+ * After this stage no password exists in the state, only digests.
+ */
+import { createHash } from 'node:crypto';
+import type { ConfigIssue } from '../load/issues.js';
+import { passwordWeakness } from '../load/password-policy.js';
+import type { DesiredExtension, DesiredState, ResolvedState } from '../model.js';
+import type { SecretStore } from './secrets.js';
+
+export { DirectorySecretStore, DEFAULT_SECRETS_DIR, type SecretStore } from './secrets.js';
+
+export interface HostFacts {
+  secrets: SecretStore;
+  /**
+   * The Elastic IP associated with this instance, for `external_address: auto`, or why it
+   * cannot be known (not on EC2, no Elastic IP associated, ...).
+   */
+  elasticIp(): Promise<{ address: string } | { problem: string }>;
+}
+
+/**
+ * md5_cred as res_pjsip checks it: md5("username:realm:password"), lowercase hex
+ * (docs.asterisk.org, res_pjsip auth `md5_cred`).
+ */
+export function md5Credential(username: string, realm: string, password: string): string {
+  return createHash('md5').update(`${username}:${realm}:${password}`).digest('hex');
+}
+
+function issueFor(ext: DesiredExtension, field: string, message: string): ConfigIssue {
+  return { severity: 'error', file: ext.source.file, line: ext.source.line, column: ext.source.column, field, message };
+}
+
+export async function resolveDesiredState(
+  state: DesiredState,
+  host: HostFacts,
+): Promise<{ resolved?: ResolvedState; issues: ConfigIssue[] }> {
+  const issues: ConfigIssue[] = [];
+
+  let externalAddress = state.network.externalAddress;
+  if (externalAddress === 'auto') {
+    const eip = await host.elasticIp();
+    if ('problem' in eip) {
+      issues.push({
+        severity: 'error',
+        file: 'pbx.yaml',
+        line: 0,
+        column: 0,
+        field: 'network.external_address',
+        message: `is "auto" but the Elastic IP cannot be used: ${eip.problem}`,
+      });
+    } else {
+      externalAddress = eip.address;
+    }
+  }
+
+  const extensions: ResolvedState['extensions'] = [];
+  for (const ext of state.extensions) {
+    const c = ext.credential;
+    let hash: string | undefined;
+    if (c.kind === 'md5') {
+      hash = c.hash;
+    } else if (c.kind === 'password') {
+      hash = md5Credential(ext.number, state.realm, c.password);
+    } else {
+      const got = await host.secrets.read(c.name);
+      if ('problem' in got) {
+        issues.push(issueFor(ext, 'secret', `secret "${c.name}" for extension ${ext.number}: ${got.problem}`));
+      } else {
+        const weakness = passwordWeakness(got.value, ext.number);
+        if (weakness) {
+          issues.push(
+            issueFor(ext, 'secret', `the password in secret "${c.name}" for extension ${ext.number} ${weakness}; use at least 12 characters mixing letters and digits`),
+          );
+        } else {
+          hash = md5Credential(ext.number, state.realm, got.value);
+        }
+      }
+    }
+    if (hash !== undefined) extensions.push({ ...ext, credential: { kind: 'md5', hash } });
+  }
+
+  if (issues.length > 0) return { issues };
+  return {
+    resolved: { ...state, network: { ...state.network, externalAddress }, extensions },
+    issues,
+  };
+}
