@@ -68,10 +68,12 @@ export function checkSite(site: SiteFileData, parsed: ParsedYaml): ConfigIssue[]
 
   // external_address: the address put into SDP. A private one means one-way audio for every phone
   // outside the VPC.
+  let externalIsPublic = network.external_address !== 'auto';
   if (network.external_address !== 'auto') {
     const ext = network.external_address;
     const block = NON_PUBLIC.find(([cidr]) => inCidr(ext, cidr));
     if (block) {
+      externalIsPublic = false;
       issues.push(
         issueAt(
           parsed,
@@ -92,7 +94,7 @@ export function checkSite(site: SiteFileData, parsed: ParsedYaml): ConfigIssue[]
           { found: cidr },
         ),
       );
-    } else if (network.external_address !== 'auto' && inCidr(network.external_address, cidr)) {
+    } else if (externalIsPublic && inCidr(network.external_address, cidr)) {
       issues.push(
         issueAt(parsed, ['network', 'local_net', i], `contains the external address ${network.external_address}; local_net must list only the VPC's private range`, {
           found: cidr,

@@ -104,6 +104,11 @@ async function listYamlFiles(root: string, dirRel: string, depth: number, out: s
   for (const entry of entries) {
     if (entry.name.startsWith('.')) continue;
     const rel = `${dirRel}/${entry.name}`;
+    // A line break in a file name would break every message that names the file.
+    if (/[\u0000-\u001f\u007f]/.test(entry.name)) {
+      issues.push(fileIssue(JSON.stringify(rel), 'has control characters in its name; rename it'));
+      continue;
+    }
     // Directory symlinks are not followed: a link could lead anywhere, including into a loop.
     if (entry.isDirectory()) await listYamlFiles(root, rel, depth + 1, out, issues);
     else if (/\.ya?ml$/i.test(entry.name)) {

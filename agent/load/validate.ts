@@ -132,10 +132,24 @@ export function validateFile<S extends z.ZodType>(
           column: pos.column,
           field: fieldPath([...path, key]),
           message: suggestion
-            ? `unknown field "${key}"; did you mean "${suggestion}"?`
-            : `unknown field "${key}"; expected one of: ${allowed.join(', ')}`,
+            ? `unknown field ${JSON.stringify(key)}; did you mean "${suggestion}"?`
+            : `unknown field ${JSON.stringify(key)}; expected one of: ${allowed.join(', ')}`,
         });
       }
+      continue;
+    }
+    if (iss.code === 'invalid_key') {
+      // A map key that is not a valid name (codec profile, context): point at the key itself.
+      const pos = locate(parsed, path, true);
+      const key = String(path[path.length - 1]);
+      issues.push({
+        severity: 'error',
+        file: parsed.file,
+        line: pos.line,
+        column: pos.column,
+        field: fieldPath(path),
+        message: `${JSON.stringify(key)} is not a valid name: ${iss.issues[0]?.message ?? 'invalid name'}`,
+      });
       continue;
     }
     const pos = locate(parsed, path);
@@ -147,7 +161,7 @@ export function validateFile<S extends z.ZodType>(
       line: pos.line,
       column: pos.column,
       field: fieldPath(path),
-      message: value === undefined && iss.code === 'invalid_type' ? `is missing: ${iss.message}` : iss.message,
+      message: value === undefined ? `is missing: ${iss.message}` : iss.message,
     };
     if (value !== undefined && !sensitive) issue.found = describeFound(value);
     issues.push(issue);

@@ -121,11 +121,12 @@ export function locate(parsed: ParsedYaml, path: readonly PropertyKey[], keyOf =
     const key = path[i];
     if (isMap(node)) {
       const pair = node.items.find((p) => isPair(p) && isScalar(p.key) && String(p.key.value) === String(key));
+      // A missing field is reported where its map is introduced (`network:`), not at a sibling.
       if (!pair) return best;
-      if (keyOf && i === path.length - 1) return position(parsed, pair.key as Node) ?? best;
-      best = position(parsed, pair.key as Node) ?? best;
+      const keyPos = position(parsed, pair.key as Node) ?? best;
+      if (keyOf && i === path.length - 1) return keyPos;
       node = pair.value;
-      best = position(parsed, node as Node) ?? best;
+      best = i === path.length - 1 ? (position(parsed, node as Node) ?? keyPos) : keyPos;
     } else if (isSeq(node) && typeof key === 'number') {
       node = node.items[key];
       if (node === undefined) return best;
