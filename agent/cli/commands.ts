@@ -101,7 +101,9 @@ export async function renderCommand(opts: RenderOptions, io: Io): Promise<number
   }
   printIssues(io, outcome.issues);
   const { extensions, disabled } = outcome.summary;
-  io.out(`Rendered ${opts.dir} (revision ${revision}, ${extensions} extensions${disabled ? `, ${disabled} disabled` : ''}) into ${store.root}`);
+  io.out(
+    `Rendered ${opts.dir} (revision ${revision}, ${extensions} extension${extensions === 1 ? '' : 's'}${disabled ? `, ${disabled} disabled` : ''}) into ${store.root}`,
+  );
   const width = Math.max(...plan.files.map((f) => f.path.length));
   for (const f of plan.files) io.out(`  ${f.action.padEnd(9)} ${f.path.padEnd(width)}  ${f.module}`);
   if (opts.diff) {
@@ -124,7 +126,6 @@ export function schemaCommand(which: string, io: Io): number {
   if (!schema) throw new UsageError(`schema: expected "pbx" or "extensions", got ${JSON.stringify(which)}`);
   const json = z.toJSONSchema(schema, { io: 'input', unrepresentable: 'any' });
   const titled = {
-    $id: `https://pbx-agent.invalid/schemas/${which}.schema.json`,
     title: which === 'pbx' ? 'pbx-agent pbx.yaml' : 'pbx-agent extensions file',
     ...json,
   };

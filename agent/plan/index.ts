@@ -2,6 +2,7 @@
  * plan: compare the rendered files with what is on disk and decide what to write and which
  * Asterisk modules to reload. Pure. Nothing changed → nothing written, nothing reloaded.
  */
+import { createHash } from 'node:crypto';
 import { createTwoFilesPatch } from 'diff';
 import { splitManagedText, type AsteriskModule, type RenderedFile } from '../render/index.js';
 
@@ -42,9 +43,15 @@ export function planChanges(rendered: readonly RenderedFile[], onDisk: ReadonlyM
   return { files, reloads, changed: reloads.length > 0 };
 }
 
-/** Credentials are hashes, but still never shown in a diff that may end up in a log. */
+/**
+ * Credentials are hashes, but still never shown in a diff that may end up in a log. A short
+ * fingerprint stays, so that a changed credential still shows up as a changed line.
+ */
 export function redactSecrets(text: string): string {
-  return text.replace(/^(\s*(?:md5_cred|password)\s*=).*$/gm, '$1<redacted>');
+  return text.replace(
+    /^(\s*(?:md5_cred|password)\s*=)(.*)$/gm,
+    (_m, key: string, value: string) => `${key}<redacted ${createHash('sha256').update(value).digest('hex').slice(0, 8)}>`,
+  );
 }
 
 /** A unified diff of the body for people; headers (revision lines) are left out. */

@@ -1,0 +1,185 @@
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { readFile, stat } from 'node:fs/promises';
+import path from 'node:path';
+import { Readable } from 'node:stream';
+import { main } from '../agent/cli/main.js';
+import type { Io } from '../agent/cli/output.js';
+import { md5Credential } from '../agent/resolve/index.js';
+import { BASE_EXTENSIONS, BASE_PBX, edit, makeRepo, removeTempRepos, tempDir } from './support/config-repo.js';
+
+async function run(args: string[], stdin = '') {
+  let out = '';
+  let err = '';
+  const io: Io = { out: (t) => (out += t.endsWith('\n') ? t : `${t}\n`), err: (t) => (err += t.endsWith('\n') ? t : `${t}\n`) };
+  const code = await main(args, io, Readable.from([stdin]));
+  return { code, out, err };
+}
+
+/** The real CLI as a child process, for what only a process shows: exit codes of usage errors. */
+function runProcess(args: string[]) {
+  const r = spawnSync(process.execPath, ['--import', 'tsx', 'agent/cli/main.ts', ...args], { encoding: 'utf8' });
+  return { code: r.status, out: r.stdout, err: r.stderr };
+}
+
+const INVALID = { 'pbx.yaml': BASE_PBX, 'extensions/a.yaml': edit(BASE_EXTENSIONS, '"1001"', '"10a1"') };
+
+describe('cli', () => {
+  after(removeTempRepos);
+
+  describe('validate', () => {
+    it('accepts the example repo with exit 0 and a one-line summary', async () => {
+      const r = await run(['validate', 'examples/config-repo']);
+      assert.equal(r.code, 0);
+      assert.equal(r.out, 'examples/config-repo: valid: 4 extensions (+1 disabled)\n');
+      assert.equal(r.err, '');
+    });
+
+    it('lists each problem on stderr and exits 1', async () => {
+      const dir = await makeRepo(INVALID);
+      const r = await run(['validate', dir]);
+      assert.equal(r.code, 1);
+      assert.equal(
+        r.err,
+        'extensions/a.yaml:2:13: extensions[0].number: expected an extension number of 2 to 12 digits, e.g. "1001", found "10a1"\n' +
+          `${dir}: invalid: 1 error, 0 warnings; nothing was rendered or applied\n`,
+      );
+    });
+
+    it('gives machines JSON with every issue located', async () => {
+      const r = await run(['validate', await makeRepo(INVALID), '--json']);
+      assert.equal(r.code, 1);
+      const json = JSON.parse(r.out);
+      assert.equal(json.ok, false);
+      assert.deepEqual(json.errors, [
+        {
+          severity: 'error',
+          file: 'extensions/a.yaml',
+          line: 2,
+          column: 13,
+          field: 'extensions[0].number',
+          message: 'expected an extension number of 2 to 12 digits, e.g. "1001"',
+          found: '"10a1"',
+        },
+      ]);
+      assert.deepEqual(json.warnings, []);
+    });
+  });
+
+  describe('render', () => {
+    it('writes the managed files with the layout of /etc/asterisk, readable by owner and group only', async () => {
+      const out = await tempDir();
+      const r = await run(['render', 'examples/config-repo', '--out', out, '--revision', 'r1']);
+      assert.equal(r.code, 0, r.err);
+      assert.equal(
+        r.out,
+        `Rendered examples/config-repo (revision r1, 4 extensions, 1 disabled) into ${out}\n` +
+          '  create    pbx-agent/pjsip.conf       res_pjsip\n' +
+          '  create    pbx-agent/extensions.conf  pbx_config\n' +
+          '  create    pbx-agent/voicemail.conf   app_voicemail\n' +
+          '  create    rtp.conf                   res_rtp_asterisk\n' +
+          'Asterisk would reload: res_rtp_asterisk, res_pjsip, app_voicemail, pbx_config\n',
+      );
+      for (const rel of ['pbx-agent/pjsip.conf', 'pbx-agent/extensions.conf', 'pbx-agent/voicemail.conf', 'rtp.conf']) {
+        assert.equal((await stat(path.join(out, rel))).mode & 0o777, 0o640, rel);
+      }
+      assert.equal(
+        await readFile(path.join(out, 'rtp.conf'), 'utf8'),
+        await readFile('test/golden/example/rtp.conf', 'utf8').then((t) => t.replace('revision golden', 'revision r1')),
+      );
+    });
+
+    it('writes nothing and reloads nothing the second time, even for a new revision', async () => {
+      const out = await tempDir();
+      await run(['render', 'examples/config-repo', '--out', out, '--revision', 'r1']);
+      const before = await stat(path.join(out, 'pbx-agent/pjsip.conf'));
+      const r = await run(['render', 'examples/config-repo', '--out', out, '--revision', 'r2', '--json']);
+      assert.equal(r.code, 0);
+      const json = JSON.parse(r.out);
+      assert.deepEqual(json.files.map((f: { action: string }) => f.action), ['unchanged', 'unchanged', 'unchanged', 'unchanged']);
+      assert.deepEqual(json.reloads, []);
+      const after = await stat(path.join(out, 'pbx-agent/pjsip.conf'));
+      assert.equal(after.mtimeMs, before.mtimeMs);
+      assert.equal(after.ino, before.ino);
+    });
+
+    it('shows a diff of what changes, with credentials redacted', async () => {
+      const out = await tempDir();
+      const first = await makeRepo({ 'pbx.yaml': BASE_PBX, 'extensions/a.yaml': BASE_EXTENSIONS });
+      await run(['render', first, '--out', out]);
+      const second = await makeRepo({
+        'pbx.yaml': BASE_PBX,
+        'extensions/a.yaml': edit(BASE_EXTENSIONS, 'md5: 0123456789abcdef0123456789abcdef', 'md5: ffffffffffffffffffffffffffffffff\n    max_contacts: 5'),
+      });
+      const r = await run(['render', second, '--out', out, '--diff']);
+      assert.equal(r.code, 0);
+      assert.match(r.out, /^-max_contacts=3$/m);
+      assert.match(r.out, /^\+max_contacts=5$/m);
+      assert.match(r.out, /^-md5_cred=<redacted [0-9a-f]{8}>$/m);
+      assert.match(r.out, /^\+md5_cred=<redacted [0-9a-f]{8}>$/m);
+      assert.ok(!r.out.includes('ffffffff') && !r.out.includes('0123456789abcdef'));
+      assert.match(r.out, /Asterisk would reload: res_pjsip\n$/);
+    });
+
+    it('writes nothing at all from an invalid repo and exits 1', async () => {
+      const out = await tempDir();
+      const r = await run(['render', await makeRepo(INVALID), '--out', out]);
+      assert.equal(r.code, 1);
+      assert.equal(await readFile(path.join(out, 'rtp.conf'), 'utf8').catch(() => 'absent'), 'absent');
+    });
+
+    it('needs --external-address for external_address: auto when not on EC2, and uses it', async () => {
+      const repo = await makeRepo({ 'pbx.yaml': edit(BASE_PBX, 'external_address: 203.0.113.10', 'external_address: auto'), 'extensions/a.yaml': BASE_EXTENSIONS });
+      const out = await tempDir();
+      const refused = await run(['render', repo, '--out', out]);
+      assert.equal(refused.code, 1);
+      assert.match(refused.err, /^pbx\.yaml: network\.external_address: is "auto" but the Elastic IP cannot be used: no Elastic IP was given; pass --external-address IP to render with it$/m);
+      const ok = await run(['render', repo, '--out', out, '--external-address', '198.51.100.7']);
+      assert.equal(ok.code, 0, ok.err);
+      assert.match(await readFile(path.join(out, 'pbx-agent/pjsip.conf'), 'utf8'), /^external_media_address=198\.51\.100\.7$/m);
+    });
+  });
+
+  describe('schema', () => {
+    it('prints the JSON Schema that is committed for editors, for pbx.yaml and for extension files', async () => {
+      for (const which of ['pbx', 'extensions']) {
+        const r = await run(['schema', which]);
+        assert.equal(r.code, 0);
+        assert.equal(r.out, await readFile(`schemas/${which}.schema.json`, 'utf8'), `schemas/${which}.schema.json is stale: npm run schema:write`);
+        assert.equal(JSON.parse(r.out).additionalProperties, false);
+      }
+    });
+  });
+
+  describe('md5', () => {
+    it('prints the md5 credential of a password read from stdin', async () => {
+      const r = await run(['md5', '1001'], 'k7-Hq2mVx93Lp\n');
+      assert.equal(r.code, 0);
+      assert.equal(r.out, `md5: ${md5Credential('1001', 'asterisk', 'k7-Hq2mVx93Lp')}\n`);
+    });
+    it('refuses a weak password', async () => {
+      const r = await run(['md5', '1001'], 'secret\n');
+      assert.equal(r.code, 1);
+      assert.equal(r.err, 'md5: the password is shorter than 12 characters; use at least 12 characters mixing letters and digits\n');
+    });
+  });
+
+  describe('as a process', () => {
+    it('exits 2 with a hint on usage errors', () => {
+      const unknown = runProcess(['deploy']);
+      assert.equal(unknown.code, 2);
+      assert.equal(unknown.err, 'pbx-agent: unknown command "deploy"; see pbx-agent --help\nRun pbx-agent --help for usage.\n');
+      const noOut = runProcess(['render', 'examples/config-repo']);
+      assert.equal(noOut.code, 2);
+      assert.match(noOut.err, /render: --out OUT is required/);
+      const badFlag = runProcess(['validate', '--frobnicate']);
+      assert.equal(badFlag.code, 2);
+      assert.match(badFlag.err, /Unknown option '--frobnicate'/);
+    });
+    it('prints help with exit 0', () => {
+      const r = runProcess(['--help']);
+      assert.equal(r.code, 0);
+      assert.match(r.out, /^ {2}pbx-agent validate \[DIR\] \[--json\]$/m);
+    });
+  });
+});
