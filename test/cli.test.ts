@@ -78,6 +78,8 @@ describe('cli', () => {
           '  create    pbx-agent/extensions.conf  pbx_config\n' +
           '  create    pbx-agent/voicemail.conf   app_voicemail\n' +
           '  create    rtp.conf                   res_rtp_asterisk\n' +
+          'Extensions: added 1001 1002 1003 2001; changed -; removed -\n' +
+          'Needs an Asterisk restart, a reload is not enough: transport transport-udp is new\n' +
           'Asterisk would reload: res_rtp_asterisk, res_pjsip, app_voicemail, pbx_config\n',
       );
       for (const rel of ['pbx-agent/pjsip.conf', 'pbx-agent/extensions.conf', 'pbx-agent/voicemail.conf', 'rtp.conf']) {

@@ -91,6 +91,8 @@ export async function renderCommand(opts: RenderOptions, io: Io): Promise<number
           summary: outcome.summary,
           files: plan.files.map((f) => ({ path: f.path, module: f.module, action: f.action, bodySha256: f.rendered.bodyHash })),
           reloads: plan.reloads,
+          extensions: plan.extensions,
+          restartReasons: plan.restartReasons,
           ...issuesJson(outcome.issues),
         },
         null,
@@ -112,6 +114,12 @@ export async function renderCommand(opts: RenderOptions, io: Io): Promise<number
       if (diff) io.out(diff);
     }
   }
+  const { added, changed, removed } = plan.extensions;
+  if (added.length + changed.length + removed.length > 0) {
+    const list = (xs: string[]) => (xs.length > 8 ? `${xs.slice(0, 8).join(' ')} ... (${xs.length})` : xs.join(' ') || '-');
+    io.out(`Extensions: added ${list(added)}; changed ${list(changed)}; removed ${list(removed)}`);
+  }
+  for (const reason of plan.restartReasons) io.out(`Needs an Asterisk restart, a reload is not enough: ${reason}`);
   io.out(
     plan.changed
       ? `Asterisk would reload: ${plan.reloads.join(', ')}`

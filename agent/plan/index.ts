@@ -5,6 +5,7 @@
 import { createHash } from 'node:crypto';
 import { createTwoFilesPatch } from 'diff';
 import { splitManagedText, type AsteriskModule, type RenderedFile } from '../render/index.js';
+import { diffPjsipObjects } from './objects.js';
 
 export type FileAction = 'create' | 'update' | 'unchanged';
 
@@ -20,6 +21,10 @@ export interface ReloadPlan {
   files: FileChange[];
   /** Modules to reload, in a fixed order: transports and endpoints first, dialplan after. */
   reloads: AsteriskModule[];
+  /** Extensions added, changed and removed in pjsip.conf. */
+  extensions: { added: string[]; changed: string[]; removed: string[] };
+  /** Why a reload is not enough and Asterisk must restart for the change to take; empty if it is. */
+  restartReasons: string[];
   changed: boolean;
 }
 
@@ -40,7 +45,13 @@ export function planChanges(rendered: readonly RenderedFile[], onDisk: ReadonlyM
   });
   const modules = new Set(files.filter((f) => f.action !== 'unchanged').map((f) => f.module));
   const reloads = RELOAD_ORDER.filter((m) => modules.has(m));
-  return { files, reloads, changed: reloads.length > 0 };
+
+  const pjsip = files.find((f) => f.module === 'res_pjsip' && f.action !== 'unchanged');
+  const objects = pjsip
+    ? diffPjsipObjects(splitManagedText(onDisk.get(pjsip.path) ?? '').body, pjsip.rendered.body)
+    : { added: [], changed: [], removed: [], restartReasons: [] };
+  const { restartReasons, ...extensions } = objects;
+  return { files, reloads, extensions, restartReasons, changed: reloads.length > 0 };
 }
 
 /**
