@@ -4,12 +4,23 @@
  */
 import type { AudioCodec, VideoCodec } from './render/codecs.js';
 
-/** Where a thing was written, for messages that point the operator at the YAML. */
+/**
+ * Where a thing was written, for messages that point the operator at the YAML. Line and column
+ * are looked up only when a message needs them (LoadResult.locate): finding them means parsing
+ * the file a second, slower way.
+ */
 export interface SourceRef {
   file: string;
+  /** The field path inside the file, e.g. ['extensions', 3]. */
+  path: (string | number)[];
+}
+
+export interface Position {
   line: number;
   column: number;
 }
+
+export type Locate = (ref: SourceRef) => Position;
 
 export type Protocol = 'udp' | 'tcp' | 'tls';
 

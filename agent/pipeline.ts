@@ -27,7 +27,7 @@ export async function renderConfigRepo(repoDir: string, host: HostFacts, revisio
   const timings = { read: t1 - t0, load: t2 - t1, resolve: 0, render: 0 };
   if (!loaded.state) return { issues: loaded.issues, summary: loaded.summary, timings };
 
-  const { resolved, issues: resolveIssues } = await resolveDesiredState(loaded.state, host);
+  const { resolved, issues: resolveIssues } = await resolveDesiredState(loaded.state, host, loaded.locate);
   const t3 = performance.now();
   timings.resolve = t3 - t2;
   const issues = [...loaded.issues, ...resolveIssues];

@@ -41,6 +41,18 @@ describe('load: the config repo contract', () => {
     assert.deepEqual([b!.maxContacts, b!.codecProfile, b!.ringSeconds], [5, 'video', 45]);
   });
 
+  it('reads a file the same whether or not it needs the careful parser (anchors force it)', async () => {
+    const body = `  - { number: "1001", name: Alice Example, md5: ${'a'.repeat(32)}, voicemail: { email: a@example.com } }\n  - { number: "1002", md5: ${'b'.repeat(32)}, enabled: false }\n`;
+    const plain = await load({ 'pbx.yaml': BASE_PBX, 'extensions/a.yaml': `extensions:\n${body}` });
+    const anchored = await load({ 'pbx.yaml': BASE_PBX, 'extensions/a.yaml': `x-unused: &anchor 1\nextensions:\n${body}` });
+    assert.deepEqual(anchored.issues.map(formatIssue), [
+      'extensions/a.yaml:1:1: x-unused: unknown field "x-unused"; expected one of: extensions',
+    ]);
+    const careful = await load({ 'pbx.yaml': BASE_PBX, 'extensions/a.yaml': `extensions:\n${body}  - { number: "1003", md5: ${'c'.repeat(32)}, name: "R&D" }\n` });
+    assert.deepEqual(careful.issues, []);
+    assert.deepEqual(careful.state!.extensions.slice(0, 1), plain.state!.extensions);
+  });
+
   it('keeps an unquoted extension number exactly as written (0100 stays 0100, not 100)', async () => {
     const result = await load(ext('"1001"', '0100'));
     assert.deepEqual(result.issues, []);

@@ -2,7 +2,7 @@
  * load: config repo snapshot → DesiredState, or every problem found, located. Pure.
  */
 import { ExtensionsFile, SiteFile, type SiteFileData } from '../../schemas/config-repo.js';
-import type { Credential, DesiredExtension, DesiredState, DesiredTransport, Protocol } from '../model.js';
+import type { Credential, DesiredExtension, DesiredState, DesiredTransport, Locate, Protocol } from '../model.js';
 import { checkExtensions, checkSite, type ExtensionEntry } from './cross-check.js';
 import { hasErrors, sortIssues, type ConfigIssue } from './issues.js';
 import type { RepoSnapshot } from './read-repo.js';
@@ -19,6 +19,8 @@ export interface LoadResult {
   issues: ConfigIssue[];
   /** What was read, for one-line summaries. */
   summary: { files: number; extensions: number; disabled: number };
+  /** Line and column of a SourceRef in the state, for later stages' messages. */
+  locate: Locate;
 }
 
 const PROTOCOLS: Protocol[] = ['udp', 'tcp', 'tls'];
@@ -45,7 +47,6 @@ function buildState(site: SiteFileData, entries: ExtensionEntry[]): DesiredState
   const extensions: DesiredExtension[] = [];
   for (const { data, parsed, path } of entries) {
     if (!data.enabled) continue;
-    const pos = locate(parsed, path);
     const ext: DesiredExtension = {
       number: data.number,
       credential: credentialOf(data),
@@ -55,7 +56,7 @@ function buildState(site: SiteFileData, entries: ExtensionEntry[]): DesiredState
       maxContacts: data.max_contacts ?? site.defaults.max_contacts,
       ringSeconds: data.ring_seconds ?? site.defaults.ring_seconds,
       qualifySeconds: data.qualify_seconds ?? site.defaults.qualify_seconds,
-      source: { file: parsed.file, line: pos.line, column: pos.column },
+      source: { file: parsed.file, path },
     };
     if (data.name !== undefined) ext.name = data.name;
     if (data.voicemail !== undefined && data.voicemail !== false) {
@@ -139,6 +140,13 @@ export function loadDesiredState(snapshot: RepoSnapshot): LoadResult {
     issues.push(...checkExtensions(site, siteParsed, entries));
   }
 
+  const byFile = new Map<string, ParsedYaml>(entries.map((e) => [e.parsed.file, e.parsed]));
+  if (siteParsed) byFile.set(siteParsed.file, siteParsed);
+  const locateRef: Locate = (ref) => {
+    const parsed = byFile.get(ref.file);
+    return parsed ? locate(parsed, ref.path) : { line: 0, column: 0 };
+  };
+
   const sorted = sortIssues(issues);
   const disabled = entries.filter((e) => !e.data.enabled).length;
   const summary = {
@@ -146,6 +154,6 @@ export function loadDesiredState(snapshot: RepoSnapshot): LoadResult {
     extensions: entries.length - disabled,
     disabled,
   };
-  if (hasErrors(sorted) || !site) return { issues: sorted, summary };
-  return { state: buildState(site, entries), issues: sorted, summary };
+  if (hasErrors(sorted) || !site) return { issues: sorted, summary, locate: locateRef };
+  return { state: buildState(site, entries), issues: sorted, summary, locate: locateRef };
 }

@@ -1,7 +1,10 @@
 /**
- * YAML parsing that keeps positions, so that any field path can be mapped back to file:line:col.
+ * YAML parsing: plain data fast, and positions when a message needs them, so that any field path
+ * can be mapped back to file:line:col.
  */
+import { CORE_SCHEMA, load as loadYaml } from 'js-yaml';
 import { isMap, isPair, isScalar, isSeq, LineCounter, parseDocument, visit, type Document, type Node } from 'yaml';
+import type { Position } from '../model.js';
 import type { ConfigIssue } from './issues.js';
 import type { RepoFile } from './read-repo.js';
 
@@ -13,15 +16,13 @@ const MAX_ALIAS_COUNT = 100;
 
 export interface ParsedYaml {
   file: string;
-  doc: Document;
-  lineCounter: LineCounter;
-  /** The plain data, or undefined if the document could not be parsed. */
+  /** The plain data. */
   data: unknown;
-}
-
-export interface Position {
-  line: number;
-  column: number;
+  /**
+   * The document with node positions, parsed on first use: it is only needed to say where a
+   * problem is, and parsing with positions costs ten times more than parsing for data.
+   */
+  positioned(): { doc: Document; lineCounter: LineCounter };
 }
 
 /** Keys whose scalar values must stay text even when YAML would read them as numbers (`0100`). */
@@ -33,9 +34,68 @@ function firstLine(message: string): string {
   return message.split('\n')[0]!.replace(/ at line \d+, column \d+:?$/, '');
 }
 
-export function parseYaml(file: RepoFile): { parsed?: ParsedYaml; issues: ConfigIssue[] } {
+/**
+ * The fast path: js-yaml reads plain data about ten times faster than `yaml` builds a positioned
+ * document (10,000 extensions: ~40 ms against ~500 ms). It is taken only where both give the same
+ * data and nothing needs the careful path: no anchors or aliases (js-yaml shares aliased nodes
+ * instead of bounding their expansion), no parse error (`yaml` words and locates those), and no
+ * unquoted extension number (only the positioned parse keeps `0100` as written). Both use the
+ * YAML 1.2 core schema, so `no` stays a string and dates stay text.
+ */
+function parseFast(file: RepoFile): unknown | typeof NOT_FAST {
+  if (/[&*]/.test(file.text)) return NOT_FAST;
+  let data: unknown;
+  try {
+    data = loadYaml(file.text, { schema: CORE_SCHEMA, json: false });
+  } catch {
+    return NOT_FAST;
+  }
+  if (hasNumericTextField(data)) return NOT_FAST;
+  return data;
+}
+const NOT_FAST = Symbol('not-fast');
+
+function hasNumericTextField(data: unknown): boolean {
+  if (data === null || typeof data !== 'object') return false;
+  const root = data as Record<string, unknown>;
+  const exts = root.extensions;
+  if (Array.isArray(exts) && exts.some((e) => e !== null && typeof e === 'object' && typeof (e as { number?: unknown }).number === 'number')) {
+    return true;
+  }
+  const dialplan = root.dialplan as Record<string, unknown> | undefined;
+  const codes = dialplan && typeof dialplan === 'object' ? dialplan.feature_codes : undefined;
+  return codes !== null && typeof codes === 'object' && Object.values(codes as object).some((v) => typeof v === 'number');
+}
+
+function parsePositioned(text: string): { doc: Document; lineCounter: LineCounter } {
   const lineCounter = new LineCounter();
-  const doc = parseDocument(file.text, { lineCounter, prettyErrors: true, uniqueKeys: true, version: '1.2' });
+  const doc = parseDocument(text, { lineCounter, prettyErrors: true, uniqueKeys: true, version: '1.2' });
+  // An extension number written without quotes (`number: 0100`) is a YAML integer; keep the digits
+  // exactly as written instead of silently turning it into 100.
+  visit(doc, {
+    Pair(_key, pair, ancestors) {
+      const owner = ancestors[ancestors.length - 2];
+      const inTextMap = isPair(owner) && isScalar(owner.key) && TEXT_MAPS.has(String(owner.key.value));
+      if (isScalar(pair.key) && (inTextMap || TEXT_KEYS.has(String(pair.key.value))) && isScalar(pair.value)) {
+        const v = pair.value;
+        if (typeof v.value === 'number' && typeof v.source === 'string') v.value = v.source;
+      }
+    },
+  });
+  return { doc, lineCounter };
+}
+
+export function parseYaml(file: RepoFile): { parsed?: ParsedYaml; issues: ConfigIssue[] } {
+  const fast = parseFast(file);
+  if (fast !== NOT_FAST) {
+    let positioned: { doc: Document; lineCounter: LineCounter } | undefined;
+    return {
+      parsed: { file: file.path, data: fast, positioned: () => (positioned ??= parsePositioned(file.text)) },
+      issues: [],
+    };
+  }
+
+  const { doc, lineCounter } = parsePositioned(file.text);
   const issues: ConfigIssue[] = [];
   for (const err of doc.errors) {
     const pos = err.linePos?.[0];
@@ -49,19 +109,6 @@ export function parseYaml(file: RepoFile): { parsed?: ParsedYaml; issues: Config
     });
   }
   if (issues.length > 0) return { issues };
-
-  // An extension number written without quotes (`number: 0100`) is a YAML integer; keep the digits
-  // exactly as written instead of silently turning it into 100.
-  visit(doc, {
-    Pair(_key, pair, ancestors) {
-      const owner = ancestors[ancestors.length - 2];
-      const inTextMap = isPair(owner) && isScalar(owner.key) && TEXT_MAPS.has(String(owner.key.value));
-      if (isScalar(pair.key) && (inTextMap || TEXT_KEYS.has(String(pair.key.value))) && isScalar(pair.value)) {
-        const v = pair.value;
-        if (typeof v.value === 'number' && typeof v.source === 'string') v.value = v.source;
-      }
-    },
-  });
 
   let data: unknown;
   try {
@@ -100,13 +147,13 @@ export function parseYaml(file: RepoFile): { parsed?: ParsedYaml; issues: Config
     });
     return { issues };
   }
-  return { parsed: { file: file.path, doc, lineCounter, data }, issues };
+  return { parsed: { file: file.path, data, positioned: () => ({ doc, lineCounter }) }, issues };
 }
 
-function position(parsed: ParsedYaml, node: Node | null | undefined): Position | undefined {
+function position(lineCounter: LineCounter, node: Node | null | undefined): Position | undefined {
   const offset = node?.range?.[0];
   if (offset === undefined) return undefined;
-  const p = parsed.lineCounter.linePos(offset);
+  const p = lineCounter.linePos(offset);
   return { line: p.line, column: p.col };
 }
 
@@ -115,22 +162,23 @@ function position(parsed: ParsedYaml, node: Node | null | undefined): Position |
  * missing field: the map that should have held it). `keyOf` asks for the key's own position.
  */
 export function locate(parsed: ParsedYaml, path: readonly PropertyKey[], keyOf = false): Position {
-  let node: unknown = parsed.doc.contents;
-  let best = position(parsed, node as Node) ?? { line: 1, column: 1 };
+  const { doc, lineCounter } = parsed.positioned();
+  let node: unknown = doc.contents;
+  let best = position(lineCounter, node as Node) ?? { line: 1, column: 1 };
   for (let i = 0; i < path.length; i++) {
     const key = path[i];
     if (isMap(node)) {
       const pair = node.items.find((p) => isPair(p) && isScalar(p.key) && String(p.key.value) === String(key));
       // A missing field is reported where its map is introduced (`network:`), not at a sibling.
       if (!pair) return best;
-      const keyPos = position(parsed, pair.key as Node) ?? best;
+      const keyPos = position(lineCounter, pair.key as Node) ?? best;
       if (keyOf && i === path.length - 1) return keyPos;
       node = pair.value;
-      best = i === path.length - 1 ? (position(parsed, node as Node) ?? keyPos) : keyPos;
+      best = i === path.length - 1 ? (position(lineCounter, node as Node) ?? keyPos) : keyPos;
     } else if (isSeq(node) && typeof key === 'number') {
       node = node.items[key];
       if (node === undefined) return best;
-      best = position(parsed, node as Node) ?? best;
+      best = position(lineCounter, node as Node) ?? best;
     } else {
       return best;
     }

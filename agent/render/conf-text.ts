@@ -15,12 +15,25 @@ export class UnsafeConfigValueError extends Error {
 const CONTROL = /[\u0000-\u001f\u007f]/;
 const SECTION_NAME = /^[A-Za-z0-9][A-Za-z0-9_.-]*$/;
 const KEY = /^[a-z][a-z0-9_]*$/;
+/** `exten`, `same`, `include`, or a voicemail box number. */
+const ARROW_KEY = /^[A-Za-z0-9*#+_-]+$/;
+/**
+ * Control characters (a line break ends the line), `;` (starts a comment anywhere in a line unless
+ * escaped; we never need one in a value), and `[` or `#` first on the line (a section header or
+ * a directive): asterisk main/config.c.
+ */
+const UNSAFE_VALUE = /[\u0000-\u001f\u007f;]|^\s*[[#]/;
+/** Option names are a handful of constants; checking each once keeps the writer fast. */
+const checkedKeys = new Set<string>();
+
+function checkKey(key: string, pattern: RegExp): void {
+  if (checkedKeys.has(key)) return;
+  if (!pattern.test(key)) throw new UnsafeConfigValueError('the option name', key);
+  checkedKeys.add(key);
+}
 
 function checkValue(key: string, value: string): void {
-  // `;` starts a comment anywhere in a line unless escaped; we never need one in a value.
-  if (CONTROL.test(value) || value.includes(';') || /^\s*[[#]/.test(value)) {
-    throw new UnsafeConfigValueError(`the value of ${key}`, value);
-  }
+  if (UNSAFE_VALUE.test(value)) throw new UnsafeConfigValueError(`the value of ${key}`, value);
 }
 
 export class ConfText {
@@ -42,7 +55,7 @@ export class ConfText {
 
   /** `key=value`. */
   set(key: string, value: string | number): this {
-    if (!KEY.test(key)) throw new UnsafeConfigValueError('the option name', key);
+    checkKey(key, KEY);
     const text = String(value);
     checkValue(key, text);
     this.lines.push(`${key}=${text}`);
@@ -51,7 +64,7 @@ export class ConfText {
 
   /** `key => value`, the form extensions.conf and voicemail.conf use. */
   arrow(key: string, value: string): this {
-    if (!/^[A-Za-z0-9*#+_-]+$/.test(key)) throw new UnsafeConfigValueError('the key', key);
+    if (!ARROW_KEY.test(key)) throw new UnsafeConfigValueError('the key', key);
     checkValue(key, value);
     this.lines.push(`${key} => ${value}`);
     return this;

@@ -6,7 +6,7 @@
 import { createHash } from 'node:crypto';
 import type { ConfigIssue } from '../load/issues.js';
 import { passwordWeakness } from '../load/password-policy.js';
-import type { DesiredExtension, DesiredState, ResolvedState } from '../model.js';
+import type { DesiredExtension, DesiredState, Locate, ResolvedState } from '../model.js';
 import type { SecretStore } from './secrets.js';
 
 export { DirectorySecretStore, DEFAULT_SECRETS_DIR, type SecretStore } from './secrets.js';
@@ -28,13 +28,15 @@ export function md5Credential(username: string, realm: string, password: string)
   return createHash('md5').update(`${username}:${realm}:${password}`).digest('hex');
 }
 
-function issueFor(ext: DesiredExtension, field: string, message: string): ConfigIssue {
-  return { severity: 'error', file: ext.source.file, line: ext.source.line, column: ext.source.column, field, message };
+function issueFor(ext: DesiredExtension, locate: Locate, field: string, message: string): ConfigIssue {
+  const pos = locate(ext.source);
+  return { severity: 'error', file: ext.source.file, line: pos.line, column: pos.column, field, message };
 }
 
 export async function resolveDesiredState(
   state: DesiredState,
   host: HostFacts,
+  locate: Locate,
 ): Promise<{ resolved?: ResolvedState; issues: ConfigIssue[] }> {
   const issues: ConfigIssue[] = [];
 
@@ -66,12 +68,12 @@ export async function resolveDesiredState(
     } else {
       const got = await host.secrets.read(c.name);
       if ('problem' in got) {
-        issues.push(issueFor(ext, 'secret', `secret "${c.name}" for extension ${ext.number}: ${got.problem}`));
+        issues.push(issueFor(ext, locate, 'secret', `secret "${c.name}" for extension ${ext.number}: ${got.problem}`));
       } else {
         const weakness = passwordWeakness(got.value, ext.number);
         if (weakness) {
           issues.push(
-            issueFor(ext, 'secret', `the password in secret "${c.name}" for extension ${ext.number} ${weakness}; use at least 12 characters mixing letters and digits`),
+            issueFor(ext, locate, 'secret', `the password in secret "${c.name}" for extension ${ext.number} ${weakness}; use at least 12 characters mixing letters and digits`),
           );
         } else {
           hash = md5Credential(ext.number, state.realm, got.value);
