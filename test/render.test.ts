@@ -231,7 +231,7 @@ describe('render: desired state → Asterisk files', () => {
     it('plans nothing when only the revision differs, and exactly the changed module when one extension changes', async () => {
       const loaded = loadDesiredState(await readConfigRepo(await makeRepo({ 'pbx.yaml': BASE_PBX, 'extensions/a.yaml': BASE_EXTENSIONS })));
       const state = loaded.state as DesiredState;
-      const { resolved } = await resolveDesiredState(state, NO_SECRETS);
+      const { resolved } = await resolveDesiredState(state, NO_SECRETS, loaded.locate);
       const before = renderAsteriskFiles(resolved!, 'rev1');
       const onDisk = new Map(before.map((f) => [f.path, f.text]));
       const same = planChanges(renderAsteriskFiles(resolved!, 'rev2'), onDisk);
