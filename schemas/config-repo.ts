@@ -207,7 +207,7 @@ export const ExtensionSettings = {
   context: ContextName.optional().describe('Dialplan context calls from this phone start in.'),
   codec_profile: Name.optional().describe('Name of a codec profile from codec_profiles.'),
   max_contacts: MaxContacts.optional().describe(
-    'Devices that may register at once; the oldest is replaced when a new one registers (remove_existing).',
+    'Devices that may register at once; a new registration replaces an unreachable contact first, else the one expiring soonest.',
   ),
   ring_seconds: RingSeconds.optional().describe('How long a call rings before voicemail or giving up.'),
   qualify_seconds: z
@@ -256,7 +256,7 @@ export const ExtensionDefaults = z
     codec_profile: Name.optional(),
     max_contacts: MaxContacts.default(3),
     ring_seconds: RingSeconds.default(30),
-    qualify_seconds: z.number().int().min(0).max(3600).default(60),
+    qualify_seconds: z.number().int().min(0).max(3600).default(30),
   })
   .describe('Settings every extension gets unless it sets its own.');
 

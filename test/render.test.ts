@@ -6,6 +6,7 @@ import type { DesiredState } from '../agent/model.js';
 import { renderConfigRepo } from '../agent/pipeline.js';
 import { planChanges } from '../agent/plan/index.js';
 import { renderAsteriskFiles, type RenderedFile } from '../agent/render/index.js';
+import { voicemailPin } from '../agent/render/voicemail.js';
 import { DirectorySecretStore, md5Credential, resolveDesiredState, type HostFacts } from '../agent/resolve/index.js';
 import { BASE_EXTENSIONS, BASE_PBX, edit, makeRepo, removeTempRepos, tempDir } from './support/config-repo.js';
 import { assertGolden } from './support/golden.js';
@@ -94,16 +95,16 @@ describe('render: desired state → Asterisk files', () => {
         'type=endpoint', 'context=internal', 'callerid="Alice Example" <1001>',
         'disallow=all', 'allow=opus', 'allow=ulaw',
         'direct_media=no', 'rtp_symmetric=yes', 'force_rport=yes', 'rewrite_contact=yes', 'dtmf_mode=rfc4733',
-        'aors=1001', 'auth=1001',
+        'rtp_timeout=30', 'rtp_timeout_hold=300', 'aors=1001', 'auth=1001',
       ]);
       assert.deepEqual(sectionOf(body, '2001', 'endpoint'), [
         'type=endpoint', 'context=internal', 'callerid=<2001>',
         'disallow=all', 'allow=opus', 'allow=h264', 'allow=vp8', 'max_video_streams=1',
         'direct_media=no', 'rtp_symmetric=yes', 'force_rport=yes', 'rewrite_contact=yes', 'dtmf_mode=rfc4733',
-        'aors=2001', 'auth=2001',
+        'rtp_timeout=30', 'rtp_timeout_hold=300', 'aors=2001', 'auth=2001',
       ]);
-      assert.deepEqual(sectionOf(body, '1001', 'aor'), ['type=aor', 'max_contacts=3', 'remove_existing=yes', 'qualify_frequency=60']);
-      assert.deepEqual(sectionOf(body, '2001', 'aor'), ['type=aor', 'max_contacts=1', 'remove_existing=yes', 'qualify_frequency=60']);
+      assert.deepEqual(sectionOf(body, '1001', 'aor'), ['type=aor', 'max_contacts=3', 'remove_existing=yes', 'remove_unavailable=yes', 'qualify_frequency=30']);
+      assert.deepEqual(sectionOf(body, '2001', 'aor'), ['type=aor', 'max_contacts=1', 'remove_existing=yes', 'remove_unavailable=yes', 'qualify_frequency=30']);
       assert.deepEqual(sectionOf(body, '1001', 'auth'), [
         'type=auth', 'auth_type=md5', 'username=1001', 'realm=asterisk', `md5_cred=${'a'.repeat(32)}`,
       ]);
@@ -203,19 +204,27 @@ describe('render: desired state → Asterisk files', () => {
       assert.ok(body.includes('exten => 1001,1,Gosub(pbx-agent-dial,s,1(1001,30,1001@pbx-agent))\nsame => n,Hangup()\nexten => 1001,hint,PJSIP/1001\n'));
       assert.ok(body.includes('exten => 1002,1,Gosub(pbx-agent-dial,s,1(1002,20,))\n'));
       assert.ok(body.includes('Set(LOCAL(contacts)=${PJSIP_DIAL_CONTACTS(${ARG1})})'), 'rings every registered contact');
-      assert.ok(body.includes('GotoIf($["${contacts}" = ""]?unavailable)'), 'no Dial with an empty dial string');
+      assert.ok(body.includes('GotoIf($["${contacts}" = ""]?absent)'), 'no Dial with an empty dial string');
+      assert.ok(body.includes('same => n(nobody),Hangup(20)\n'), 'nothing registered and no mailbox: 480, not 603');
       assert.ok(body.includes('[internal]\ninclude => pbx-agent-extensions\ninclude => outbound\n'));
       assert.ok(body.includes('[lobby]\ninclude => pbx-agent-extensions\n'));
     });
 
     it('gives a voicemail box only to extensions that ask for one, and *97 only to box owners', async () => {
       const out = await renderRepo(repo);
-      assert.equal(file(out.files, 'pbx-agent/voicemail.conf'), '[pbx-agent]\n1001 => ,Alice Example,alice@example.com\n');
-      assert.ok(sectionOf(file(out.files, 'pbx-agent/pjsip.conf'), '1001', 'endpoint').includes('mailboxes=1001@pbx-agent'));
+      const pin = voicemailPin('1001', 'a'.repeat(32));
+      assert.match(pin, /^-[0-9]{8}$/, 'an unchangeable PIN nobody is told');
+      assert.equal(file(out.files, 'pbx-agent/voicemail.conf'), `[pbx-agent]\n1001 => ${pin},Alice Example,alice@example.com\n`);
+      const endpoint = sectionOf(file(out.files, 'pbx-agent/pjsip.conf'), '1001', 'endpoint');
+      assert.ok(endpoint.includes('mailboxes=1001@pbx-agent') && endpoint.includes('voicemail_extension=*97'));
+      assert.ok(sectionOf(file(out.files, 'pbx-agent/pjsip.conf'), '1001', 'aor').includes('mailboxes=1001@pbx-agent'));
       assert.ok(!sectionOf(file(out.files, 'pbx-agent/pjsip.conf'), '1002', 'endpoint').some((l) => l.startsWith('mailboxes')));
       const dialplan = file(out.files, 'pbx-agent/extensions.conf');
-      assert.ok(dialplan.includes('exten => *97,1,GotoIf(${VM_INFO(${CALLERID(num)}@pbx-agent,exists)}?own)'));
-      assert.ok(dialplan.includes('same => n(own),VoiceMailMain(${CALLERID(num)}@pbx-agent,s)'));
+      // The authenticated endpoint decides whose box opens, not the caller ID.
+      assert.ok(dialplan.includes('exten => *97,1,Set(vmbox=${CHANNEL(endpoint)})\n'));
+      assert.ok(dialplan.includes('same => n,GotoIf(${VM_INFO(${vmbox}@pbx-agent,exists)}?own)\n'));
+      assert.ok(dialplan.includes('same => n(own),VoiceMailMain(${vmbox}@pbx-agent,s)\n'));
+      assert.ok(!dialplan.includes('CALLERID'));
     });
   });
 

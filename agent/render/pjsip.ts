@@ -6,6 +6,7 @@
  */
 import type { ResolvedState } from '../model.js';
 import { ConfText } from './conf-text.js';
+import { VOICEMAIL_CONTEXT } from './voicemail.js';
 
 export function renderPjsipConf(state: ResolvedState): string {
   const conf = new ConfText();
@@ -51,9 +52,20 @@ export function renderPjsipConf(state: ResolvedState): string {
     conf.set('rewrite_contact', 'yes');
     if (state.rtp.ice) conf.set('ice_support', 'yes');
     conf.set('dtmf_mode', 'rfc4733');
+    // A phone that drops off 4G leaves a call with no media; hang it up instead of letting it
+    // hold a channel (and its RTP ports) forever. On hold, media may legitimately pause longer.
+    conf.set('rtp_timeout', 30);
+    conf.set('rtp_timeout_hold', 300);
     conf.set('aors', ext.number);
     conf.set('auth', ext.number);
-    if (ext.voicemail) conf.set('mailboxes', `${ext.number}@pbx-agent`);
+    const mailbox = ext.voicemail ? `${ext.number}@${VOICEMAIL_CONTEXT}` : undefined;
+    if (mailbox) {
+      // Unsolicited message-waiting NOTIFYs; a phone that SUBSCRIBEs instead uses the aor's mailboxes.
+      conf.set('mailboxes', mailbox);
+      conf.set('mwi_subscribe_replaces_unsolicited', 'yes');
+      // What the phone's voicemail key dials.
+      conf.set('voicemail_extension', state.featureCodes.voicemail);
+    }
 
     conf.section(ext.number);
     conf.set('type', 'auth');
@@ -67,10 +79,15 @@ export function renderPjsipConf(state: ResolvedState): string {
     conf.section(ext.number);
     conf.set('type', 'aor');
     // max_contacts defaults to 0, which refuses every REGISTER. remove_existing lets a new
-    // device replace the oldest registration instead of being refused.
+    // registration replace the contact that expires soonest instead of being refused, and
+    // remove_unavailable removes unreachable contacts first (a phone whose CGNAT mapping changed
+    // re-registers under a new contact; its stale one should go, not the desk phone's).
     conf.set('max_contacts', ext.maxContacts);
     conf.set('remove_existing', 'yes');
+    conf.set('remove_unavailable', 'yes');
+    // OPTIONS pings mark contacts unavailable and keep the phone's NAT mapping open.
     conf.set('qualify_frequency', ext.qualifySeconds);
+    if (mailbox) conf.set('mailboxes', mailbox);
   }
   return conf.toString();
 }
