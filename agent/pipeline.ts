@@ -11,6 +11,8 @@ import { resolveDesiredState, type HostFacts } from './resolve/index.js';
 export interface RenderOutcome {
   issues: ConfigIssue[];
   summary: LoadResult['summary'];
+  /** Line and column of a SourceRef, for messages of later stages. */
+  locate: LoadResult['locate'];
   /** Present only when every stage succeeded. */
   state?: ResolvedState;
   files?: RenderedFile[];
@@ -25,15 +27,15 @@ export async function renderConfigRepo(repoDir: string, host: HostFacts, revisio
   const loaded = loadDesiredState(snapshot);
   const t2 = performance.now();
   const timings = { read: t1 - t0, load: t2 - t1, resolve: 0, render: 0 };
-  if (!loaded.state) return { issues: loaded.issues, summary: loaded.summary, timings };
+  if (!loaded.state) return { issues: loaded.issues, summary: loaded.summary, locate: loaded.locate, timings };
 
   const { resolved, issues: resolveIssues } = await resolveDesiredState(loaded.state, host, loaded.locate);
   const t3 = performance.now();
   timings.resolve = t3 - t2;
   const issues = [...loaded.issues, ...resolveIssues];
-  if (!resolved || hasErrors(issues)) return { issues, summary: loaded.summary, timings };
+  if (!resolved || hasErrors(issues)) return { issues, summary: loaded.summary, locate: loaded.locate, timings };
 
   const files = renderAsteriskFiles(resolved, revision);
   timings.render = performance.now() - t3;
-  return { issues, summary: loaded.summary, state: resolved, files, timings };
+  return { issues, summary: loaded.summary, locate: loaded.locate, state: resolved, files, timings };
 }

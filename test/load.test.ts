@@ -53,6 +53,15 @@ describe('load: the config repo contract', () => {
     assert.deepEqual(careful.state!.extensions.slice(0, 1), plain.state!.extensions);
   });
 
+  it('keeps an unquoted md5 made only of digits (or digits and one e) as text', async () => {
+    const result = await load(ext(md5Line, 'md5: 12345678901234567890123456789012\n  - { number: "1002", md5: 1234e678901234567890123456789012 }'));
+    assert.deepEqual(result.issues, []);
+    assert.deepEqual(result.state!.extensions.map((e) => e.credential), [
+      { kind: 'md5', hash: '12345678901234567890123456789012' },
+      { kind: 'md5', hash: '1234e678901234567890123456789012' },
+    ]);
+  });
+
   it('keeps an unquoted extension number exactly as written (0100 stays 0100, not 100)', async () => {
     const result = await load(ext('"1001"', '0100'));
     assert.deepEqual(result.issues, []);

@@ -18,6 +18,7 @@ export interface ManagedFileStore {
   readonly root: string;
   read(relPath: string): Promise<string | undefined>;
   writeAtomic(relPath: string, text: string): Promise<void>;
+  remove(relPath: string): Promise<void>;
 }
 
 function inside(root: string, relPath: string): string {
@@ -26,11 +27,31 @@ function inside(root: string, relPath: string): string {
   return abs;
 }
 
+export interface FileStoreOptions {
+  /** Mode of written files (default 640). */
+  mode?: number;
+  /** Mode of directories created on the way (default 750). */
+  dirMode?: number;
+  /** Group id given to written files, e.g. asterisk's, so Asterisk can read a 640 file. */
+  gid?: number;
+}
+
 export class DirectoryFileStore implements ManagedFileStore {
   readonly root: string;
+  private readonly mode: number;
+  private readonly dirMode: number;
+  private readonly gid: number | undefined;
 
-  constructor(root: string, private readonly mode = MANAGED_FILE_MODE) {
+  constructor(root: string, options: FileStoreOptions = {}) {
     this.root = path.resolve(root);
+    this.mode = options.mode ?? MANAGED_FILE_MODE;
+    this.dirMode = options.dirMode ?? 0o750;
+    this.gid = options.gid;
+  }
+
+  /** Removes a managed file (used when rolling back to a state in which it did not exist). */
+  async remove(relPath: string): Promise<void> {
+    await rm(inside(this.root, relPath), { force: true });
   }
 
   async read(relPath: string): Promise<string | undefined> {
@@ -45,12 +66,14 @@ export class DirectoryFileStore implements ManagedFileStore {
   async writeAtomic(relPath: string, text: string): Promise<void> {
     const target = inside(this.root, relPath);
     const dir = path.dirname(target);
-    await mkdir(dir, { recursive: true, mode: 0o750 });
+    await mkdir(dir, { recursive: true, mode: this.dirMode });
     const tmp = path.join(dir, `.${path.basename(target)}.${randomBytes(6).toString('hex')}.tmp`);
     const fh = await open(tmp, 'wx', this.mode);
     try {
       await fh.writeFile(text, 'utf8');
-      // The umask may have narrowed the mode given to open(); set it exactly.
+      // The umask may have narrowed the mode given to open(); set it exactly. The group comes
+      // before the rename: a file Asterisk cannot read is silently skipped by #tryinclude.
+      if (this.gid !== undefined) await fh.chown(-1, this.gid);
       await fh.chmod(this.mode);
       await fh.sync();
     } catch (e) {

@@ -8,10 +8,10 @@ import { DirectoryFileStore } from '../apply/files.js';
 import { hasErrors, loadDesiredState, readConfigRepo } from '../load/index.js';
 import { passwordWeakness } from '../load/password-policy.js';
 import { renderConfigRepo } from '../pipeline.js';
-import { fileDiff, planChanges } from '../plan/index.js';
+import { planChanges } from '../plan/index.js';
 import { DEFAULT_SECRETS_DIR, DirectorySecretStore, md5Credential, type HostFacts } from '../resolve/index.js';
 import { workTreeRevision } from '../source/revision.js';
-import { countLine, EXIT, issuesJson, printIssues, UsageError, type Io } from './output.js';
+import { countLine, EXIT, issuesJson, printIssues, printPlan, UsageError, type Io } from './output.js';
 
 export interface ValidateOptions {
   dir: string;
@@ -106,25 +106,7 @@ export async function renderCommand(opts: RenderOptions, io: Io): Promise<number
   io.out(
     `Rendered ${opts.dir} (revision ${revision}, ${extensions} extension${extensions === 1 ? '' : 's'}${disabled ? `, ${disabled} disabled` : ''}) into ${store.root}`,
   );
-  const width = Math.max(...plan.files.map((f) => f.path.length));
-  for (const f of plan.files) io.out(`  ${f.action.padEnd(9)} ${f.path.padEnd(width)}  ${f.module}`);
-  if (opts.diff) {
-    for (const f of plan.files) {
-      const diff = fileDiff(f, onDisk.get(f.path));
-      if (diff) io.out(diff);
-    }
-  }
-  const { added, changed, removed } = plan.extensions;
-  if (added.length + changed.length + removed.length > 0) {
-    const list = (xs: string[]) => (xs.length > 8 ? `${xs.slice(0, 8).join(' ')} ... (${xs.length})` : xs.join(' ') || '-');
-    io.out(`Extensions: added ${list(added)}; changed ${list(changed)}; removed ${list(removed)}`);
-  }
-  for (const reason of plan.restartReasons) io.out(`Needs an Asterisk restart, a reload is not enough: ${reason}`);
-  io.out(
-    plan.changed
-      ? `Asterisk would reload: ${plan.reloads.join(', ')}`
-      : 'Nothing changed: no file written, nothing to reload.',
-  );
+  printPlan(io, plan, onDisk, { diff: opts.diff, verb: 'would' });
   return EXIT.ok;
 }
 

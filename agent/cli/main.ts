@@ -5,7 +5,9 @@
 import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { DEFAULT_SECRETS_DIR, md5Command, renderCommand, schemaCommand, validateCommand } from './commands.js';
+import { applyCommand, planCommand, type HostCommandOptions } from './host-commands.js';
 import { EXIT, processIo, UsageError, type Io } from './output.js';
+import { DEFAULT_SETTINGS_FILE } from '../settings.js';
 
 const HELP = `pbx-agent: GitOps for Asterisk 20 on EC2. YAML in git → verified PJSIP, RTP and dialplan.
 
@@ -20,6 +22,17 @@ Usage:
       and print which files change and which modules Asterisk would reload.
       --external-address  the Elastic IP to use where pbx.yaml says external_address: auto
       --secrets-dir       where named secrets are read (default ${DEFAULT_SECRETS_DIR})
+
+  pbx-agent plan [DIR] [--settings FILE] [--json] [--revision REV] [--external-address IP]
+      Show what apply would change in the Asterisk config directory: file diffs, extensions
+      added/changed/removed, the module reloads, and changes that need a restart. Touches nothing.
+
+  pbx-agent apply [DIR] [--settings FILE] [--json] [--revision REV] [--external-address IP]
+      One reconcile of a local config repo: write the changed files atomically, reload only the
+      changed modules through AMI, read the live state back, and roll back if Asterisk did not
+      take the change. Logs (JSON lines) go to stderr. Exit 0 applied or unchanged, 1 invalid
+      config, 3 rolled back or failed.
+      --settings  the agent's settings (default ${DEFAULT_SETTINGS_FILE}; built-in defaults if absent)
 
   pbx-agent schema [pbx|extensions]
       Print the JSON Schema of pbx.yaml (default) or of an extensions file.
@@ -53,6 +66,7 @@ export async function main(argv: string[], io: Io = processIo, stdin: NodeJS.Rea
       'external-address': { type: 'string' },
       'secrets-dir': { type: 'string' },
       realm: { type: 'string' },
+      settings: { type: 'string', short: 's' },
     },
   });
   const [command, ...rest] = positionals;
@@ -83,6 +97,14 @@ export async function main(argv: string[], io: Io = processIo, stdin: NodeJS.Rea
       if (values.revision !== undefined) opts.revision = values.revision;
       if (values['external-address'] !== undefined) opts.externalAddress = values['external-address'];
       return renderCommand(opts, io);
+    }
+    case 'plan':
+    case 'apply': {
+      const opts: HostCommandOptions = { dir: one('directory') ?? '.', json: values.json ?? false };
+      if (values.settings !== undefined) opts.settingsFile = values.settings;
+      if (values.revision !== undefined) opts.revision = values.revision;
+      if (values['external-address'] !== undefined) opts.externalAddress = values['external-address'];
+      return command === 'plan' ? planCommand(opts, io) : applyCommand(opts, io);
     }
     case 'schema':
       return schemaCommand(one('schema name') ?? 'pbx', io);

@@ -1,5 +1,6 @@
 /** Small helpers shared by the CLI commands. */
 import { formatIssue, type ConfigIssue } from '../load/issues.js';
+import { fileDiff, type ReloadPlan } from '../plan/index.js';
 
 export const EXIT = {
   ok: 0,
@@ -39,4 +40,23 @@ export function issuesJson(issues: readonly ConfigIssue[]) {
     errors: issues.filter((i) => i.severity === 'error'),
     warnings: issues.filter((i) => i.severity === 'warning'),
   };
+}
+
+/** Per file create/update/unchanged, optional diffs, extension changes, restart needs, reloads. */
+export function printPlan(io: Io, plan: ReloadPlan, onDisk: ReadonlyMap<string, string | undefined>, opts: { diff: boolean; verb: string }): void {
+  const width = Math.max(...plan.files.map((f) => f.path.length));
+  for (const f of plan.files) io.out(`  ${f.action.padEnd(9)} ${f.path.padEnd(width)}  ${f.module}`);
+  if (opts.diff) {
+    for (const f of plan.files) {
+      const diff = fileDiff(f, onDisk.get(f.path));
+      if (diff) io.out(diff);
+    }
+  }
+  const { added, changed, removed } = plan.extensions;
+  if (added.length + changed.length + removed.length > 0) {
+    const list = (xs: string[]) => (xs.length > 8 ? `${xs.slice(0, 8).join(' ')} ... (${xs.length})` : xs.join(' ') || '-');
+    io.out(`Extensions: added ${list(added)}; changed ${list(changed)}; removed ${list(removed)}`);
+  }
+  for (const reason of plan.restartReasons) io.out(`Needs an Asterisk restart, a reload is not enough: ${reason}`);
+  io.out(plan.changed ? `Asterisk ${opts.verb} reload: ${plan.reloads.join(', ')}` : 'Nothing changed: no file written, nothing to reload.');
 }

@@ -25,8 +25,12 @@ export interface ParsedYaml {
   positioned(): { doc: Document; lineCounter: LineCounter };
 }
 
-/** Keys whose scalar values must stay text even when YAML would read them as numbers (`0100`). */
-const TEXT_KEYS = new Set(['number']);
+/**
+ * Keys whose scalar values must stay text even when YAML would read them as numbers: `0100`
+ * as an extension number, or an md5 credential that happens to be all digits (or digits and one
+ * `e`, which YAML reads as a float).
+ */
+const TEXT_KEYS = new Set(['number', 'md5']);
 /** Every value in these maps is text too (feature codes such as `0700`). */
 const TEXT_MAPS = new Set(['feature_codes']);
 
@@ -39,7 +43,7 @@ function firstLine(message: string): string {
  * document (10,000 extensions: ~40 ms against ~500 ms). It is taken only where both give the same
  * data and nothing needs the careful path: no anchors or aliases (js-yaml shares aliased nodes
  * instead of bounding their expansion), no parse error (`yaml` words and locates those), and no
- * unquoted extension number (only the positioned parse keeps `0100` as written). Both use the
+ * unquoted number or md5 (only the positioned parse keeps `0100` as written). Both use the
  * YAML 1.2 core schema, so `no` stays a string and dates stay text.
  */
 function parseFast(file: RepoFile): unknown | typeof NOT_FAST {
@@ -59,9 +63,9 @@ function hasNumericTextField(data: unknown): boolean {
   if (data === null || typeof data !== 'object') return false;
   const root = data as Record<string, unknown>;
   const exts = root.extensions;
-  if (Array.isArray(exts) && exts.some((e) => e !== null && typeof e === 'object' && typeof (e as { number?: unknown }).number === 'number')) {
-    return true;
-  }
+  const numericText = (e: unknown) =>
+    e !== null && typeof e === 'object' && [...TEXT_KEYS].some((k) => typeof (e as Record<string, unknown>)[k] === 'number');
+  if (Array.isArray(exts) && exts.some(numericText)) return true;
   const dialplan = root.dialplan as Record<string, unknown> | undefined;
   const codes = dialplan && typeof dialplan === 'object' ? dialplan.feature_codes : undefined;
   return codes !== null && typeof codes === 'object' && Object.values(codes as object).some((v) => typeof v === 'number');

@@ -9,7 +9,7 @@ import { passwordWeakness } from '../load/password-policy.js';
 import type { DesiredExtension, DesiredState, Locate, ResolvedState } from '../model.js';
 import type { SecretStore } from './secrets.js';
 
-export { DirectorySecretStore, DEFAULT_SECRETS_DIR, type SecretStore } from './secrets.js';
+export { DirectorySecretStore, DEFAULT_SECRETS_DIR, readSecretFile, type SecretStore } from './secrets.js';
 
 export interface HostFacts {
   secrets: SecretStore;

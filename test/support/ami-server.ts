@@ -33,6 +33,8 @@ export interface FakeAsteriskOptions {
   version?: string;
   /** Start in the "not fully booted" state: no FullyBooted at login, Reloads queued. */
   booting?: boolean;
+  /** PJSIP option names this build rejects as unknown (an older or differently built Asterisk). */
+  unknownOptions?: string[];
   /** Real Asterisk sleeps 1 s before answering a failed Login (manager.c action_login). Default 0. */
   authFailureDelayMs?: number;
   /** CoreSettings CoreRunUser/CoreRunGroup (the transcripts show root). Default 'asterisk'. */
@@ -160,6 +162,7 @@ export class FakeAsterisk {
   private nextSessionId = 1;
 
   private pjsip!: PjsipModule;
+  private readonly unknownOptions: ReadonlySet<string>;
   private rtp!: RtpModule;
   private dialplan!: DialplanModule;
   private voicemail!: VoicemailModule;
@@ -190,6 +193,7 @@ export class FakeAsterisk {
     this.authFailureDelayMs = options.authFailureDelayMs ?? 0;
     this.runUser = options.runUser ?? 'asterisk';
     this.runGroup = options.runGroup ?? 'asterisk';
+    this.unknownOptions = new Set(options.unknownOptions ?? []);
   }
 
   // ------------------------------------------------------------------------------------------
@@ -244,7 +248,7 @@ export class FakeAsterisk {
   private bootModules(): void {
     const logFn = (level: LogLevel, source: string, message: string) => this.addLog(level, source, message);
     const contacts = this.contactsStore;
-    this.pjsip = new PjsipModule(this.configDir, logFn);
+    this.pjsip = new PjsipModule(this.configDir, logFn, this.unknownOptions);
     if (contacts) for (const [k, v] of contacts) this.pjsip.contacts.set(k, v);
     this.contactsStore = this.pjsip.contacts;
     this.rtp = new RtpModule(this.configDir, logFn);

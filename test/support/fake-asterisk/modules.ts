@@ -198,13 +198,37 @@ export class DialplanModule extends FileModule {
     this.contexts = contexts;
   }
 
-  /** `dialplan show [CONTEXT]` (n_*.txt, action a3). Returns [success, lines]. */
-  cliShow(contextName?: string): [boolean, string[]] {
+  /**
+   * `dialplan show [CONTEXT]` (n_*.txt, action a3) and `dialplan show EXTEN@CONTEXT`. Returns
+   * [success, lines]. The EXTEN@CONTEXT failure wording follows pbx.c handle_show_dialplan (not
+   * recorded).
+   */
+  cliShow(arg?: string): [boolean, string[]] {
+    const at = arg?.indexOf('@') ?? -1;
+    const exten = arg && at >= 0 ? arg.slice(0, at) : undefined;
+    const contextName = arg && at >= 0 ? arg.slice(at + 1) : arg;
     const wanted = contextName
       ? [...this.contexts.values()].filter((c) => c.name === contextName)
       : [...this.contexts.values()];
     if (contextName && wanted.length === 0) {
-      return [false, [`There is no existence of '${contextName}' context`, `Command 'dialplan show ${contextName}' failed.`]];
+      return [false, [`There is no existence of '${contextName}' context`, `Command 'dialplan show ${arg}' failed.`]];
+    }
+    if (exten !== undefined) {
+      const ctx = wanted[0]!;
+      const found = ctx.extensions.filter((e) => e.name === exten);
+      if (found.length === 0) {
+        return [false, [`There is no existence of ${exten}@${contextName} extension`, `Command 'dialplan show ${arg}' failed.`]];
+      }
+      const out = [`[ Context '${ctx.name}' created by 'pbx_config' ]`];
+      for (const ext of found) {
+        ext.priorities.forEach((p, i) => {
+          const first = i === 0 ? `'${ext.name}' =>` : '';
+          const label = p.label ? ` [${p.label}]` : '';
+          out.push(`  ${first.padEnd(17)} ${`${p.priority}.${label} ${p.app}(${p.data})`.padEnd(45)} [${p.file}:${p.line}]`);
+        });
+      }
+      out.push('', `-= 1 extension (${found[0]!.priorities.length} priorities) in 1 context. =-`);
+      return [true, out];
     }
     const out: string[] = [];
     let exts = 0;

@@ -515,7 +515,11 @@ export class PjsipModule {
   /** Lines the parser logged during the current load; repeated once per sorcery type. */
   private parseLog: Array<Parameters<LogFn>> = [];
 
-  constructor(configDir: string, private readonly log: LogFn) {
+  /**
+   * `unknownOptions`: option names this build does not know, as an older Asterisk or one built
+   * without a feature would not (e.g. remove_unavailable before 16.22/18.8).
+   */
+  constructor(configDir: string, private readonly log: LogFn, private readonly unknownOptions: ReadonlySet<string> = new Set()) {
     this.parser = new AsteriskConfigParser({
       configDir,
       log: (level, source, message) => {
@@ -632,7 +636,7 @@ export class PjsipModule {
     for (const v of vars) {
       const name = v.name.toLowerCase();
       if (name === 'type') continue;
-      const spec = specs.get(name);
+      const spec = this.unknownOptions.has(name) ? undefined : specs.get(name);
       if (!spec) {
         // The file name really is empty in Asterisk's message (e_1_unknown_option_existing_endpoint.txt).
         this.log('ERROR', 'config_options.c', `Could not find option suitable for category '${id}' named '${v.name}' at line ${v.line} of `);

@@ -1,0 +1,46 @@
+/**
+ * What the reconcile pipeline needs from Asterisk, as a small interface of our own. The real
+ * implementation is the AMI adapter (ami.ts); tests run the same adapter against a loopback fake.
+ */
+import type { AsteriskModule } from '../render/index.js';
+import type { AmiClient, EndpointDetails, EndpointSummary } from './ami.js';
+
+export interface AsteriskControl {
+  /** Reload one module; resolves when Asterisk answered (which proves nothing about the result). */
+  reload(module: AsteriskModule, timeoutMs: number): Promise<void>;
+  showEndpoints(): Promise<EndpointSummary[]>;
+  showEndpoint(name: string): Promise<EndpointDetails | null>;
+  /** CLI command through AMI; resolves to the output lines. */
+  command(text: string): Promise<string[]>;
+  /** The stand-in the adapter returns for a secret read back from Asterisk. */
+  secretFingerprint(secret: string): string;
+  /** Resolves once Asterisk has fully booted (reloads before that are only queued). */
+  whenFullyBooted(timeoutMs: number): Promise<boolean>;
+}
+
+export function amiControl(client: AmiClient): AsteriskControl {
+  return {
+    reload: async (module, timeoutMs) => {
+      await client.reload(module, timeoutMs);
+    },
+    showEndpoints: () => client.showEndpoints(),
+    showEndpoint: (name) => client.showEndpoint(name),
+    command: (text) => client.command(text),
+    secretFingerprint: (secret) => client.secretFingerprint(secret),
+    whenFullyBooted: (timeoutMs) =>
+      new Promise<boolean>((resolve) => {
+        if (client.fullyBooted) return resolve(true);
+        const onEvent = (event: { event: string }) => {
+          if (event.event !== 'FullyBooted') return;
+          done(true);
+        };
+        const timer = setTimeout(() => done(client.fullyBooted), timeoutMs);
+        const done = (value: boolean) => {
+          clearTimeout(timer);
+          client.off('event', onEvent);
+          resolve(value);
+        };
+        client.on('event', onEvent);
+      }),
+  };
+}

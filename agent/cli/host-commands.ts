@@ -1,0 +1,106 @@
+/**
+ * Commands that work against the Asterisk on this host, with the agent's settings:
+ * `plan` (read-only) and `apply` (one reconcile from a local config repo).
+ */
+import { DirectoryFileStore } from '../apply/files.js';
+import { readManagedFiles } from '../apply/index.js';
+import { formatIssue, type ConfigIssue } from '../load/issues.js';
+import { createLogger } from '../log.js';
+import { renderConfigRepo } from '../pipeline.js';
+import { planChanges } from '../plan/index.js';
+import { reconcile } from '../reconcile.js';
+import { DirectorySecretStore, type HostFacts } from '../resolve/index.js';
+import { connectAsterisk, reconcileDeps, StartupError } from '../runtime.js';
+import { DEFAULT_SETTINGS_FILE, loadSettings } from '../settings.js';
+import { workTreeRevision } from '../source/revision.js';
+import { countLine, EXIT, issuesJson, printIssues, printPlan, type Io } from './output.js';
+
+export interface HostCommandOptions {
+  dir: string;
+  settingsFile?: string;
+  revision?: string;
+  externalAddress?: string;
+  json: boolean;
+}
+
+async function settingsOrExit(opts: HostCommandOptions, io: Io) {
+  const { settings, issues } = await loadSettings(opts.settingsFile ?? DEFAULT_SETTINGS_FILE, { mustExist: opts.settingsFile !== undefined });
+  if (!settings) {
+    printIssues(io, issues);
+    io.err(`settings: invalid: ${countLine(issues)}`);
+  }
+  return settings;
+}
+
+function elasticIp(opts: HostCommandOptions): HostFacts['elasticIp'] {
+  return async () =>
+    opts.externalAddress !== undefined
+      ? { address: opts.externalAddress }
+      : { problem: 'no Elastic IP was given; pass --external-address IP' };
+}
+
+/** `pbx-agent plan [DIR]`: what apply would write and reload, touching nothing. */
+export async function planCommand(opts: HostCommandOptions, io: Io): Promise<number> {
+  const settings = await settingsOrExit(opts, io);
+  if (!settings) return EXIT.invalidConfig;
+  const revision = opts.revision ?? (await workTreeRevision(opts.dir));
+  const host: HostFacts = { secrets: new DirectorySecretStore(settings.secrets_dir), elasticIp: elasticIp(opts) };
+  const outcome = await renderConfigRepo(opts.dir, host, revision);
+  if (!outcome.files) return invalid(io, opts, outcome.issues);
+  const store = new DirectoryFileStore(settings.asterisk.config_dir);
+  const onDisk = await readManagedFiles(store, outcome.files);
+  const plan = planChanges(outcome.files, onDisk);
+  if (opts.json) {
+    io.out(JSON.stringify({
+      ok: true, revision, configDir: store.root,
+      files: plan.files.map((f) => ({ path: f.path, module: f.module, action: f.action })),
+      reloads: plan.reloads, extensions: plan.extensions, restartReasons: plan.restartReasons,
+      ...issuesJson(outcome.issues),
+    }, null, 2));
+    return EXIT.ok;
+  }
+  printIssues(io, outcome.issues);
+  io.out(`Plan for ${opts.dir} (revision ${revision}) against ${store.root}:`);
+  printPlan(io, plan, onDisk, { diff: true, verb: 'would' });
+  return EXIT.ok;
+}
+
+/** `pbx-agent apply [DIR]`: one reconcile: write, reload, verify, roll back on failure. */
+export async function applyCommand(opts: HostCommandOptions, io: Io): Promise<number> {
+  const settings = await settingsOrExit(opts, io);
+  if (!settings) return EXIT.invalidConfig;
+  // JSON log lines go to stderr; stdout carries the result for people (or --json for machines).
+  const log = createLogger(settings.log_level, process.stderr);
+  const revision = opts.revision ?? (await workTreeRevision(opts.dir));
+  let connection;
+  try {
+    connection = await connectAsterisk(settings, log);
+  } catch (e) {
+    if (!(e instanceof StartupError)) throw e;
+    io.err(`apply: ${e.message}`);
+    return EXIT.failure;
+  }
+  try {
+    const deps = await reconcileDeps(settings, connection.control, log, { elasticIp: elasticIp(opts) });
+    const outcome = await reconcile(deps, { dir: opts.dir, revision });
+    if (opts.json) io.out(JSON.stringify(outcome, null, 2));
+    else {
+      printIssues(io, outcome.issues);
+      io.out(`${outcome.status}: revision ${revision}${outcome.reloads.length && outcome.status !== 'unchanged' ? `, reloaded ${outcome.reloads.join(', ')}` : ''}${outcome.error ? `: ${outcome.error}` : ''}`);
+    }
+    if (outcome.status === 'invalid') return EXIT.invalidConfig;
+    return outcome.status === 'applied' || outcome.status === 'unchanged' ? EXIT.ok : EXIT.failure;
+  } finally {
+    await connection.client.close();
+  }
+}
+
+function invalid(io: Io, opts: HostCommandOptions, issues: ConfigIssue[]): number {
+  if (opts.json) io.out(JSON.stringify({ ok: false, ...issuesJson(issues) }, null, 2));
+  else {
+    printIssues(io, issues);
+    io.err(`${opts.dir}: invalid: ${countLine(issues)}; nothing was planned`);
+  }
+  return EXIT.invalidConfig;
+}
+

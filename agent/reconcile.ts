@@ -1,0 +1,278 @@
+/**
+ * One reconcile: config repo → verified Asterisk configuration, or the last-known-good one back.
+ *
+ *   render (load → resolve → render) → plan → apply → reload → verify → record
+ *
+ * Nothing changed → nothing written, nothing reloaded. A change Asterisk rejects is rolled back
+ * and remembered so that it is not retried until the config changes again.
+ */
+import { createHash } from 'node:crypto';
+import { readManagedFiles, restoreFiles, writeChangedFiles } from './apply/index.js';
+import type { ManagedFileStore } from './apply/files.js';
+import type { AsteriskControl } from './asterisk/control.js';
+import { formatIssue, type ConfigIssue } from './load/issues.js';
+import { logEvent, type Logger } from './log.js';
+import { renderConfigRepo } from './pipeline.js';
+import { planChanges, type ReloadPlan } from './plan/index.js';
+import type { AgentState, ReconcileStatus, StateStore } from './record/state.js';
+import { ReloadError, reloadModules } from './reload/index.js';
+import { splitManagedText, type AsteriskModule, type RenderedFile } from './render/index.js';
+import type { HostFacts } from './resolve/index.js';
+import { describeMismatches, verifyLiveState, type ModuleChange, type VerifyOptions, type VerifyResult } from './verify/index.js';
+import { parsePjsipObjects } from './plan/objects.js';
+import type { RenderOutcome } from './pipeline.js';
+
+export interface ReconcileDeps {
+  asterisk: AsteriskControl;
+  /** The Asterisk config directory (/etc/asterisk). */
+  files: ManagedFileStore;
+  state: StateStore;
+  host: HostFacts;
+  log: Logger;
+  now: () => Date;
+  options: { reloadTimeoutMs: number; verifyDetailLimit: number };
+}
+
+export interface ConfigSource {
+  dir: string;
+  revision: string;
+}
+
+export interface ReconcileOutcome {
+  status: ReconcileStatus;
+  revision: string;
+  changedFiles: string[];
+  reloads: AsteriskModule[];
+  extensions: ReloadPlan['extensions'];
+  restartReasons: string[];
+  issues: ConfigIssue[];
+  verification?: VerifyResult;
+  error?: string;
+  /** Milliseconds per stage. */
+  stages: Record<string, number>;
+}
+
+const RELOAD_ORDER: AsteriskModule[] = ['res_rtp_asterisk', 'res_pjsip', 'app_voicemail', 'pbx_config'];
+
+export async function reconcile(deps: ReconcileDeps, source: ConfigSource): Promise<ReconcileOutcome> {
+  const run = new Run(deps, source);
+  const state = await deps.state.read();
+
+  const rendered = await run.stage('render', () => renderConfigRepo(source.dir, deps.host, source.revision));
+  run.outcome.issues = rendered.issues;
+  if (!rendered.files) return run.finish(state, 'invalid', rendered.issues.filter((i) => i.severity === 'error').map(formatIssue).join('; '));
+
+  const fingerprint = fingerprintOf(rendered.files);
+  if (state.failed?.fingerprint === fingerprint && !state.pending) {
+    return run.finish(state, 'skipped', `this configuration was rolled back before (${state.failed.reason}); waiting for a new commit`);
+  }
+
+  const onDisk = await run.stage('plan', () => readManagedFiles(deps.files, rendered.files!));
+  const plan = planChanges(rendered.files, onDisk);
+  const modules = RELOAD_ORDER.filter((m) => plan.reloads.includes(m) || state.pending?.modules.includes(m));
+  Object.assign(run.outcome, { reloads: modules, extensions: plan.extensions, restartReasons: plan.restartReasons });
+  if (modules.length === 0) return run.finish(state, 'unchanged');
+
+  // What Asterisk had before: kept on disk before anything is written, so that a crash between
+  // here and verification can still be rolled back by the next run.
+  const previous = await previousFiles(deps, state, plan, onDisk);
+  const changes = moduleChanges(modules, rendered.files, previous, onDisk);
+
+  // Endpoints Asterisk has that are not the agent's: an extension with the same name would make
+  // two endpoint sections, and res_pjsip then keeps every endpoint on its old configuration.
+  const foreign = await run.stage('preflight', () => foreignEndpoints(deps.asterisk, changes));
+  const collisions = plan.extensions.added.filter((n) => foreign.has(n));
+  if (collisions.length > 0) {
+    run.outcome.issues = collisions.map((n) => collisionIssue(n, rendered));
+    return run.finish(state, 'invalid', run.outcome.issues.map(formatIssue).join('; '));
+  }
+
+  const pending = { revision: source.revision, fingerprint, modules, paths: [...previous.keys()], at: deps.now().toISOString() };
+  await deps.state.write({ ...state, pending });
+  if (state.pending) logEvent(deps.log, 'warn', 'reconcile.resumed', { revision: state.pending.revision, modules: state.pending.modules }, 'finishing a change that was interrupted before it was verified');
+  if (plan.restartReasons.length > 0) {
+    logEvent(deps.log, 'warn', 'asterisk.restart_required', { reasons: plan.restartReasons }, 'some transport changes take effect only when Asterisk restarts');
+  }
+
+  run.outcome.changedFiles = await run.stage('apply', () => writeChangedFiles(deps.files, plan));
+  const after = { ...state, pending };
+  const verifyOptions = { detailLimit: deps.options.verifyDetailLimit, foreign };
+  try {
+    await run.stage('reload', () => reloadModules(deps.asterisk, modules, deps.options.reloadTimeoutMs));
+    const verification = await run.stage('verify', () => verifyLiveState(deps.asterisk, changes, verifyOptions));
+    run.outcome.verification = verification;
+    if (!verification.ok) return await rollBack(run, after, previous, changes, verifyOptions, describeMismatches(verification.mismatches));
+    const { pending: _done, failed: _old, ...rest } = after;
+    const applied = { revision: source.revision, fingerprint, at: deps.now().toISOString(), files: hashes(rendered.files) };
+    return run.finish({ ...rest, applied }, 'applied');
+  } catch (e) {
+    if (e instanceof ReloadError && e.kind !== 'refused') {
+      // Asterisk is away or stuck, which says nothing about the config: keep the change pending
+      // so that the next run reloads and verifies it, rather than blaming this revision.
+      logEvent(deps.log, 'error', e.kind === 'hung' ? 'reload.hung' : 'ami.unreachable', { module: e.module }, e.message);
+      return run.finish(after, 'failed', e.message);
+    }
+    return await rollBack(run, after, previous, changes, verifyOptions, e instanceof Error ? e.message : String(e));
+  }
+}
+
+/** Restores the last-known-good files, reloads, verifies that, and remembers the failure. */
+async function rollBack(
+  run: Run,
+  state: AgentState,
+  previous: ReadonlyMap<string, string | undefined>,
+  changes: readonly ModuleChange[],
+  verifyOptions: VerifyOptions,
+  reason: string,
+): Promise<ReconcileOutcome> {
+  const { deps, source } = run;
+  const offending = run.outcome.verification?.mismatches.map((m) => m.object) ?? [];
+  logEvent(deps.log, 'warn', 'verify.mismatch', { revision: source.revision, objects: [...new Set(offending)].slice(0, 20) }, `Asterisk did not take the change: ${reason}`);
+  const failed = { revision: source.revision, fingerprint: state.pending!.fingerprint, reason, at: deps.now().toISOString() };
+  try {
+    await run.stage('rollback', async () => {
+      await restoreFiles(deps.files, previous);
+      const modules = changes.map((c) => c.module);
+      await reloadModules(deps.asterisk, modules, deps.options.reloadTimeoutMs);
+      const back = changes.map((c) => ({ module: c.module, before: c.after, after: c.before }));
+      const check = await verifyLiveState(deps.asterisk, back, verifyOptions);
+      if (!check.ok) throw new Error(`the restored configuration does not verify either: ${describeMismatches(check.mismatches)}`);
+    });
+  } catch (e) {
+    const message = e instanceof Error ? e.message : String(e);
+    logEvent(deps.log, 'fatal', 'rollback.failed', { revision: source.revision, reason }, `rolling back failed: ${message}`);
+    // Pending stays: the next run finishes the job once Asterisk answers again.
+    return run.finish({ ...state, failed }, 'failed', `${reason}; rollback failed: ${message}`);
+  }
+  logEvent(deps.log, 'error', 'reconcile.rolled_back', { revision: source.revision, reason, objects: [...new Set(offending)].slice(0, 20) }, 'the change was rolled back to the last-known-good configuration');
+  const { pending: _p, ...rest } = state;
+  return run.finish({ ...rest, failed }, 'rolled_back', reason);
+}
+
+/** The files as Asterisk last had them verified: from last-known-good while a change is pending. */
+async function previousFiles(
+  deps: ReconcileDeps,
+  state: AgentState,
+  plan: ReloadPlan,
+  onDisk: ReadonlyMap<string, string | undefined>,
+): Promise<Map<string, string | undefined>> {
+  const changed = plan.files.filter((f) => f.action !== 'unchanged').map((f) => f.path);
+  const previous = new Map(changed.map((p) => [p, onDisk.get(p)]));
+  if (state.pending) {
+    // The disk holds an unverified change; the known-good copies are the reference.
+    for (const [rel, text] of await deps.state.loadLastKnownGood()) previous.set(rel, text);
+  } else {
+    await deps.state.saveLastKnownGood(previous);
+  }
+  return previous;
+}
+
+function moduleChanges(
+  modules: readonly AsteriskModule[],
+  files: readonly RenderedFile[],
+  previous: ReadonlyMap<string, string | undefined>,
+  onDisk: ReadonlyMap<string, string | undefined>,
+): ModuleChange[] {
+  return modules.map((module) => {
+    const file = files.find((f) => f.module === module)!;
+    const before = previous.has(file.path) ? previous.get(file.path) : onDisk.get(file.path);
+    return { module, before: splitManagedText(before ?? '').body, after: file.body };
+  });
+}
+
+/** Live endpoints that the agent's previous pjsip.conf did not define. Read only when pjsip changes. */
+async function foreignEndpoints(asterisk: AsteriskControl, changes: readonly ModuleChange[]): Promise<Set<string>> {
+  const pjsip = changes.find((c) => c.module === 'res_pjsip');
+  if (!pjsip) return new Set();
+  const ours = new Set(parsePjsipObjects(pjsip.before).filter((o) => o.type === 'endpoint').map((o) => o.name));
+  return new Set((await asterisk.showEndpoints()).map((e) => e.name).filter((n) => !ours.has(n)));
+}
+
+function collisionIssue(number: string, rendered: RenderOutcome): ConfigIssue {
+  const ext = rendered.state?.extensions.find((e) => e.number === number);
+  const pos = ext ? rendered.locate(ext.source) : { line: 0, column: 0 };
+  return {
+    severity: 'error',
+    file: ext?.source.file ?? 'pbx.yaml',
+    line: pos.line,
+    column: pos.column,
+    field: 'number',
+    message:
+      `extension ${number} collides with endpoint ${number} that Asterisk already has from outside pbx-agent ` +
+      '(a hand-written section in /etc/asterisk); two endpoint sections of one name make res_pjsip keep every endpoint on its old configuration: rename or remove one',
+  };
+}
+
+function fingerprintOf(files: readonly RenderedFile[]): string {
+  const h = createHash('sha256');
+  for (const f of files) h.update(`${f.path}\u0000${f.bodyHash}\n`);
+  return h.digest('hex');
+}
+
+function hashes(files: readonly RenderedFile[]): Record<string, string> {
+  return Object.fromEntries(files.map((f) => [f.path, f.bodyHash]));
+}
+
+/** Stage timings, the outcome being built, and the record stage at the end. */
+class Run {
+  readonly outcome: ReconcileOutcome;
+  private readonly started = performance.now();
+
+  constructor(readonly deps: ReconcileDeps, readonly source: ConfigSource) {
+    this.outcome = {
+      status: 'unchanged',
+      revision: source.revision,
+      changedFiles: [],
+      reloads: [],
+      extensions: { added: [], changed: [], removed: [] },
+      restartReasons: [],
+      issues: [],
+      stages: {},
+    };
+  }
+
+  async stage<T>(name: string, fn: () => Promise<T> | T): Promise<T> {
+    const t0 = performance.now();
+    try {
+      return await fn();
+    } finally {
+      this.outcome.stages[name] = Math.round((performance.now() - t0) * 10) / 10;
+    }
+  }
+
+  /** record: state file and the one `reconcile.finished` line. */
+  async finish(state: AgentState, status: ReconcileStatus, error?: string): Promise<ReconcileOutcome> {
+    const o = this.outcome;
+    o.status = status;
+    if (error !== undefined) o.error = error;
+    const durationMs = Math.round(performance.now() - this.started);
+    const failedRun = status === 'invalid' || status === 'rolled_back' || status === 'failed';
+    const lastRun = { at: this.deps.now().toISOString(), status, revision: this.source.revision, durationMs, ...(error ? { error } : {}) };
+    await this.deps.state.write({ ...state, lastRun, consecutiveFailures: failedRun ? state.consecutiveFailures + 1 : status === 'skipped' ? state.consecutiveFailures : 0 });
+
+    if (status === 'invalid') {
+      logEvent(this.deps.log, 'error', 'reconcile.invalid', { revision: o.revision, errors: o.issues.filter((i) => i.severity === 'error').map(formatIssue) }, 'the config repo is invalid; nothing was applied');
+    } else if (status === 'skipped') {
+      logEvent(this.deps.log, 'info', 'reconcile.skipped', { revision: o.revision }, error ?? 'skipped');
+    }
+    const v = o.verification;
+    logEvent(
+      this.deps.log,
+      failedRun ? 'error' : 'info',
+      'reconcile.finished',
+      {
+        revision: o.revision,
+        status,
+        changedFiles: o.changedFiles,
+        reloads: status === 'unchanged' || status === 'invalid' || status === 'skipped' ? [] : o.reloads,
+        extensions: o.extensions,
+        verification: v ? { ok: v.ok, mismatches: v.mismatches.length, restartPending: v.restartPending, ...v.checked } : undefined,
+        durationMs,
+        stages: o.stages,
+        ...(error ? { error } : {}),
+      },
+      `reconcile ${status}`,
+    );
+    return o;
+  }
+}

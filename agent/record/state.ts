@@ -1,0 +1,83 @@
+/**
+ * record: the agent's memory between runs, in its state directory (mode 700, files 600).
+ *
+ *   state.json             what was applied, what is in flight, what failed, the last run
+ *   last-known-good/       the managed files as they were before the change in flight
+ *
+ * `pending` is written before any managed file is touched and cleared only after verification, so
+ * a crash or power loss between writing and verifying is finished by the next run.
+ */
+import { mkdir } from 'node:fs/promises';
+import path from 'node:path';
+import { DirectoryFileStore } from '../apply/files.js';
+import type { AsteriskModule } from '../render/index.js';
+
+export interface RunRecord {
+  at: string;
+  status: ReconcileStatus;
+  revision: string;
+  durationMs: number;
+  error?: string;
+}
+
+export type ReconcileStatus = 'applied' | 'unchanged' | 'invalid' | 'skipped' | 'rolled_back' | 'failed';
+
+export interface AgentState {
+  applied?: { revision: string; fingerprint: string; at: string; files: Record<string, string> };
+  pending?: { revision: string; fingerprint: string; modules: AsteriskModule[]; paths: string[]; at: string };
+  /** A desired state that failed verification: not retried until the config changes. */
+  failed?: { revision: string; fingerprint: string; reason: string; at: string };
+  lastRun?: RunRecord;
+  consecutiveFailures: number;
+}
+
+const STATE_FILE = 'state.json';
+const LKG_DIR = 'last-known-good';
+const LKG_MANIFEST = 'manifest.json';
+
+export class StateStore {
+  private readonly store: DirectoryFileStore;
+
+  constructor(readonly dir: string) {
+    this.store = new DirectoryFileStore(dir, { mode: 0o600, dirMode: 0o700 });
+  }
+
+  async read(): Promise<AgentState> {
+    const text = await this.store.read(STATE_FILE);
+    if (text === undefined) return { consecutiveFailures: 0 };
+    try {
+      const parsed = JSON.parse(text) as Partial<AgentState>;
+      return { ...parsed, consecutiveFailures: parsed.consecutiveFailures ?? 0 };
+    } catch {
+      // A state file that does not parse is treated as absent: the worst outcome is one
+      // unnecessary verification, never a skipped one (pending is re-derived from disk state).
+      return { consecutiveFailures: 0 };
+    }
+  }
+
+  async write(state: AgentState): Promise<void> {
+    await mkdir(this.dir, { recursive: true, mode: 0o700 });
+    await this.store.writeAtomic(STATE_FILE, JSON.stringify(state, null, 2) + '\n');
+  }
+
+  /** Keeps `files` (path → text, or undefined for "did not exist") as the last-known-good set. */
+  async saveLastKnownGood(files: ReadonlyMap<string, string | undefined>): Promise<void> {
+    const manifest: Record<string, boolean> = {};
+    for (const [rel, text] of files) {
+      manifest[rel] = text !== undefined;
+      if (text !== undefined) await this.store.writeAtomic(path.join(LKG_DIR, rel), text);
+    }
+    await this.store.writeAtomic(path.join(LKG_DIR, LKG_MANIFEST), JSON.stringify(manifest, null, 2) + '\n');
+  }
+
+  async loadLastKnownGood(): Promise<Map<string, string | undefined>> {
+    const out = new Map<string, string | undefined>();
+    const manifestText = await this.store.read(path.join(LKG_DIR, LKG_MANIFEST));
+    if (manifestText === undefined) return out;
+    const manifest = JSON.parse(manifestText) as Record<string, boolean>;
+    for (const [rel, present] of Object.entries(manifest)) {
+      out.set(rel, present ? await this.store.read(path.join(LKG_DIR, rel)) : undefined);
+    }
+    return out;
+  }
+}

@@ -1,0 +1,86 @@
+/**
+ * Wiring from settings to the real outside systems: the AMI connection, the Asterisk config
+ * directory, the state directory, host secrets. Shared by `pbx-agent apply` and the daemon.
+ */
+import { readFile } from 'node:fs/promises';
+import type { AgentSettingsData } from '../schemas/agent-settings.js';
+import { DirectoryFileStore } from './apply/files.js';
+import { AmiClient, AmiError } from './asterisk/ami.js';
+import { amiControl, type AsteriskControl } from './asterisk/control.js';
+import { readManagerExposure } from './asterisk/manager-conf.js';
+import { logEvent, type Logger } from './log.js';
+import type { ReconcileDeps } from './reconcile.js';
+import { StateStore } from './record/state.js';
+import { DirectorySecretStore, readSecretFile, type HostFacts } from './resolve/index.js';
+
+export class StartupError extends Error {
+  constructor(readonly code: string, message: string) {
+    super(message);
+  }
+}
+
+/** The numeric id of a group from /etc/group (Node has no getgrnam). */
+export async function groupId(name: string, groupFile = '/etc/group'): Promise<number> {
+  const text = await readFile(groupFile, 'utf8').catch(() => '');
+  for (const line of text.split('\n')) {
+    const [group, , gid] = line.split(':');
+    if (group === name && gid !== undefined && /^\d+$/.test(gid)) return Number(gid);
+  }
+  throw new StartupError('settings.invalid', `group "${name}" (asterisk.file_group) does not exist on this host`);
+}
+
+/** Connects and logs in to AMI, with the secret from its root-only file. */
+export async function connectAsterisk(settings: AgentSettingsData, log: Logger): Promise<{ client: AmiClient; control: AsteriskControl }> {
+  const ami = settings.asterisk.ami;
+  const exposure = await readManagerExposure(settings.asterisk.config_dir);
+  if (exposure?.exposed) {
+    logEvent(log, 'warn', 'ami.exposed', { bindaddr: exposure.bindaddr, port: exposure.port },
+      `AMI listens on ${exposure.bindaddr}:${exposure.port}; set bindaddr = 127.0.0.1 in manager.conf [general] so that only this host can reach it`);
+  }
+  const secret = await readSecretFile(ami.secret_file);
+  if ('problem' in secret) throw new StartupError('ami.secret', `AMI secret: ${secret.problem}`);
+  const client = new AmiClient({
+    host: ami.host,
+    port: ami.port,
+    username: ami.username,
+    secret: secret.value,
+    connectTimeoutMs: ami.connect_timeout_seconds * 1000,
+    actionTimeoutMs: ami.action_timeout_seconds * 1000,
+  });
+  try {
+    await client.connect();
+  } catch (e) {
+    await client.close().catch(() => undefined);
+    if (e instanceof AmiError && e.code === 'ami.auth_failed') {
+      logEvent(log, 'error', 'ami.auth_failed', { host: ami.host, port: ami.port, username: ami.username }, e.message);
+      throw new StartupError(e.code, `${e.message}; check the [${ami.username}] user in manager.conf and ${ami.secret_file}`);
+    }
+    logEvent(log, 'error', 'ami.unreachable', { host: ami.host, port: ami.port }, (e as Error).message);
+    throw new StartupError('ami.unreachable', (e as Error).message);
+  }
+  return { client, control: amiControl(client) };
+}
+
+export async function reconcileDeps(
+  settings: AgentSettingsData,
+  asterisk: AsteriskControl,
+  log: Logger,
+  host: Partial<HostFacts> = {},
+): Promise<ReconcileDeps> {
+  const gid = settings.asterisk.file_group ? await groupId(settings.asterisk.file_group) : undefined;
+  return {
+    asterisk,
+    files: new DirectoryFileStore(settings.asterisk.config_dir, gid === undefined ? {} : { gid }),
+    state: new StateStore(settings.state_dir),
+    host: {
+      secrets: host.secrets ?? new DirectorySecretStore(settings.secrets_dir),
+      elasticIp: host.elasticIp ?? (async () => ({ problem: 'no Elastic IP is known to this command; pass --external-address IP' })),
+    },
+    log,
+    now: () => new Date(),
+    options: {
+      reloadTimeoutMs: settings.asterisk.reload_timeout_seconds * 1000,
+      verifyDetailLimit: settings.asterisk.verify_detail_limit,
+    },
+  };
+}

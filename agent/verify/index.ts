@@ -1,0 +1,274 @@
+/**
+ * verify: read the live state back through AMI and compare it with what was just written. An AMI
+ * Reload answers Success even when Asterisk rejected the new objects and kept the old ones
+ * (reference/asterisk-20: unknown option, missing `]`, duplicate sections), so this is the only
+ * proof that a change took.
+ *
+ * Cost is bounded by the change, not by the PBX: one endpoint list, then one detail read per
+ * changed endpoint (and per added endpoint up to a limit), never one per unchanged endpoint.
+ */
+import { AmiError, header, headerAll, type AmiHeaders } from '../asterisk/ami.js';
+import type { AsteriskControl } from '../asterisk/control.js';
+import { diffPjsipObjects, parsePjsipObjects, type PjsipObject } from '../plan/objects.js';
+import type { AsteriskModule } from '../render/index.js';
+import { EXTENSIONS_CONTEXT } from '../render/extensions.js';
+import { VOICEMAIL_CONTEXT } from '../render/voicemail.js';
+
+/** A module whose file changed: the body Asterisk had before and the one it should have now. */
+export interface ModuleChange {
+  module: AsteriskModule;
+  before: string;
+  after: string;
+}
+
+export interface Mismatch {
+  /** e.g. `endpoint 1002`, `transport transport-udp`, `rtp.conf`. */
+  object: string;
+  field: string;
+  expected: string;
+  actual: string;
+}
+
+export interface VerifyResult {
+  ok: boolean;
+  mismatches: Mismatch[];
+  /** Transport settings that only a restart applies, found still old (not a failure). */
+  restartPending: string[];
+  /** How much was read back, for the log line. */
+  checked: { endpointsListed: number; endpointDetails: number; commands: number };
+}
+
+export interface VerifyOptions {
+  /** Added endpoints read back in detail at most (changed ones always are). */
+  detailLimit: number;
+  /**
+   * Endpoints that were live before the change without being the agent's (the operator's own):
+   * their staying present is not a failed removal.
+   */
+  foreign?: ReadonlySet<string>;
+}
+
+const TRUE = /^(yes|true|on|1)$/i;
+const FALSE = /^(no|false|off|0)$/i;
+
+/** `max_video_streams` → `MaxVideoStreams`, the header name Asterisk uses in *Detail events. */
+function headerName(option: string): string {
+  return option
+    .split('_')
+    .map((w) => w.charAt(0).toUpperCase() + w.slice(1))
+    .join('');
+}
+
+function sameValue(expected: string, actual: string | undefined): boolean {
+  if (actual === undefined) return false;
+  if (TRUE.test(expected)) return TRUE.test(actual);
+  if (FALSE.test(expected)) return FALSE.test(actual);
+  return expected === actual;
+}
+
+function optionsOf(obj: PjsipObject): Array<[string, string]> {
+  return obj.options.map((line) => {
+    const i = line.indexOf('=');
+    return [line.slice(0, i), line.slice(i + 1)];
+  });
+}
+
+class Checker {
+  readonly mismatches: Mismatch[] = [];
+  readonly restartPending: string[] = [];
+  readonly checked = { endpointsListed: 0, endpointDetails: 0, commands: 0 };
+
+  constructor(readonly asterisk: AsteriskControl, readonly options: VerifyOptions) {}
+
+  mismatch(object: string, field: string, expected: string, actual: string | undefined) {
+    this.mismatches.push({ object, field, expected, actual: actual === undefined ? '(absent)' : actual === '' ? '(empty)' : actual });
+  }
+
+  async command(text: string): Promise<{ ok: boolean; lines: string[] }> {
+    this.checked.commands++;
+    try {
+      return { ok: true, lines: await this.asterisk.command(text) };
+    } catch (e) {
+      // Losing Asterisk is not a verdict on the config: let the caller see it as such.
+      if (e instanceof AmiError && !['ami.command_failed', 'ami.no_such_command'].includes(e.code)) throw e;
+      const response = (e as { response?: { headers?: AmiHeaders } }).response;
+      const lines = response?.headers ? headerAll(response.headers, 'Output') : [(e as Error).message];
+      return { ok: false, lines };
+    }
+  }
+
+  /** Compares the options we rendered for one object with a *Detail event's headers. */
+  compareObject(object: string, expected: PjsipObject, live: AmiHeaders | undefined) {
+    if (!live) return this.mismatch(object, 'presence', 'present', 'missing');
+    const allow: string[] = [];
+    for (const [key, value] of optionsOf(expected)) {
+      if (key === 'disallow') continue;
+      if (key === 'allow') {
+        allow.push(value);
+        continue;
+      }
+      const actual = header(live, headerName(key));
+      if (key === 'callerid') {
+        // Asterisk shows `"Name" <num>`, or only `num` when there is no name (ast_callerid_merge);
+        // the number is what routing and display depend on.
+        const num = /<([^>]*)>/.exec(value)?.[1];
+        if (num === undefined || !(actual === num || actual?.endsWith(`<${num}>`))) this.mismatch(object, 'Callerid', value, actual);
+      } else if (key === 'md5_cred') {
+        if (actual !== this.asterisk.secretFingerprint(value)) this.mismatch(object, 'Md5Cred', '(the rendered credential)', '(a different credential)');
+      } else if (key === 'auth_type') {
+        // 20.12+ reports the md5/userpass spellings as "digest".
+        if (!(actual === value || (value === 'md5' && actual === 'digest'))) this.mismatch(object, 'AuthType', value, actual);
+      } else if (!sameValue(value, actual)) {
+        this.mismatch(object, headerName(key), value, actual);
+      }
+    }
+    if (allow.length > 0) {
+      const expectedAllow = `(${allow.join('|')})`;
+      const actual = header(live, 'Allow');
+      if (actual !== expectedAllow) this.mismatch(object, 'Allow', expectedAllow, actual);
+    }
+  }
+
+  async verifyPjsip(change: ModuleChange) {
+    const diff = diffPjsipObjects(change.before, change.after);
+    const objects = parsePjsipObjects(change.after);
+    const byKey = new Map(objects.map((o) => [`${o.type}\u0000${o.name}`, o]));
+
+    const live = await this.asterisk.showEndpoints();
+    this.checked.endpointsListed = live.length;
+    const liveNames = new Set(live.map((e) => e.name));
+    for (const name of [...diff.added, ...diff.changed]) {
+      if (!liveNames.has(name)) this.mismatch(`endpoint ${name}`, 'presence', 'present', 'missing');
+    }
+    for (const name of diff.removed) {
+      if (liveNames.has(name) && !this.options.foreign?.has(name)) this.mismatch(`endpoint ${name}`, 'presence', 'removed', 'still present');
+    }
+
+    const detailed = [...diff.changed, ...diff.added.slice(0, this.options.detailLimit)].filter((n) => liveNames.has(n));
+    for (const name of detailed) {
+      const details = await this.asterisk.showEndpoint(name);
+      this.checked.endpointDetails++;
+      if (!details) {
+        this.mismatch(`endpoint ${name}`, 'presence', 'present', 'missing');
+        continue;
+      }
+      const endpoint = byKey.get(`endpoint\u0000${name}`);
+      const auth = byKey.get(`auth\u0000${name}`);
+      const aor = byKey.get(`aor\u0000${name}`);
+      const named = (list: AmiHeaders[]) => list.find((h) => header(h, 'ObjectName') === name);
+      if (endpoint) this.compareObject(`endpoint ${name}`, endpoint, details.endpoint);
+      if (auth) this.compareObject(`auth ${name}`, auth, named(details.auths));
+      if (aor) this.compareObject(`aor ${name}`, aor, named(details.aors));
+    }
+
+    for (const transport of objects.filter((o) => o.type === 'transport')) {
+      await this.verifyTransport(transport);
+    }
+  }
+
+  async verifyTransport(transport: PjsipObject) {
+    const object = `transport ${transport.name}`;
+    const { ok, lines } = await this.command(`pjsip show transport ${transport.name}`);
+    if (!ok) return this.mismatch(object, 'presence', 'present', lines.join(' ').trim() || 'missing');
+    const live = new Map<string, string[]>();
+    for (const line of lines) {
+      const m = /^\s*([a-z0-9_]+)\s*:\s?(.*)$/.exec(line);
+      if (m) live.set(m[1]!, [...(live.get(m[1]!) ?? []), m[2]!.trim()]);
+    }
+    const expected = new Map<string, string[]>();
+    for (const [key, value] of optionsOf(transport)) expected.set(key, [...(expected.get(key) ?? []), value]);
+    for (const [key, values] of expected) {
+      // pjsip show transport prints local_net as address/netmask.
+      const want = (key === 'local_net' ? values.map(cidrToNetmask) : values).slice().sort();
+      const got = (live.get(key) ?? []).slice().sort();
+      if (want.join(',') === got.join(',')) continue;
+      if (key === 'local_net' || key.startsWith('external_')) {
+        this.mismatch(object, key, want.join(', '), got.join(', ') || undefined);
+      } else {
+        // bind, protocol, TLS files: res_pjsip keeps the old value until Asterisk restarts.
+        this.restartPending.push(`${object} ${key} is ${got.join(', ') || '(unset)'}, rendered ${want.join(', ')}`);
+      }
+    }
+  }
+
+  async verifyRtp(change: ModuleChange) {
+    const want = (key: string) => new RegExp(`^${key}=(\\d+)$`, 'm').exec(change.after)?.[1];
+    const { ok, lines } = await this.command('rtp show settings');
+    if (!ok) return this.mismatch('rtp.conf', 'rtp show settings', 'output', lines.join(' '));
+    const text = lines.join('\n');
+    const start = /Port start:\s+(\d+)/.exec(text)?.[1];
+    const end = /Port end:\s+(\d+)/.exec(text)?.[1];
+    if (start !== want('rtpstart')) this.mismatch('rtp.conf', 'rtpstart', want('rtpstart') ?? '?', start);
+    if (end !== want('rtpend')) this.mismatch('rtp.conf', 'rtpend', want('rtpend') ?? '?', end);
+  }
+
+  async verifyDialplan(change: ModuleChange) {
+    const numbers = (body: string) => new Set([...body.matchAll(/^exten => ([0-9]+),1,/gm)].map((m) => m[1]!));
+    const before = numbers(change.before);
+    const after = numbers(change.after);
+    const added = [...after].filter((n) => !before.has(n)).slice(0, this.options.detailLimit);
+    const removed = [...before].filter((n) => !after.has(n)).slice(0, this.options.detailLimit);
+    for (const n of added) {
+      const { ok } = await this.command(`dialplan show ${n}@${EXTENSIONS_CONTEXT}`);
+      if (!ok) this.mismatch(`dialplan ${n}@${EXTENSIONS_CONTEXT}`, 'presence', 'present', 'missing');
+    }
+    for (const n of removed) {
+      const { ok } = await this.command(`dialplan show ${n}@${EXTENSIONS_CONTEXT}`);
+      if (ok) this.mismatch(`dialplan ${n}@${EXTENSIONS_CONTEXT}`, 'presence', 'removed', 'still present');
+    }
+    // The operator-facing contexts are few and small: check each exists and includes ours.
+    const contexts = [...change.after.matchAll(/^\[([^\]]+)\]\ninclude => pbx-agent-extensions$/gm)].map((m) => m[1]!);
+    for (const ctx of contexts) {
+      const { ok, lines } = await this.command(`dialplan show ${ctx}`);
+      if (!ok || !lines.some((l) => l.includes(`'${EXTENSIONS_CONTEXT}'`))) {
+        this.mismatch(`dialplan context ${ctx}`, 'include', EXTENSIONS_CONTEXT, ok ? 'not included' : 'context missing');
+      }
+    }
+  }
+
+  async verifyVoicemail(change: ModuleChange) {
+    const want = new Set([...change.after.matchAll(/^([0-9]+) => /gm)].map((m) => m[1]!));
+    const { lines } = await this.command(`voicemail show users for ${VOICEMAIL_CONTEXT}`);
+    const live = new Set<string>();
+    for (const line of lines) {
+      const m = /^(\S+)\s+(\d+)\s/.exec(line);
+      if (m && m[1] === VOICEMAIL_CONTEXT) live.add(m[2]!);
+    }
+    for (const box of want) if (!live.has(box)) this.mismatch(`voicemail ${box}@${VOICEMAIL_CONTEXT}`, 'presence', 'present', 'missing');
+    for (const box of live) if (!want.has(box)) this.mismatch(`voicemail ${box}@${VOICEMAIL_CONTEXT}`, 'presence', 'removed', 'still present');
+  }
+}
+
+/** "172.31.0.0/16" → "172.31.0.0/255.255.0.0" */
+function cidrToNetmask(cidr: string): string {
+  const [addr, bitsText] = cidr.split('/');
+  const bits = Number(bitsText);
+  const mask = bits === 0 ? 0 : (0xffffffff << (32 - bits)) >>> 0;
+  return `${addr}/${[24, 16, 8, 0].map((s) => (mask >>> s) & 255).join('.')}`;
+}
+
+export async function verifyLiveState(
+  asterisk: AsteriskControl,
+  changes: readonly ModuleChange[],
+  options: VerifyOptions,
+): Promise<VerifyResult> {
+  const checker = new Checker(asterisk, options);
+  for (const change of changes) {
+    if (change.module === 'res_pjsip') await checker.verifyPjsip(change);
+    else if (change.module === 'res_rtp_asterisk') await checker.verifyRtp(change);
+    else if (change.module === 'pbx_config') await checker.verifyDialplan(change);
+    else if (change.module === 'app_voicemail') await checker.verifyVoicemail(change);
+  }
+  return {
+    ok: checker.mismatches.length === 0,
+    mismatches: checker.mismatches,
+    restartPending: checker.restartPending,
+    checked: checker.checked,
+  };
+}
+
+/** One line for logs: the first few mismatches. */
+export function describeMismatches(mismatches: readonly Mismatch[], max = 5): string {
+  const shown = mismatches.slice(0, max).map((m) => `${m.object} ${m.field}: expected ${m.expected}, Asterisk has ${m.actual}`);
+  return shown.join('; ') + (mismatches.length > max ? `; and ${mismatches.length - max} more` : '');
+}

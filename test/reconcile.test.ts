@@ -1,0 +1,192 @@
+/**
+ * The whole reconcile against a loopback Asterisk (FakeAsterisk) through the real AMI adapter:
+ * add/change/remove, no-op, a change Asterisk rejects, hung reloads, lost connections.
+ */
+import assert from 'node:assert/strict';
+import { readFile, stat } from 'node:fs/promises';
+import path from 'node:path';
+import { reconcile, type ReconcileOutcome } from '../agent/reconcile.js';
+import { StateStore } from '../agent/record/state.js';
+import { BASE_PBX, makeRepo, removeTempRepos } from './support/config-repo.js';
+import { startPbxHost, type PbxHost } from './support/pbx-host.js';
+
+const md5 = (n: string) => n.padStart(4, '0').repeat(8);
+function extensionsYaml(exts: Array<{ number: string; extra?: string }>): string {
+  return 'extensions:\n' + exts.map((e) => `  - { number: "${e.number}", name: User ${e.number}, md5: ${md5(e.number)}${e.extra ? `, ${e.extra}` : ''} }\n`).join('');
+}
+async function repo(exts: Array<{ number: string; extra?: string }>, pbx = BASE_PBX): Promise<string> {
+  return makeRepo({ 'pbx.yaml': pbx, 'extensions/staff.yaml': extensionsYaml(exts) });
+}
+const TWO = [{ number: '1001' }, { number: '1002' }];
+
+describe('reconcile against a loopback Asterisk', () => {
+  let host: PbxHost;
+  beforeEach(async () => {
+    host = await startPbxHost();
+  });
+  afterEach(async () => {
+    await host.stop();
+  });
+  after(removeTempRepos);
+
+  const run = async (dir: string, revision: string, options = {}): Promise<ReconcileOutcome> =>
+    reconcile(host.deps(options), { dir, revision });
+  const events = (name: string) => host.events.filter((e) => e.event === name);
+
+  it('applies a new config, reloads each changed module once, and proves it live', async () => {
+    const out = await run(await repo(TWO), 'r1');
+    assert.equal(out.status, 'applied', out.error);
+    assert.deepEqual(host.asterisk.liveEndpoints(), ['1001', '1002']);
+    assert.deepEqual(out.reloads, ['res_rtp_asterisk', 'res_pjsip', 'app_voicemail', 'pbx_config']);
+    for (const m of out.reloads) assert.equal(host.asterisk.reloadCount(m), 1, m);
+    assert.equal(out.verification?.ok, true);
+    const state = await new StateStore(host.stateDir).read();
+    assert.equal(state.applied?.revision, 'r1');
+    assert.equal(state.pending, undefined);
+    const finished = events('reconcile.finished');
+    assert.equal(finished.length, 1);
+    assert.equal(finished[0]!.status, 'applied');
+    assert.deepEqual(Object.keys(finished[0]!.stages as object), ['render', 'plan', 'preflight', 'apply', 'reload', 'verify']);
+  });
+
+  it('does nothing at all when nothing changed: no write, no reload, no AMI traffic beyond none', async () => {
+    const dir = await repo(TWO);
+    await run(dir, 'r1');
+    const pjsip = path.join(host.configDir, 'pbx-agent/pjsip.conf');
+    const before = await stat(pjsip);
+    const reloads = host.asterisk.reloadCount();
+    const actions = host.asterisk.actionsReceived().length;
+    const out = await run(dir, 'r2');
+    assert.equal(out.status, 'unchanged');
+    assert.deepEqual(out.changedFiles, []);
+    assert.equal(host.asterisk.reloadCount(), reloads);
+    assert.equal(host.asterisk.actionsReceived().length, actions, 'not a single AMI action');
+    assert.equal((await stat(pjsip)).mtimeMs, before.mtimeMs);
+  });
+
+  it('adds an extension: only res_pjsip and pbx_config reload, and the new endpoint is live', async () => {
+    await run(await repo(TWO), 'r1');
+    const out = await run(await repo([...TWO, { number: '1003' }]), 'r2');
+    assert.equal(out.status, 'applied', out.error);
+    assert.deepEqual(out.reloads, ['res_pjsip', 'pbx_config']);
+    assert.deepEqual(out.extensions, { added: ['1003'], changed: [], removed: [] });
+    assert.deepEqual(host.asterisk.liveEndpoints(), ['1001', '1002', '1003']);
+    assert.equal(host.asterisk.reloadCount('res_rtp_asterisk'), 1, 'rtp.conf did not change');
+  });
+
+  it('changes an extension and reads the new values back from Asterisk', async () => {
+    await run(await repo(TWO), 'r1');
+    const out = await run(await repo([{ number: '1001', extra: 'max_contacts: 5, codec_profile: video' }, { number: '1002' }]), 'r2');
+    assert.equal(out.status, 'applied', out.error);
+    assert.deepEqual(out.extensions.changed, ['1001']);
+    assert.equal(out.verification?.checked.endpointDetails, 1, 'only the changed endpoint is read back in detail');
+    const live = host.asterisk.liveState();
+    assert.equal(live.aors['1001']?.max_contacts, '5');
+  });
+
+  it('removes an extension from Asterisk and from the dialplan', async () => {
+    await run(await repo([...TWO, { number: '1003' }]), 'r1');
+    const out = await run(await repo(TWO), 'r2');
+    assert.equal(out.status, 'applied', out.error);
+    assert.deepEqual(out.extensions.removed, ['1003']);
+    assert.deepEqual(host.asterisk.liveEndpoints(), ['1001', '1002']);
+  });
+
+  it('rolls back a change Asterisk silently rejects, and does not retry it until the config changes', async () => {
+    // This Asterisk build does not know voicemail_extension: res_pjsip logs an error and keeps the
+    // OLD endpoint, and the Reload still answers Success (reference e_1_unknown_option_existing_endpoint).
+    await host.stop();
+    host = await startPbxHost({ unknownOptions: ['voicemail_extension'] });
+    await run(await repo(TWO), 'r1');
+    const pjsipBefore = await readFile(path.join(host.configDir, 'pbx-agent/pjsip.conf'), 'utf8');
+
+    const bad = await repo([{ number: '1001' }, { number: '1002', extra: 'voicemail: true, max_contacts: 2' }]);
+    const out = await run(bad, 'r2');
+    assert.equal(out.status, 'rolled_back');
+    assert.equal(
+      out.error,
+      'endpoint 1002 Mailboxes: expected 1002@pbx-agent, Asterisk has (empty); ' +
+        'endpoint 1002 MwiSubscribeReplacesUnsolicited: expected yes, Asterisk has no; ' +
+        'endpoint 1002 VoicemailExtension: expected *97, Asterisk has (empty)',
+    );
+    assert.equal(await readFile(path.join(host.configDir, 'pbx-agent/pjsip.conf'), 'utf8'), pjsipBefore, 'last-known-good restored');
+    assert.equal(host.asterisk.liveState().aors['1002']?.max_contacts, '3', 'the old aor is live again');
+    const rolled = events('reconcile.rolled_back');
+    assert.equal(rolled.length, 1);
+    assert.deepEqual(rolled[0]!.objects, ['endpoint 1002']);
+    const state = await new StateStore(host.stateDir).read();
+    assert.equal(state.failed?.revision, 'r2');
+    assert.equal(state.pending, undefined);
+
+    const reloads = host.asterisk.reloadCount();
+    const again = await run(bad, 'r2');
+    assert.equal(again.status, 'skipped');
+    assert.equal(host.asterisk.reloadCount(), reloads, 'a known-bad config is not reloaded again');
+
+    const fixed = await run(await repo([{ number: '1001' }, { number: '1002', extra: 'max_contacts: 2' }]), 'r3');
+    assert.equal(fixed.status, 'applied', fixed.error);
+    assert.equal(host.asterisk.liveState().aors['1002']?.max_contacts, '2');
+    assert.equal((await new StateStore(host.stateDir).read()).failed, undefined);
+  });
+
+  it('refuses, before writing anything, an extension that collides with a hand-written endpoint', async () => {
+    await host.stop();
+    host = await startPbxHost({ operatorPjsip: '[1003]\ntype=endpoint\ncontext=internal\n\n#tryinclude pbx-agent/pjsip.conf\n' });
+    await run(await repo(TWO), 'r1');
+    const pjsipBefore = await readFile(path.join(host.configDir, 'pbx-agent/pjsip.conf'), 'utf8');
+    const reloads = host.asterisk.reloadCount();
+    const out = await run(await repo([...TWO, { number: '1003' }]), 'r2');
+    assert.equal(out.status, 'invalid');
+    assert.deepEqual(out.issues.map((i) => `${i.file}:${i.line}:${i.column}`), ['extensions/staff.yaml:4:5']);
+    assert.match(out.issues[0]!.message, /^extension 1003 collides with endpoint 1003 that Asterisk already has from outside pbx-agent/);
+    assert.equal(await readFile(path.join(host.configDir, 'pbx-agent/pjsip.conf'), 'utf8'), pjsipBefore);
+    assert.equal(host.asterisk.reloadCount(), reloads);
+    assert.deepEqual(host.asterisk.liveEndpoints(), ['1001', '1002', '1003']);
+  });
+
+  it('reports a hung reload, keeps the change pending, and finishes it on the next run', async () => {
+    await run(await repo(TWO), 'r1');
+    host.asterisk.hangReloads('res_pjsip');
+    const next = await repo([...TWO, { number: '1003' }]);
+    const out = await run(next, 'r2', { reloadTimeoutMs: 300 });
+    assert.equal(out.status, 'failed');
+    assert.match(out.error!, /reload of res_pjsip did not finish within 0.3 s/);
+    assert.equal(events('reload.hung').length, 1);
+    assert.equal((await new StateStore(host.stateDir).read()).pending?.revision, 'r2');
+
+    host.asterisk.hangReloads(null);
+    const resumed = await run(next, 'r2');
+    assert.equal(resumed.status, 'applied', resumed.error);
+    assert.equal(events('reconcile.resumed').length, 1);
+    assert.deepEqual(host.asterisk.liveEndpoints(), ['1001', '1002', '1003']);
+    assert.equal((await new StateStore(host.stateDir).read()).pending, undefined);
+  });
+
+  it('survives Asterisk restarting in the middle of a reload', async () => {
+    await run(await repo(TWO), 'r1');
+    host.asterisk.hangReloads('res_pjsip');
+    const running = run(await repo([...TWO, { number: '1003' }]), 'r2', { reloadTimeoutMs: 3000 });
+    await waitFor(() => host.asterisk.actionsReceived().some((a) => a.action.toLowerCase() === 'reload'));
+    host.asterisk.hangReloads(null);
+    await host.asterisk.restart();
+    const out = await running;
+    assert.equal(out.status, 'applied', out.error);
+    assert.deepEqual(host.asterisk.liveEndpoints(), ['1001', '1002', '1003']);
+  });
+
+  it('carries on when Asterisk closes the AMI connection between actions', async () => {
+    await run(await repo(TWO), 'r1');
+    host.asterisk.closeAfterNextAction();
+    const out = await run(await repo([...TWO, { number: '1003' }]), 'r2');
+    assert.equal(out.status, 'applied', out.error);
+    assert.deepEqual(host.asterisk.liveEndpoints(), ['1001', '1002', '1003']);
+  });
+});
+
+async function waitFor(cond: () => boolean, timeoutMs = 5000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!cond()) {
+    if (Date.now() > deadline) throw new Error('condition not reached');
+    await new Promise((r) => setTimeout(r, 10));
+  }
+}

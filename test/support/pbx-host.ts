@@ -1,0 +1,127 @@
+/**
+ * A PBX host in a temp directory for tests: an /etc/asterisk stand-in with the operator's own
+ * pjsip.conf / extensions.conf / voicemail.conf pulling in the agent's files, a FakeAsterisk
+ * serving AMI on 127.0.0.1, the agent's settings file, AMI secret and state directory.
+ */
+import { chmod, mkdir, writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import { Writable } from 'node:stream';
+import { AmiClient } from '../../agent/asterisk/ami.js';
+import { amiControl } from '../../agent/asterisk/control.js';
+import { createLogger, type Logger } from '../../agent/log.js';
+import type { ReconcileDeps } from '../../agent/reconcile.js';
+import { DirectoryFileStore } from '../../agent/apply/files.js';
+import { StateStore } from '../../agent/record/state.js';
+import { DirectorySecretStore } from '../../agent/resolve/index.js';
+import { FakeAsterisk } from './ami-server.js';
+import { tempDir } from './config-repo.js';
+
+export const AMI_USER = 'pbx-agent';
+export const AMI_SECRET = 'ami-Secret-for-tests-7Qz';
+
+/** The operator's own files, as left by the bootstrap: they include the agent's. */
+export const OPERATOR_PJSIP = `; hand-maintained\n#tryinclude pbx-agent/pjsip.conf\n`;
+const OPERATOR_EXTENSIONS = `[general]\nstatic=yes\nwriteprotect=yes\n\n#tryinclude pbx-agent/extensions.conf\n`;
+const OPERATOR_VOICEMAIL = `[general]\nformat=wav49|wav\n\n#tryinclude pbx-agent/voicemail.conf\n`;
+const STOCK_RTP = `[general]\nrtpstart=10000\nrtpend=20000\n`;
+
+export interface PbxHost {
+  root: string;
+  configDir: string;
+  stateDir: string;
+  settingsFile: string;
+  asterisk: FakeAsterisk;
+  client: AmiClient;
+  /** Parsed JSON log lines the agent wrote. */
+  events: Array<Record<string, unknown> & { event?: string }>;
+  log: Logger;
+  deps(overrides?: Partial<ReconcileDeps['options']>): ReconcileDeps;
+  stop(): Promise<void>;
+}
+
+export async function startPbxHost(options: { operatorPjsip?: string; unknownOptions?: string[] } = {}): Promise<PbxHost> {
+  const root = await tempDir('pbx-agent-host-');
+  const configDir = path.join(root, 'etc/asterisk');
+  const stateDir = path.join(root, 'var/lib/pbx-agent');
+  const agentDir = path.join(root, 'etc/pbx-agent');
+  await mkdir(configDir, { recursive: true });
+  await mkdir(path.join(agentDir, 'secrets'), { recursive: true });
+  await writeFile(path.join(configDir, 'pjsip.conf'), options.operatorPjsip ?? OPERATOR_PJSIP);
+  await writeFile(path.join(configDir, 'extensions.conf'), OPERATOR_EXTENSIONS);
+  await writeFile(path.join(configDir, 'voicemail.conf'), OPERATOR_VOICEMAIL);
+  await writeFile(path.join(configDir, 'rtp.conf'), STOCK_RTP);
+  await writeFile(path.join(configDir, 'manager.conf'), `[general]\nenabled = yes\nbindaddr = 127.0.0.1\nport = 5038\n\n[${AMI_USER}]\nsecret = ${AMI_SECRET}\nread = system\nwrite = system,config,command\n`);
+  const secretFile = path.join(agentDir, 'ami.secret');
+  await writeFile(secretFile, `${AMI_SECRET}\n`);
+  await chmod(secretFile, 0o600);
+
+  const asterisk = new FakeAsterisk({ configDir, users: { [AMI_USER]: AMI_SECRET }, unknownOptions: options.unknownOptions ?? [] });
+  const port = await asterisk.start();
+
+  const settingsFile = path.join(agentDir, 'agent.yaml');
+  await writeFile(
+    settingsFile,
+    [
+      `state_dir: ${stateDir}`,
+      `secrets_dir: ${path.join(agentDir, 'secrets')}`,
+      'asterisk:',
+      `  config_dir: ${configDir}`,
+      '  reload_timeout_seconds: 2',
+      '  ami:',
+      `    port: ${port}`,
+      `    username: ${AMI_USER}`,
+      `    secret_file: ${secretFile}`,
+      '    connect_timeout_seconds: 2',
+      '    action_timeout_seconds: 5',
+      '',
+    ].join('\n'),
+  );
+
+  const client = new AmiClient({
+    host: '127.0.0.1',
+    port,
+    username: AMI_USER,
+    secret: AMI_SECRET,
+    connectTimeoutMs: 2000,
+    actionTimeoutMs: 5000,
+    reconnectInitialMs: 50,
+    reconnectMaxMs: 200,
+  });
+  await client.connect();
+
+  const events: PbxHost['events'] = [];
+  const sink = new Writable({
+    write(chunk, _enc, cb) {
+      for (const line of String(chunk).split('\n')) if (line) events.push(JSON.parse(line));
+      cb();
+    },
+  });
+  const log = createLogger('debug', sink);
+
+  return {
+    root,
+    configDir,
+    stateDir,
+    settingsFile,
+    asterisk,
+    client,
+    events,
+    log,
+    deps: (overrides = {}) => ({
+      asterisk: amiControl(client),
+      files: new DirectoryFileStore(configDir),
+      state: new StateStore(stateDir),
+      host: {
+        secrets: new DirectorySecretStore(path.join(agentDir, 'secrets')),
+        elasticIp: async () => ({ problem: 'not on EC2' }),
+      },
+      log,
+      now: () => new Date(),
+      options: { reloadTimeoutMs: 1000, verifyDetailLimit: 200, ...overrides },
+    }),
+    stop: async () => {
+      await client.close();
+      await asterisk.stop();
+    },
+  };
+}
