@@ -18,8 +18,8 @@ import type { AgentState, ReconcileStatus, StateStore } from './record/state.js'
 import { ReloadError, reloadModules } from './reload/index.js';
 import { splitManagedText, type AsteriskModule, type RenderedFile } from './render/index.js';
 import type { HostFacts } from './resolve/index.js';
-import { describeMismatches, verifyLiveState, type ModuleChange, type VerifyOptions, type VerifyResult } from './verify/index.js';
-import { parsePjsipObjects } from './plan/objects.js';
+import { describeMismatches, liveEndpointNames, verifyLiveState, type ModuleChange, type VerifyOptions, type VerifyResult } from './verify/index.js';
+import { comparePjsip } from './plan/objects.js';
 import type { RenderOutcome } from './pipeline.js';
 
 export interface ReconcileDeps {
@@ -67,8 +67,10 @@ export async function reconcile(deps: ReconcileDeps, source: ConfigSource): Prom
     return run.finish(state, 'skipped', `this configuration was rolled back before (${state.failed.reason}); waiting for a new commit`);
   }
 
-  const onDisk = await run.stage('plan', () => readManagedFiles(deps.files, rendered.files!));
-  const plan = planChanges(rendered.files, onDisk);
+  const { onDisk, plan } = await run.stage('plan', async () => {
+    const current = await readManagedFiles(deps.files, rendered.files!);
+    return { onDisk: current, plan: planChanges(rendered.files!, current) };
+  });
   const modules = RELOAD_ORDER.filter((m) => plan.reloads.includes(m) || state.pending?.modules.includes(m));
   Object.assign(run.outcome, { reloads: modules, extensions: plan.extensions, restartReasons: plan.restartReasons });
   if (modules.length === 0) return run.finish(state, 'unchanged');
@@ -76,7 +78,7 @@ export async function reconcile(deps: ReconcileDeps, source: ConfigSource): Prom
   // What Asterisk had before: kept on disk before anything is written, so that a crash between
   // here and verification can still be rolled back by the next run.
   const previous = await previousFiles(deps, state, plan, onDisk);
-  const changes = moduleChanges(modules, rendered.files, previous, onDisk);
+  const changes = moduleChanges(modules, rendered.files, previous, onDisk, plan);
 
   // Endpoints Asterisk has that are not the agent's: an extension with the same name would make
   // two endpoint sections, and res_pjsip then keeps every endpoint on its old configuration.
@@ -172,20 +174,27 @@ function moduleChanges(
   files: readonly RenderedFile[],
   previous: ReadonlyMap<string, string | undefined>,
   onDisk: ReadonlyMap<string, string | undefined>,
+  plan: ReloadPlan,
 ): ModuleChange[] {
   return modules.map((module) => {
     const file = files.find((f) => f.module === module)!;
     const before = previous.has(file.path) ? previous.get(file.path) : onDisk.get(file.path);
-    return { module, before: splitManagedText(before ?? '').body, after: file.body };
+    const change: ModuleChange = { module, before: splitManagedText(before ?? '').body, after: file.body };
+    // The plan compared pjsip.conf with the disk; reuse that unless the reference is last-known-good.
+    if (module === 'res_pjsip' && plan.pjsip && before === onDisk.get(file.path)) change.pjsip = plan.pjsip;
+    return change;
   });
 }
 
-/** Live endpoints that the agent's previous pjsip.conf did not define. Read only when pjsip changes. */
+/**
+ * Endpoints this change adds that Asterisk already has although the agent's previous pjsip.conf
+ * did not define them: the operator's own. Nothing is asked when nothing is added.
+ */
 async function foreignEndpoints(asterisk: AsteriskControl, changes: readonly ModuleChange[]): Promise<Set<string>> {
   const pjsip = changes.find((c) => c.module === 'res_pjsip');
   if (!pjsip) return new Set();
-  const ours = new Set(parsePjsipObjects(pjsip.before).filter((o) => o.type === 'endpoint').map((o) => o.name));
-  return new Set((await asterisk.showEndpoints()).map((e) => e.name).filter((n) => !ours.has(n)));
+  pjsip.pjsip ??= comparePjsip(pjsip.before, pjsip.after);
+  return liveEndpointNames(asterisk, pjsip.pjsip.added);
 }
 
 function collisionIssue(number: string, rendered: RenderOutcome): ConfigIssue {

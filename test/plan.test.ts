@@ -19,6 +19,12 @@ describe('plan: object changes in pjsip.conf', () => {
     assert.deepEqual(diffPjsipObjects(before, after), { added: ['1004'], changed: ['1002'], removed: ['1003'], restartReasons: [] });
   });
 
+  it('does not call the last extension changed because another one now follows it', () => {
+    const before = transport() + '\n' + ext('1001');
+    const after = before + '\n' + ext('1002');
+    assert.deepEqual(diffPjsipObjects(before, after), { added: ['1002'], changed: [], removed: [], restartReasons: [] });
+  });
+
   it('applies a new Elastic IP or local_net with a reload, but asks for a restart when bind or protocol change', () => {
     const live = transport().replace(/203\.0\.113\.10/g, '198.51.100.7').replace('172.31.0.0/16', '10.0.0.0/16');
     assert.deepEqual(diffPjsipObjects(transport(), live).restartReasons, []);

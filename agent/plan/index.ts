@@ -5,7 +5,7 @@
 import { createHash } from 'node:crypto';
 import { createTwoFilesPatch } from 'diff';
 import { splitManagedText, type AsteriskModule, type RenderedFile } from '../render/index.js';
-import { diffPjsipObjects } from './objects.js';
+import { comparePjsip, type PjsipComparison } from './objects.js';
 
 export type FileAction = 'create' | 'update' | 'unchanged';
 
@@ -25,6 +25,8 @@ export interface ReloadPlan {
   extensions: { added: string[]; changed: string[]; removed: string[] };
   /** Why a reload is not enough and Asterisk must restart for the change to take; empty if it is. */
   restartReasons: string[];
+  /** The pjsip.conf comparison behind `extensions`, kept for verification (absent when unchanged). */
+  pjsip?: PjsipComparison;
   changed: boolean;
 }
 
@@ -46,12 +48,13 @@ export function planChanges(rendered: readonly RenderedFile[], onDisk: ReadonlyM
   const modules = new Set(files.filter((f) => f.action !== 'unchanged').map((f) => f.module));
   const reloads = RELOAD_ORDER.filter((m) => modules.has(m));
 
-  const pjsip = files.find((f) => f.module === 'res_pjsip' && f.action !== 'unchanged');
-  const objects = pjsip
-    ? diffPjsipObjects(splitManagedText(onDisk.get(pjsip.path) ?? '').body, pjsip.rendered.body)
-    : { added: [], changed: [], removed: [], restartReasons: [] };
-  const { restartReasons, ...extensions } = objects;
-  return { files, reloads, extensions, restartReasons, changed: reloads.length > 0 };
+  const pjsipFile = files.find((f) => f.module === 'res_pjsip' && f.action !== 'unchanged');
+  if (!pjsipFile) {
+    return { files, reloads, extensions: { added: [], changed: [], removed: [] }, restartReasons: [], changed: reloads.length > 0 };
+  }
+  const pjsip = comparePjsip(splitManagedText(onDisk.get(pjsipFile.path) ?? '').body, pjsipFile.rendered.body);
+  const { added, changed, removed, restartReasons } = pjsip;
+  return { files, reloads, extensions: { added, changed, removed }, restartReasons, pjsip, changed: reloads.length > 0 };
 }
 
 /**

@@ -3,7 +3,9 @@
  * a transport changed in a way res_pjsip cannot apply on reload.
  *
  * Works on the text of the managed file (ours, so its shape is known) rather than on a remembered
- * state: what is on disk is what Asterisk loaded last.
+ * state: what is on disk is what Asterisk loaded last. pjsip.conf for 10,000 extensions is
+ * 250,000 lines, so sections are compared as whole strings and split into options only when an
+ * object is looked at.
  */
 
 export interface PjsipObject {
@@ -22,31 +24,56 @@ export interface ObjectChanges {
   restartReasons: string[];
 }
 
+/** The object changes together with the objects of `after`. */
+export interface PjsipComparison extends ObjectChanges {
+  /** An object of `after`, parsed on demand. */
+  object(type: string, name: string): PjsipObject | undefined;
+  /** Every transport of `after`. */
+  transports(): PjsipObject[];
+}
+
+interface Section {
+  name: string;
+  type: string;
+  /** The section's text from `[` up to the next section, without trailing blank lines. */
+  text: string;
+}
+
+/** Sections by type and name, without parsing their options. */
+function indexSections(body: string): Map<string, Section> {
+  const out = new Map<string, Section>();
+  let start = body.startsWith('[') ? 0 : body.indexOf('\n[') + 1;
+  while (start > 0 || body.startsWith('[', start)) {
+    const next = body.indexOf('\n[', start);
+    // Trailing blank lines depend on what follows the section, not on the section.
+    const text = body.slice(start, next < 0 ? body.length : next + 1).trimEnd();
+    const name = text.slice(1, text.indexOf(']'));
+    const t = text.indexOf('\ntype=');
+    const eol = t < 0 ? -1 : text.indexOf('\n', t + 6);
+    const type = t < 0 ? '' : text.slice(t + 6, eol < 0 ? text.length : eol).trim();
+    out.set(objectKey(type, name), { name, type, text });
+    if (next < 0) break;
+    start = next + 1;
+  }
+  return out;
+}
+
+function parseSection(section: Section): PjsipObject {
+  const options: string[] = [];
+  for (const line of section.text.split('\n').slice(1)) {
+    if (line === '' || line.startsWith(';') || line.startsWith('type=')) continue;
+    options.push(line);
+  }
+  return { name: section.name, type: section.type, options };
+}
+
 /** Parses `[name]` sections with `key=value` lines; comments and blank lines are skipped. */
 export function parsePjsipObjects(body: string): PjsipObject[] {
-  const objects: PjsipObject[] = [];
-  let current: { name: string; lines: string[] } | undefined;
-  const flush = () => {
-    if (!current) return;
-    const typeLine = current.lines.find((l) => l.startsWith('type='));
-    objects.push({
-      name: current.name,
-      type: typeLine ? typeLine.slice(5) : '',
-      options: current.lines.filter((l) => l !== typeLine),
-    });
-  };
-  for (const line of body.split('\n')) {
-    if (line === '' || line.startsWith(';')) continue;
-    const header = /^\[([^\]]+)\]/.exec(line);
-    if (header) {
-      flush();
-      current = { name: header[1]!, lines: [] };
-    } else if (current) {
-      current.lines.push(line);
-    }
-  }
-  flush();
-  return objects;
+  return [...indexSections(body).values()].map(parseSection);
+}
+
+export function objectKey(type: string, name: string): string {
+  return `${type}\u0000${name}`;
 }
 
 /**
@@ -56,47 +83,56 @@ export function parsePjsipObjects(body: string): PjsipObject[] {
  */
 const LIVE_TRANSPORT_OPTIONS = new Set(['local_net', 'external_media_address', 'external_signaling_address']);
 
-function key(o: PjsipObject): string {
-  return `${o.type}\u0000${o.name}`;
+export function diffPjsipObjects(before: string, after: string): ObjectChanges {
+  const { added, changed, removed, restartReasons } = comparePjsip(before, after);
+  return { added, changed, removed, restartReasons };
 }
 
-export function diffPjsipObjects(before: string, after: string): ObjectChanges {
-  const old = new Map(parsePjsipObjects(before).map((o) => [key(o), o]));
-  const now = new Map(parsePjsipObjects(after).map((o) => [key(o), o]));
+export function comparePjsip(before: string, after: string): PjsipComparison {
+  const old = indexSections(before);
+  const now = indexSections(after);
 
-  const extensions = (m: Map<string, PjsipObject>) =>
-    new Set([...m.values()].filter((o) => o.type !== 'transport').map((o) => o.name));
+  const extensions = (m: Map<string, Section>) => new Set([...m.values()].filter((s) => s.type !== 'transport').map((s) => s.name));
   const oldExt = extensions(old);
   const newExt = extensions(now);
-  const same = (a?: PjsipObject, b?: PjsipObject) => a !== undefined && b !== undefined && a.options.join('\n') === b.options.join('\n');
+  const same = (k: string) => old.get(k)?.text === now.get(k)?.text;
 
   const added: string[] = [];
   const changed: string[] = [];
   const removed: string[] = [];
   for (const name of newExt) {
     if (!oldExt.has(name)) added.push(name);
-    else if (['endpoint', 'auth', 'aor'].some((t) => !same(old.get(`${t}\u0000${name}`), now.get(`${t}\u0000${name}`)))) changed.push(name);
+    else if (!['endpoint', 'auth', 'aor'].every((t) => same(objectKey(t, name)))) changed.push(name);
   }
   for (const name of oldExt) if (!newExt.has(name)) removed.push(name);
 
   const restartReasons: string[] = [];
-  const transports = new Set(
-    [...old.values(), ...now.values()].filter((o) => o.type === 'transport').map((o) => o.name),
-  );
-  for (const name of [...transports].sort()) {
-    const a = old.get(`transport\u0000${name}`);
-    const b = now.get(`transport\u0000${name}`);
+  const transportNames = new Set([...old.values(), ...now.values()].filter((s) => s.type === 'transport').map((s) => s.name));
+  for (const name of [...transportNames].sort()) {
+    const a = old.get(objectKey('transport', name));
+    const b = now.get(objectKey('transport', name));
     if (!a) restartReasons.push(`transport ${name} is new`);
     else if (!b) restartReasons.push(`transport ${name} is removed`);
-    else {
-      const fixed = (o: PjsipObject) => o.options.filter((l) => !LIVE_TRANSPORT_OPTIONS.has(l.split('=')[0]!)).join('\n');
-      if (fixed(a) !== fixed(b)) {
-        const diff = b.options.filter((l) => !a.options.includes(l) && !LIVE_TRANSPORT_OPTIONS.has(l.split('=')[0]!));
+    else if (a.text !== b.text) {
+      const fixed = (o: PjsipObject) => o.options.filter((l) => !LIVE_TRANSPORT_OPTIONS.has(l.split('=')[0]!));
+      const [pa, pb] = [fixed(parseSection(a)), fixed(parseSection(b))];
+      if (pa.join('\n') !== pb.join('\n')) {
+        const diff = pb.filter((l) => !pa.includes(l));
         restartReasons.push(`transport ${name} changes ${diff.map((l) => l.split('=')[0]).join(', ') || 'options'}`);
       }
     }
   }
 
   const byNumber = (x: string, y: string) => Number(x) - Number(y) || (x < y ? -1 : x > y ? 1 : 0);
-  return { added: added.sort(byNumber), changed: changed.sort(byNumber), removed: removed.sort(byNumber), restartReasons };
+  return {
+    added: added.sort(byNumber),
+    changed: changed.sort(byNumber),
+    removed: removed.sort(byNumber),
+    restartReasons,
+    object: (type, name) => {
+      const section = now.get(objectKey(type, name));
+      return section ? parseSection(section) : undefined;
+    },
+    transports: () => [...now.values()].filter((s) => s.type === 'transport').map(parseSection),
+  };
 }

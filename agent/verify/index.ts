@@ -7,9 +7,9 @@
  * Cost is bounded by the change, not by the PBX: one endpoint list, then one detail read per
  * changed endpoint (and per added endpoint up to a limit), never one per unchanged endpoint.
  */
-import { AmiError, header, headerAll, type AmiHeaders } from '../asterisk/ami.js';
+import { AmiError, header, headerAll, type AmiHeaders, type EndpointDetails } from '../asterisk/ami.js';
 import type { AsteriskControl } from '../asterisk/control.js';
-import { diffPjsipObjects, parsePjsipObjects, type PjsipObject } from '../plan/objects.js';
+import { comparePjsip, type PjsipComparison, type PjsipObject } from '../plan/objects.js';
 import type { AsteriskModule } from '../render/index.js';
 import { EXTENSIONS_CONTEXT } from '../render/extensions.js';
 import { VOICEMAIL_CONTEXT } from '../render/voicemail.js';
@@ -19,6 +19,8 @@ export interface ModuleChange {
   module: AsteriskModule;
   before: string;
   after: string;
+  /** For res_pjsip, the comparison of before and after if already computed (it is not cheap). */
+  pjsip?: PjsipComparison;
 }
 
 export interface Mismatch {
@@ -130,13 +132,10 @@ class Checker {
   }
 
   async verifyPjsip(change: ModuleChange) {
-    const diff = diffPjsipObjects(change.before, change.after);
-    const objects = parsePjsipObjects(change.after);
-    const byKey = new Map(objects.map((o) => [`${o.type}\u0000${o.name}`, o]));
+    const diff = change.pjsip ?? comparePjsip(change.before, change.after);
 
-    const live = await this.asterisk.showEndpoints();
-    this.checked.endpointsListed = live.length;
-    const liveNames = new Set(live.map((e) => e.name));
+    const fetched = new Map<string, EndpointDetails | null>();
+    const liveNames = await liveEndpointNames(this.asterisk, [...diff.added, ...diff.changed, ...diff.removed], this.checked, fetched);
     for (const name of [...diff.added, ...diff.changed]) {
       if (!liveNames.has(name)) this.mismatch(`endpoint ${name}`, 'presence', 'present', 'missing');
     }
@@ -146,22 +145,25 @@ class Checker {
 
     const detailed = [...diff.changed, ...diff.added.slice(0, this.options.detailLimit)].filter((n) => liveNames.has(n));
     for (const name of detailed) {
-      const details = await this.asterisk.showEndpoint(name);
-      this.checked.endpointDetails++;
+      let details = fetched.get(name);
+      if (details === undefined) {
+        details = await this.asterisk.showEndpoint(name);
+        this.checked.endpointDetails++;
+      }
       if (!details) {
         this.mismatch(`endpoint ${name}`, 'presence', 'present', 'missing');
         continue;
       }
-      const endpoint = byKey.get(`endpoint\u0000${name}`);
-      const auth = byKey.get(`auth\u0000${name}`);
-      const aor = byKey.get(`aor\u0000${name}`);
+      const endpoint = diff.object('endpoint', name);
+      const auth = diff.object('auth', name);
+      const aor = diff.object('aor', name);
       const named = (list: AmiHeaders[]) => list.find((h) => header(h, 'ObjectName') === name);
       if (endpoint) this.compareObject(`endpoint ${name}`, endpoint, details.endpoint);
       if (auth) this.compareObject(`auth ${name}`, auth, named(details.auths));
       if (aor) this.compareObject(`aor ${name}`, aor, named(details.aors));
     }
 
-    for (const transport of objects.filter((o) => o.type === 'transport')) {
+    for (const transport of diff.transports()) {
       await this.verifyTransport(transport);
     }
   }
@@ -237,6 +239,38 @@ class Checker {
     for (const box of want) if (!live.has(box)) this.mismatch(`voicemail ${box}@${VOICEMAIL_CONTEXT}`, 'presence', 'present', 'missing');
     for (const box of live) if (!want.has(box)) this.mismatch(`voicemail ${box}@${VOICEMAIL_CONTEXT}`, 'presence', 'removed', 'still present');
   }
+}
+
+/**
+ * Up to this many names are looked up one by one (PJSIPShowEndpoint); beyond it one
+ * PJSIPShowEndpoints list is cheaper. A one-extension change on a 10,000-endpoint PBX then costs
+ * one small answer instead of 10,000 list events.
+ */
+const LOOKUP_ONE_BY_ONE = 64;
+
+/** Which of `names` Asterisk has live. */
+export async function liveEndpointNames(
+  asterisk: AsteriskControl,
+  names: readonly string[],
+  counters?: VerifyResult['checked'],
+  /** Filled with the details read on the way, so that they are not read twice. */
+  fetched?: Map<string, EndpointDetails | null>,
+): Promise<Set<string>> {
+  if (names.length === 0) return new Set();
+  if (names.length > LOOKUP_ONE_BY_ONE) {
+    const live = await asterisk.showEndpoints();
+    if (counters) counters.endpointsListed = live.length;
+    const wanted = new Set(names);
+    return new Set(live.map((e) => e.name).filter((n) => wanted.has(n)));
+  }
+  const found = new Set<string>();
+  for (const name of names) {
+    if (counters) counters.endpointDetails++;
+    const details = await asterisk.showEndpoint(name);
+    fetched?.set(name, details);
+    if (details) found.add(name);
+  }
+  return found;
 }
 
 /** "172.31.0.0/16" → "172.31.0.0/255.255.0.0" */

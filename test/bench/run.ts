@@ -13,9 +13,10 @@ import type { BenchSection } from './section.js';
 import { verdict, type BudgetCheck } from './stats.js';
 import { formatTable } from './table.js';
 import { validateRenderSection } from './validate-render.js';
+import { applyVerifySection } from './apply-verify.js';
 
 /** Every section, in the order they run. */
-const SECTIONS: BenchSection[] = [validateRenderSection];
+const SECTIONS: BenchSection[] = [validateRenderSection, applyVerifySection];
 
 async function main(argv: string[]): Promise<number> {
   const unknown = argv.filter((id) => !SECTIONS.some((s) => s.id === id));

@@ -18,7 +18,7 @@
 import net from 'node:net';
 import { AsteriskConfigParser } from './fake-asterisk/config-parser.js';
 import type { LogLevel } from './fake-asterisk/config-parser.js';
-import { PjsipModule } from './fake-asterisk/pjsip.js';
+import { defaultValues, PjsipModule, type PjsipObject } from './fake-asterisk/pjsip.js';
 import type { ReachabilityChange } from './fake-asterisk/pjsip.js';
 import { DialplanModule, RtpModule, VoicemailModule } from './fake-asterisk/modules.js';
 import path from 'node:path';
@@ -374,11 +374,11 @@ export class FakeAsterisk {
   }
 
   liveState(): LiveState {
-    const dump = (m: Map<string, { values: Map<string, string> }>) =>
-      Object.fromEntries([...m].sort(([a], [b]) => (a < b ? -1 : 1)).map(([id, obj]) => [id, Object.fromEntries(obj.values)]));
+    const dump = (m: Map<string, PjsipObject>) =>
+      Object.fromEntries([...m].sort(([a], [b]) => (a < b ? -1 : 1)).map(([id, obj]) => [id, Object.fromEntries([...defaultValues(obj.type), ...obj.values])]));
     const transports: LiveState['transports'] = {};
     for (const [id, t] of this.pjsip.transports) {
-      transports[id] = Object.assign(Object.fromEntries(t.values), { local_net: [...(t.lists.get('local_net') ?? [])] });
+      transports[id] = Object.assign(Object.fromEntries([...defaultValues(t.type), ...t.values]), { local_net: [...(t.lists.get('local_net') ?? [])] });
     }
     return {
       endpoints: dump(this.pjsip.endpoints),

@@ -92,14 +92,21 @@ export class AsteriskConfigParser {
 
   /** The path as it appears in Asterisk's log lines. */
   display(absPath: string): string {
-    const rel = path.relative(this.configDir, absPath);
-    if (!rel.startsWith('..') && !path.isAbsolute(rel)) return `${this.displayDir}/${rel}`;
-    return absPath;
+    const rel = this.relative(absPath);
+    return rel === absPath ? absPath : `${this.displayDir}/${rel}`;
   }
 
+  /** Memoized: it is asked once per line, and path.relative is costly at 250,000 lines. */
+  private readonly relativeCache = new Map<string, string>();
+
   private relative(absPath: string): string {
-    const rel = path.relative(this.configDir, absPath);
-    return !rel.startsWith('..') && !path.isAbsolute(rel) ? rel : absPath;
+    let rel = this.relativeCache.get(absPath);
+    if (rel === undefined) {
+      const r = path.relative(this.configDir, absPath);
+      rel = !r.startsWith('..') && !path.isAbsolute(r) ? r : absPath;
+      this.relativeCache.set(absPath, rel);
+    }
+    return rel;
   }
 
   /** Load a file and everything it includes, like ast_config_load2(). */

@@ -392,10 +392,27 @@ function formatCallerId(value: string): string {
   return name || num || '<unknown>';
 }
 
+/** Default values per type, built once. Objects hold only what their section sets: with 30,000
+ * objects, a full copy of ~100 defaults each was most of a reload's time (garbage collection). */
+const DEFAULT_VALUES = new Map<ObjectType, ReadonlyMap<string, string>>();
+
+export function defaultValues(type: ObjectType): ReadonlyMap<string, string> {
+  let defaults = DEFAULT_VALUES.get(type);
+  if (!defaults) {
+    const values = new Map<string, string>();
+    for (const spec of OPTIONS[type].values()) if (spec.key) values.set(spec.name, spec.dflt);
+    DEFAULT_VALUES.set(type, (defaults = values));
+  }
+  return defaults;
+}
+
+/** An option's value as Asterisk would show it: what the section set, else the default. */
+export function valueOf(obj: PjsipObject, name: string): string | undefined {
+  return obj.values.get(name) ?? defaultValues(obj.type).get(name);
+}
+
 function newObject(type: ObjectType, id: string): PjsipObject {
-  const values = new Map<string, string>();
-  for (const spec of OPTIONS[type].values()) if (spec.key) values.set(spec.name, spec.dflt);
-  return { type, id, values, lists: new Map(), codecs: [] };
+  return { type, id, values: new Map(), lists: new Map(), codecs: [] };
 }
 
 type ApplyResult = { ok: true } | { ok: false; unknown: boolean; extra?: [string, string, string] };
@@ -461,12 +478,12 @@ function applyOption(obj: PjsipObject, spec: OptionSpec, raw: string): ApplyResu
 function applyHandler(obj: PjsipObject, log: LogFn): boolean {
   if (obj.type === 'auth') {
     // res_pjsip/config_auth.c auth_apply()
-    if (!obj.values.get('username')) {
+    if (!valueOf(obj, 'username')) {
       log('ERROR', 'res_pjsip/config_auth.c', `No authentication username for auth '${obj.id}'`);
       return false;
     }
-    if (obj.values.get('auth_type') === 'md5') {
-      const cred = obj.values.get('md5_cred') ?? '';
+    if (valueOf(obj, 'auth_type') === 'md5') {
+      const cred = valueOf(obj, 'md5_cred') ?? '';
       if (!cred) {
         log('ERROR', 'res_pjsip/config_auth.c', `'md5' authentication specified but no md5_cred specified for auth '${obj.id}'`);
         return false;
@@ -479,8 +496,8 @@ function applyHandler(obj: PjsipObject, log: LogFn): boolean {
     }
   }
   if (obj.type === 'transport') {
-    const protocol = obj.values.get('protocol') ?? 'udp';
-    const bind = obj.values.get('bind') ?? '';
+    const protocol = valueOf(obj, 'protocol') ?? 'udp';
+    const bind = valueOf(obj, 'bind') ?? '';
     const formatted = formatBind(bind || '0.0.0.0', protocol);
     if (!formatted) return false;
     obj.values.set('bind', formatted);
@@ -661,14 +678,14 @@ export class PjsipModule {
     const merged = new Map<string, PjsipObject>();
     for (const [id, fresh] of next) {
       const old = this.transports.get(id);
-      if (!old || old === fresh || fresh.values.get('allow_reload') === 'true') {
+      if (!old || old === fresh || valueOf(fresh, 'allow_reload') === 'true') {
         merged.set(id, fresh);
         continue;
       }
-      const changed = TRANSPORT_NOT_RELOADABLE.some((k) => old.values.get(k) !== fresh.values.get(k));
+      const changed = TRANSPORT_NOT_RELOADABLE.some((k) => valueOf(old, k) !== valueOf(fresh, k));
       // README: with local_net/external_* set, EVERY re-read logs the notice, changed or not.
       const hasNat = (fresh.lists.get('local_net')?.length ?? 0) > 0
-        || !!fresh.values.get('external_media_address') || !!fresh.values.get('external_signaling_address');
+        || !!valueOf(fresh, 'external_media_address') || !!valueOf(fresh, 'external_signaling_address');
       if (changed || hasNat) {
         this.log('NOTICE', 'res_pjsip/config_transport.c',
           `Transport '${id}' is not fully reloadable, not reloading: protocol, bind, TLS (everything but certificate and private key if filename is unchanged), TCP, ToS, or CoS options.`);
@@ -676,7 +693,7 @@ export class PjsipModule {
       const keep = newObject('transport', id);
       keep.values = new Map(fresh.values);
       keep.lists = new Map(fresh.lists);
-      for (const k of TRANSPORT_NOT_RELOADABLE) keep.values.set(k, old.values.get(k) ?? '');
+      for (const k of TRANSPORT_NOT_RELOADABLE) keep.values.set(k, valueOf(old, k) ?? '');
       merged.set(id, keep);
     }
     return merged;
@@ -687,11 +704,11 @@ export class PjsipModule {
   // ------------------------------------------------------------------------------------------
 
   aorNames(endpoint: PjsipObject): string[] {
-    return (endpoint.values.get('aors') ?? '').split(',').map((s) => s.trim()).filter(Boolean);
+    return (valueOf(endpoint, 'aors') ?? '').split(',').map((s) => s.trim()).filter(Boolean);
   }
 
   authNames(endpoint: PjsipObject, option: 'auth' | 'outbound_auth'): string[] {
-    return (endpoint.values.get(option) ?? '').split(',').map((s) => s.trim()).filter(Boolean);
+    return (valueOf(endpoint, option) ?? '').split(',').map((s) => s.trim()).filter(Boolean);
   }
 
   /** Contacts of an aor as `aor/uri` (static `contact=` lines first). */
@@ -768,7 +785,7 @@ export class PjsipModule {
     for (const spec of specs) {
       if (!spec.key || seen.has(spec.key)) continue;
       seen.add(spec.key);
-      let value = obj.values.get(spec.name) ?? spec.dflt;
+      let value = valueOf(obj, spec.name) ?? spec.dflt;
       if (obj.type === 'aor' && spec.name === 'contact') value = this.contactIds(obj.id).join(',');
       out.push([spec.key, value]);
     }
@@ -779,8 +796,8 @@ export class PjsipModule {
     const fields: Array<[string, string]> = [
       ['ObjectType', 'endpoint'],
       ['ObjectName', ep.id],
-      ['Transport', ep.values.get('transport') ?? ''],
-      ['Aor', ep.values.get('aors') ?? ''],
+      ['Transport', valueOf(ep, 'transport') ?? ''],
+      ['Aor', valueOf(ep, 'aors') ?? ''],
       ['Auths', this.authNames(ep, 'auth').join(',')],
       ['OutboundAuths', this.authNames(ep, 'outbound_auth').join(',')],
     ];
@@ -804,7 +821,7 @@ export class PjsipModule {
       const auth = this.auths.get(name);
       if (auth) events.push({ event: 'AuthDetail', fields: [...this.objectFields(auth), ['EndpointName', ep.id]] });
     }
-    const transportName = ep.values.get('transport') ?? '';
+    const transportName = valueOf(ep, 'transport') ?? '';
     const transport = transportName ? this.transports.get(transportName) : undefined;
     if (transport) {
       // Not in the recorded transcripts (no endpoint there had transport= set); layout follows the
@@ -852,28 +869,28 @@ export class PjsipModule {
     if (ids.length === 0) return ['', 'No objects found.', ''];
     for (const id of ids) {
       const ep = this.endpoints.get(id) as PjsipObject;
-      const cid = ep.values.get('callerid') ?? '<unknown>';
+      const cid = valueOf(ep, 'callerid') ?? '<unknown>';
       const num = /<([^>]*)>$/.exec(cid)?.[1] ?? (/^[0-9*#+]+$/.test(cid) ? cid : '');
       const printName = num && cid !== '<unknown>' ? `${id}/${num}` : id;
-      const busyAt = Number(ep.values.get('device_state_busy_at') ?? '0');
+      const busyAt = Number(valueOf(ep, 'device_state_busy_at') ?? '0');
       out.push(` Endpoint:  ${pad(printName, 51)}  ${pad(this.deviceState(id), 12)}  0 of ${busyAt ? busyAt : 'inf'}`);
       for (const [dir, option] of [['Out', 'outbound_auth'], ['In', 'auth']] as const) {
         for (const name of this.authNames(ep, option)) {
           const auth = this.auths.get(name);
-          if (auth) out.push(`${`${dir}Auth`.padStart(11)}:  ${name}/${auth.values.get('username') ?? ''}`);
+          if (auth) out.push(`${`${dir}Auth`.padStart(11)}:  ${name}/${valueOf(auth, 'username') ?? ''}`);
         }
       }
       for (const aorName of this.aorNames(ep)) {
         const aor = this.aors.get(aorName);
         if (!aor) continue;
-        out.push(`        Aor:  ${pad(aorName, 39)} ${(aor.values.get('max_contacts') ?? '0').padStart(12)}`);
+        out.push(`        Aor:  ${pad(aorName, 39)} ${(valueOf(aor, 'max_contacts') ?? '0').padStart(12)}`);
         for (const c of this.contacts.get(aorName) ?? []) {
           const hash = createHash('md5').update(c.uri).digest('hex').slice(0, 10);
           const width = 62 - 13 - 9 - aorName.length + 1;
           out.push(`      Contact:  ${aorName}/${pad(c.uri, width)} ${pad(hash, 10)} ${pad('NonQual', 7)} ${'nan'.padStart(11)}`);
         }
       }
-      const tName = ep.values.get('transport') ?? '';
+      const tName = valueOf(ep, 'transport') ?? '';
       const t = tName ? this.transports.get(tName) : undefined;
       if (t) out.push(`  ${this.transportLine(t)}`);
       out.push('');
@@ -883,7 +900,7 @@ export class PjsipModule {
   }
 
   private transportLine(t: PjsipObject): string {
-    return `Transport:  ${pad(t.id, 21)}  ${(t.values.get('protocol') ?? 'udp').padStart(6)}  ${(t.values.get('cos') ?? '0').padStart(5)}  ${(t.values.get('tos') ?? '0').padStart(5)}  ${t.values.get('bind') ?? ''}`;
+    return `Transport:  ${pad(t.id, 21)}  ${(valueOf(t, 'protocol') ?? 'udp').padStart(6)}  ${(valueOf(t, 'cos') ?? '0').padStart(5)}  ${(valueOf(t, 'tos') ?? '0').padStart(5)}  ${valueOf(t, 'bind') ?? ''}`;
   }
 
   cliShowTransport(name: string): string[] {
@@ -904,7 +921,7 @@ export class PjsipModule {
         for (const net of t.lists.get('local_net') ?? []) out.push(` ${pad('local_net', 27)} : ${net}`);
         continue;
       }
-      out.push(` ${pad(spec.name, 27)} : ${t.values.get(spec.name) ?? spec.dflt}`);
+      out.push(` ${pad(spec.name, 27)} : ${valueOf(t, spec.name) ?? spec.dflt}`);
     }
     out.push('');
     return out;
