@@ -77,17 +77,17 @@ describe('cli', () => {
           '  create    pbx-agent/pjsip.conf       res_pjsip\n' +
           '  create    pbx-agent/extensions.conf  pbx_config\n' +
           '  create    pbx-agent/voicemail.conf   app_voicemail\n' +
-          '  create    rtp.conf                   res_rtp_asterisk\n' +
+          '  create    pbx-agent/rtp.conf         res_rtp_asterisk\n' +
           'Extensions: added 1001 1002 1003 2001; changed -; removed -\n' +
           'Needs an Asterisk restart, a reload is not enough: transport transport-udp is new\n' +
           'Asterisk would reload: res_rtp_asterisk, res_pjsip, app_voicemail, pbx_config\n',
       );
-      for (const rel of ['pbx-agent/pjsip.conf', 'pbx-agent/extensions.conf', 'pbx-agent/voicemail.conf', 'rtp.conf']) {
+      for (const rel of ['pbx-agent/pjsip.conf', 'pbx-agent/extensions.conf', 'pbx-agent/voicemail.conf', 'pbx-agent/rtp.conf']) {
         assert.equal((await stat(path.join(out, rel))).mode & 0o777, 0o640, rel);
       }
       assert.equal(
-        await readFile(path.join(out, 'rtp.conf'), 'utf8'),
-        await readFile('test/golden/example/rtp.conf', 'utf8').then((t) => t.replace('revision golden', 'revision r1')),
+        await readFile(path.join(out, 'pbx-agent/rtp.conf'), 'utf8'),
+        await readFile('test/golden/example/pbx-agent/rtp.conf', 'utf8').then((t) => t.replace('revision golden', 'revision r1')),
       );
     });
 
@@ -127,7 +127,7 @@ describe('cli', () => {
       const out = await tempDir();
       const r = await run(['render', await makeRepo(INVALID), '--out', out]);
       assert.equal(r.code, 1);
-      assert.equal(await readFile(path.join(out, 'rtp.conf'), 'utf8').catch(() => 'absent'), 'absent');
+      assert.equal(await readFile(path.join(out, 'pbx-agent/rtp.conf'), 'utf8').catch(() => 'absent'), 'absent');
     });
 
     it('needs --external-address for external_address: auto when not on EC2, and uses it', async () => {

@@ -185,9 +185,9 @@ describe('render: desired state → Asterisk files', () => {
   describe('rtp.conf', () => {
     it('renders the port range, and ICE with a STUN server when asked', async () => {
       const plain = await renderRepo({ 'pbx.yaml': BASE_PBX, 'extensions/a.yaml': BASE_EXTENSIONS });
-      assert.equal(file(plain.files, 'rtp.conf'), '[general]\nrtpstart=10000\nrtpend=20000\nicesupport=no\n');
+      assert.equal(file(plain.files, 'pbx-agent/rtp.conf'), '[general]\nrtpstart=10000\nrtpend=20000\nicesupport=no\n');
       const ice = await renderRepo({ 'pbx.yaml': edit(BASE_PBX, 'port_end: 20000', 'port_end: 20000\n  ice: true\n  stun_server: stun.example.org:3478'), 'extensions/a.yaml': BASE_EXTENSIONS });
-      assert.equal(file(ice.files, 'rtp.conf'), '[general]\nrtpstart=10000\nrtpend=20000\nicesupport=yes\nstunaddr=stun.example.org:3478\n');
+      assert.equal(file(ice.files, 'pbx-agent/rtp.conf'), '[general]\nrtpstart=10000\nrtpend=20000\nicesupport=yes\nstunaddr=stun.example.org:3478\n');
       assert.ok(sectionOf(file(ice.files, 'pbx-agent/pjsip.conf'), '1001', 'endpoint').includes('ice_support=yes'));
     });
   });
@@ -255,7 +255,7 @@ describe('render: desired state → Asterisk files', () => {
         ['pbx-agent/pjsip.conf', 'update'],
         ['pbx-agent/extensions.conf', 'unchanged'],
         ['pbx-agent/voicemail.conf', 'unchanged'],
-        ['rtp.conf', 'unchanged'],
+        ['pbx-agent/rtp.conf', 'unchanged'],
       ]);
     });
   });

@@ -18,21 +18,23 @@ export interface ManagedFileSpec {
   /** Path relative to the Asterisk config directory (/etc/asterisk). */
   path: string;
   module: AsteriskModule;
-  /** The hand-maintained file that pulls this one in, or undefined when the agent owns the whole file. */
-  includedFrom?: string;
+  /** The file in /etc/asterisk that pulls this one in (`#tryinclude`) or is a symlink to it. */
+  usedBy: { file: string; how: 'tryinclude' | 'symlink' };
   render(state: ResolvedState): string;
 }
 
 /**
+ * Every managed file lives in /etc/asterisk/pbx-agent/, the only place the agent writes.
  * Hand-maintained parts of /etc/asterisk keep working: pjsip.conf, extensions.conf and
  * voicemail.conf stay the operator's and pull the agent's files in with `#tryinclude` (a missing
- * file is then no error). rtp.conf has a single [general] section, so the agent owns all of it.
+ * file is then no error). rtp.conf cannot be shared that way (for a key given twice Asterisk 20
+ * takes the first), so /etc/asterisk/rtp.conf is a symlink to the agent's file.
  */
 export const MANAGED_FILES: readonly ManagedFileSpec[] = [
-  { path: 'pbx-agent/pjsip.conf', module: 'res_pjsip', includedFrom: 'pjsip.conf', render: renderPjsipConf },
-  { path: 'pbx-agent/extensions.conf', module: 'pbx_config', includedFrom: 'extensions.conf', render: renderExtensionsConf },
-  { path: 'pbx-agent/voicemail.conf', module: 'app_voicemail', includedFrom: 'voicemail.conf', render: renderVoicemailConf },
-  { path: 'rtp.conf', module: 'res_rtp_asterisk', render: renderRtpConf },
+  { path: 'pbx-agent/pjsip.conf', module: 'res_pjsip', usedBy: { file: 'pjsip.conf', how: 'tryinclude' }, render: renderPjsipConf },
+  { path: 'pbx-agent/extensions.conf', module: 'pbx_config', usedBy: { file: 'extensions.conf', how: 'tryinclude' }, render: renderExtensionsConf },
+  { path: 'pbx-agent/voicemail.conf', module: 'app_voicemail', usedBy: { file: 'voicemail.conf', how: 'tryinclude' }, render: renderVoicemailConf },
+  { path: 'pbx-agent/rtp.conf', module: 'res_rtp_asterisk', usedBy: { file: 'rtp.conf', how: 'symlink' }, render: renderRtpConf },
 ];
 
 export interface RenderedFile {
@@ -54,7 +56,11 @@ export function renderHeader(spec: ManagedFileSpec, revision: string): string {
     '; reconcile and reported as drift. Edit the YAML in the config repo and push instead.',
     `; Rendered from config revision ${revision}.`,
   ];
-  if (spec.includedFrom) lines.push(`; Pulled in by /etc/asterisk/${spec.includedFrom}: #tryinclude ${spec.path}`);
+  lines.push(
+    spec.usedBy.how === 'tryinclude'
+      ? `; Pulled in by /etc/asterisk/${spec.usedBy.file}: #tryinclude ${spec.path}`
+      : `; Read through the symlink /etc/asterisk/${spec.usedBy.file} -> ${spec.path}`,
+  );
   return lines.join('\n') + '\n\n';
 }
 

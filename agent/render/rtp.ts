@@ -1,6 +1,6 @@
 /**
  * rtp.conf: the media port range (the security group must open it for UDP) and ICE/STUN.
- * pbx-agent owns this whole file: it has a single [general] section.
+ * /etc/asterisk/rtp.conf is a symlink to this file: the agent owns all of rtp.conf.
  */
 import type { ResolvedState } from '../model.js';
 import { ConfText } from './conf-text.js';

@@ -3,7 +3,7 @@
  * pjsip.conf / extensions.conf / voicemail.conf pulling in the agent's files, a FakeAsterisk
  * serving AMI on 127.0.0.1, the agent's settings file, AMI secret and state directory.
  */
-import { chmod, mkdir, writeFile } from 'node:fs/promises';
+import { chmod, mkdir, symlink, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { Writable } from 'node:stream';
 import { AmiClient } from '../../agent/asterisk/ami.js';
@@ -49,7 +49,9 @@ export async function startPbxHost(options: { operatorPjsip?: string; unknownOpt
   await writeFile(path.join(configDir, 'pjsip.conf'), options.operatorPjsip ?? OPERATOR_PJSIP);
   await writeFile(path.join(configDir, 'extensions.conf'), OPERATOR_EXTENSIONS);
   await writeFile(path.join(configDir, 'voicemail.conf'), OPERATOR_VOICEMAIL);
-  await writeFile(path.join(configDir, 'rtp.conf'), STOCK_RTP);
+  // As the bootstrap leaves it: the stock rtp.conf kept aside, rtp.conf a symlink to the agent's.
+  await writeFile(path.join(configDir, 'rtp.conf.dpkg-dist'), STOCK_RTP);
+  await symlink('pbx-agent/rtp.conf', path.join(configDir, 'rtp.conf'));
   await writeFile(path.join(configDir, 'manager.conf'), `[general]\nenabled = yes\nbindaddr = 127.0.0.1\nport = 5038\n\n[${AMI_USER}]\nsecret = ${AMI_SECRET}\nread = system\nwrite = system,config,command\n`);
   const secretFile = path.join(agentDir, 'ami.secret');
   await writeFile(secretFile, `${AMI_SECRET}\n`);
