@@ -72,6 +72,8 @@ export interface DesiredState {
     externalAddress: string;
     localNets: string[];
     transports: DesiredTransport[];
+    /** Where phones may register from; undefined = anywhere. Used by the cloud checks. */
+    allowedNetworks?: string[];
   };
   realm: string;
   rtp: {

@@ -48,12 +48,80 @@ export const AsteriskSettings = z
   })
   .describe('The Asterisk the agent manages.');
 
+/** A five-field cron expression as node-cron takes it, e.g. "* * * * *" (every minute). */
+const Cron = z.string().regex(/^\S+( \S+){4,5}$/, { error: 'expected a cron expression such as "*/5 * * * *"' });
+
+export const SourceSettings = z
+  .strictObject({
+    url: z
+      .string({ error: 'expected a git URL (ssh or https) or an absolute path' })
+      .min(1)
+      .describe('The config repo: git@host:org/repo.git, https://host/org/repo.git, or a local path (tries and tests).'),
+    branch: z.string().regex(/^[A-Za-z0-9._/-]{1,200}$/, { error: 'expected a branch name' }).default('main'),
+    ref: z
+      .string()
+      .regex(/^[A-Za-z0-9._/-]{1,200}$/, { error: 'expected a tag or commit' })
+      .optional()
+      .describe('Pin a tag or commit instead of following the branch.'),
+    ssh_key_file: AbsolutePath.optional().describe('Deploy key for ssh URLs.'),
+    known_hosts_file: AbsolutePath.default('/etc/pbx-agent/known_hosts').describe('Host keys the agent trusts (strict checking).'),
+    allow_history_rewrite: z.boolean().default(false).describe('Apply a commit that is not a descendant of the last applied one.'),
+    allowed_signers_file: AbsolutePath.optional().describe(
+      'When set, only commits with an SSH signature by a key in this file (git gpg.ssh.allowedSignersFile format) are applied.',
+    ),
+    timeout_seconds: Seconds(60, 3600).describe('Limit for one fetch or clone.'),
+  })
+  .describe('Where the config repo comes from.');
+
+export const ScheduleSettings = z
+  .strictObject({
+    sync: Cron.default('* * * * *').describe('How often to fetch and reconcile.'),
+    drift: Cron.default('*/5 * * * *').describe('How often to compare live Asterisk state with the desired state.'),
+    cloud: Cron.default('*/10 * * * *').describe('How often to run the cloud checks (Elastic IP, security groups).'),
+  })
+  .describe('Scheduled work (node-cron expressions).');
+
+export const WebhookSettings = z
+  .strictObject({
+    listen: z
+      .string()
+      .regex(/^[0-9a-fA-F.:[\]]+:\d{1,5}$/, { error: 'expected ADDRESS:PORT such as 0.0.0.0:9090' })
+      .describe('Where the push webhook listens.'),
+    secret_file: AbsolutePath.default('/etc/pbx-agent/webhook.secret').describe('Shared secret of the webhook (GitHub/Gitea HMAC, GitLab token).'),
+    max_body_bytes: z.number().int().min(1024).max(25 * 1024 * 1024).default(1024 * 1024),
+  })
+  .describe('Push webhook: a sync starts within seconds of a push.');
+
+export const DriftSettings = z
+  .strictObject({
+    file_policy: z.enum(['alert', 'restore'], { error: 'expected alert or restore' }).default('alert')
+      .describe('A managed file edited by hand: alert only, or also put the managed version back.'),
+  })
+  .describe('What to do about drift.');
+
+export const CloudSettings = z
+  .strictObject({
+    enabled: z.boolean().default(true).describe('Run the cloud checks; off the EC2 they log cloud.unavailable once and stop.'),
+    eip_policy: z.enum(['alert', 'adopt'], { error: 'expected alert or adopt' }).default('alert')
+      .describe('external_address differs from the Elastic IP: alert, or adopt (re-render with the Elastic IP and reload).'),
+    imds_endpoint: z.string().url().optional().describe('Instance metadata endpoint override (default http://169.254.169.254).'),
+    ec2_endpoint: z.string().url().optional().describe('EC2 API endpoint override.'),
+    reminder_minutes: z.number().int().min(1).max(10080).default(60).describe('How often a drift that persists is logged again.'),
+  })
+  .describe('Checks of the Elastic IP and security groups through IMDSv2 and the EC2 API.');
+
 export const AgentSettings = z
   .strictObject({
-    state_dir: AbsolutePath.default('/var/lib/pbx-agent').describe('State file and last-known-good copies.'),
+    state_dir: AbsolutePath.default('/var/lib/pbx-agent').describe('State file, last-known-good copies and the config repo clone.'),
     secrets_dir: AbsolutePath.default('/etc/pbx-agent/secrets').describe('Named secrets referenced from the YAML.'),
     log_level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace']).default('info'),
     asterisk: AsteriskSettings.prefault({}),
+    source: SourceSettings.optional().describe('Needed by the daemon and `sync`; `apply DIR` works without it.'),
+    schedule: ScheduleSettings.prefault({}),
+    webhook: WebhookSettings.optional(),
+    drift: DriftSettings.prefault({}),
+    cloud: CloudSettings.prefault({}),
+    unhealthy_after_failures: z.number().int().min(1).max(1000).default(3).describe('`status` says unhealthy after this many failed runs in a row.'),
   })
   .describe('pbx-agent settings (/etc/pbx-agent/agent.yaml).');
 

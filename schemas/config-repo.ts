@@ -134,6 +134,12 @@ export const Network = z
       .min(1, { error: 'list at least one local network (the VPC CIDR, e.g. 172.31.0.0/16)' })
       .describe('Networks that are NOT behind the NAT: the VPC CIDR block(s). e.g. [172.31.0.0/16]'),
     transports: Transports,
+    allowed_networks: z
+      .array(Ipv4Cidr, { error: 'expected a list of networks such as [198.51.100.0/24]' })
+      .optional()
+      .describe(
+        'Networks phones may register from. When set, `pbx-agent check` warns about security group rules opening SIP to 0.0.0.0/0.',
+      ),
   })
   .describe('How phones reach the PBX.');
 

@@ -71,12 +71,14 @@ function buildState(site: SiteFileData, entries: ExtensionEntry[]): DesiredState
   const rtp: DesiredState['rtp'] = { portStart: site.rtp.port_start, portEnd: site.rtp.port_end, ice: site.rtp.ice };
   if (site.rtp.stun_server !== undefined) rtp.stunServer = site.rtp.stun_server;
 
+  const network: DesiredState['network'] = {
+    externalAddress: site.network.external_address,
+    localNets: [...site.network.local_net],
+    transports,
+  };
+  if (site.network.allowed_networks) network.allowedNetworks = [...site.network.allowed_networks];
   return {
-    network: {
-      externalAddress: site.network.external_address,
-      localNets: [...site.network.local_net],
-      transports,
-    },
+    network,
     realm: site.sip.realm,
     rtp,
     codecProfiles: Object.entries(site.codec_profiles)
