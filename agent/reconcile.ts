@@ -16,6 +16,7 @@ import { renderConfigRepo } from './pipeline.js';
 import { planChanges, type ReloadPlan } from './plan/index.js';
 import type { AgentState, ReconcileStatus, StateStore } from './record/state.js';
 import { ReloadError, reloadModules } from './reload/index.js';
+import { restartWhenIdle } from './reload/restart.js';
 import { splitManagedText, type AsteriskModule, type RenderedFile } from './render/index.js';
 import type { HostFacts } from './resolve/index.js';
 import { describeMismatches, liveEndpointNames, verifyLiveState, type ModuleChange, type VerifyOptions, type VerifyResult } from './verify/index.js';
@@ -30,7 +31,7 @@ export interface ReconcileDeps {
   host: HostFacts;
   log: Logger;
   now: () => Date;
-  options: { reloadTimeoutMs: number; verifyDetailLimit: number };
+  options: { reloadTimeoutMs: number; verifyDetailLimit: number; restartPolicy: 'never' | 'when_idle' };
 }
 
 export interface ConfigSource {
@@ -73,7 +74,11 @@ export async function reconcile(deps: ReconcileDeps, source: ConfigSource): Prom
   });
   const modules = RELOAD_ORDER.filter((m) => plan.reloads.includes(m) || state.pending?.modules.includes(m));
   Object.assign(run.outcome, { reloads: modules, extensions: plan.extensions, restartReasons: plan.restartReasons });
-  if (modules.length === 0) return run.finish(state, 'unchanged');
+  if (modules.length === 0) {
+    if (!state.restartPending) return run.finish(state, 'unchanged');
+    const pjsipBody = rendered.files.find((f) => f.module === 'res_pjsip')!.body;
+    return run.finish(await settleRestart(run, state, await transportsAwaitingRestart(deps, pjsipBody), pjsipBody), 'unchanged');
+  }
 
   // What Asterisk had before: kept on disk before anything is written, so that a crash between
   // here and verification can still be rolled back by the next run.
@@ -92,9 +97,6 @@ export async function reconcile(deps: ReconcileDeps, source: ConfigSource): Prom
   const pending = { revision: source.revision, fingerprint, modules, paths: [...previous.keys()], at: deps.now().toISOString() };
   await deps.state.write({ ...state, pending });
   if (state.pending) logEvent(deps.log, 'warn', 'reconcile.resumed', { revision: state.pending.revision, modules: state.pending.modules }, 'finishing a change that was interrupted before it was verified');
-  if (plan.restartReasons.length > 0) {
-    logEvent(deps.log, 'warn', 'asterisk.restart_required', { reasons: plan.restartReasons }, 'some transport changes take effect only when Asterisk restarts');
-  }
 
   run.outcome.changedFiles = await run.stage('apply', () => writeChangedFiles(deps.files, plan));
   const after = { ...state, pending };
@@ -106,7 +108,12 @@ export async function reconcile(deps: ReconcileDeps, source: ConfigSource): Prom
     if (!verification.ok) return await rollBack(run, after, previous, changes, verifyOptions, describeMismatches(verification.mismatches));
     const { pending: _done, failed: _old, ...rest } = after;
     const applied = { revision: source.revision, fingerprint, at: deps.now().toISOString(), files: hashes(rendered.files) };
-    return run.finish({ ...rest, applied }, 'applied');
+    // What still differs live (bind, protocol, TLS) is what needs a restart; the plan's guess is not.
+    const pjsipBody = rendered.files.find((f) => f.module === 'res_pjsip')!.body;
+    const reasons = modules.includes('res_pjsip')
+      ? verification.restartPending
+      : state.restartPending ? await transportsAwaitingRestart(deps, pjsipBody) : [];
+    return run.finish(await settleRestart(run, { ...rest, applied }, reasons, pjsipBody), 'applied');
   } catch (e) {
     if (e instanceof ReloadError && e.kind !== 'refused') {
       // Asterisk is away or stuck, which says nothing about the config: keep the change pending
@@ -149,6 +156,49 @@ async function rollBack(
   logEvent(deps.log, 'error', 'reconcile.rolled_back', { revision: source.revision, reason, objects: [...new Set(offending)].slice(0, 20) }, 'the change was rolled back to the last-known-good configuration');
   const { pending: _p, ...rest } = state;
   return run.finish({ ...rest, failed }, 'rolled_back', reason);
+}
+
+/** Transport settings of `pjsipBody` that Asterisk does not have live yet (they wait for a restart). */
+async function transportsAwaitingRestart(deps: ReconcileDeps, pjsipBody: string): Promise<string[]> {
+  const check = await verifyLiveState(deps.asterisk, [{ module: 'res_pjsip', before: pjsipBody, after: pjsipBody }], {
+    detailLimit: deps.options.verifyDetailLimit,
+  });
+  return check.restartPending;
+}
+
+/**
+ * Changes a reload cannot apply wait for a restart: recorded (policy never, or calls up), or done
+ * now when the policy allows it and no call is up, after which the transports are checked again.
+ * A restart done by hand clears the record the next time the transports are checked.
+ */
+async function settleRestart(run: Run, state: AgentState, reasons: string[], pjsipBody: string): Promise<AgentState> {
+  const { restartPending: _old, ...rest } = state;
+  if (reasons.length === 0) return rest;
+  const { deps } = run;
+  const pending = { ...rest, restartPending: { reasons, since: state.restartPending?.since ?? deps.now().toISOString() } };
+  if (deps.options.restartPolicy !== 'when_idle') {
+    if (!state.restartPending) {
+      logEvent(deps.log, 'warn', 'asterisk.restart_required', { reasons }, 'these transport changes take effect only when Asterisk restarts (restart_policy: never)');
+    }
+    return pending;
+  }
+  try {
+    const result = await run.stage('restart', () => restartWhenIdle(deps.asterisk, Math.max(60_000, deps.options.reloadTimeoutMs)));
+    if (result === 'busy') {
+      logEvent(deps.log, 'warn', 'asterisk.restart_deferred', { reasons }, 'calls are up; Asterisk will be restarted on a later run when none are');
+      return pending;
+    }
+    const still = await transportsAwaitingRestart(deps, pjsipBody);
+    if (still.length > 0) {
+      logEvent(deps.log, 'error', 'asterisk.restart_failed', { reasons: still }, 'after the restart the transports still differ from the rendered ones');
+      return { ...rest, restartPending: { reasons: still, since: pending.restartPending.since } };
+    }
+    logEvent(deps.log, 'warn', 'asterisk.restarted', { reasons }, 'Asterisk was restarted (no calls were up) to apply transport changes');
+    return rest;
+  } catch (e) {
+    logEvent(deps.log, 'error', 'asterisk.restart_failed', { reasons }, `restarting Asterisk failed: ${(e as Error).message}`);
+    return pending;
+  }
 }
 
 /** The files as Asterisk last had them verified: from last-known-good while a change is pending. */

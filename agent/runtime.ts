@@ -81,6 +81,7 @@ export async function reconcileDeps(
     options: {
       reloadTimeoutMs: settings.asterisk.reload_timeout_seconds * 1000,
       verifyDetailLimit: settings.asterisk.verify_detail_limit,
+      restartPolicy: settings.asterisk.restart_policy,
     },
   };
 }

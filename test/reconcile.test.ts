@@ -183,6 +183,55 @@ describe('reconcile against a loopback Asterisk', () => {
   });
 });
 
+describe('reconcile: transport changes that need a restart', () => {
+  let host: PbxHost;
+  beforeEach(async () => {
+    host = await startPbxHost();
+  });
+  afterEach(async () => {
+    await host.stop();
+  });
+  after(removeTempRepos);
+  const rebound = () => repo(TWO, BASE_PBX.replace('udp: { port: 5060 }', 'udp: { port: 5080 }'));
+  const events = (name: string) => host.events.filter((e) => e.event === name);
+
+  it('applies the rest, reports the restart it needs, and never restarts Asterisk under policy never', async () => {
+    await reconcile(host.deps(), { dir: await repo(TWO), revision: 'r1' });
+    assert.equal(events('asterisk.restart_required').length, 0, 'a new transport is created by the reload: no restart needed');
+    const out = await reconcile(host.deps(), { dir: await rebound(), revision: 'r2' });
+    assert.equal(out.status, 'applied', out.error);
+    assert.deepEqual(out.verification?.restartPending, ['transport transport-udp bind is 0.0.0.0:5060, rendered 0.0.0.0:5080']);
+    assert.equal(events('asterisk.restart_required').length, 1);
+    assert.equal(host.asterisk.restartRequests, 0);
+    assert.deepEqual((await new StateStore(host.stateDir).read()).restartPending?.reasons, ['transport transport-udp bind is 0.0.0.0:5060, rendered 0.0.0.0:5080']);
+
+    // The operator restarts Asterisk by hand; the next run sees the new bind live and clears it.
+    await host.asterisk.restart();
+    const after = await reconcile(host.deps(), { dir: await rebound(), revision: 'r2' });
+    assert.equal(after.status, 'unchanged');
+    assert.equal((await new StateStore(host.stateDir).read()).restartPending, undefined);
+    assert.equal(events('asterisk.restart_required').length, 1, 'reported once, not on every run');
+  });
+
+  it('under policy when_idle waits while calls are up, then restarts and confirms the new bind', async () => {
+    const options = { restartPolicy: 'when_idle' as const, reloadTimeoutMs: 2000 };
+    await reconcile(host.deps(options), { dir: await repo(TWO), revision: 'r1' });
+    host.asterisk.activeCallCount = 1;
+    const busy = await reconcile(host.deps(options), { dir: await rebound(), revision: 'r2' });
+    assert.equal(busy.status, 'applied', busy.error);
+    assert.equal(events('asterisk.restart_deferred').length, 1);
+    assert.equal(host.asterisk.restartRequests, 0, 'no restart while a call is up');
+
+    host.asterisk.activeCallCount = 0;
+    const idle = await reconcile(host.deps(options), { dir: await rebound(), revision: 'r2' });
+    assert.equal(idle.status, 'unchanged');
+    assert.equal(host.asterisk.restartRequests, 1);
+    assert.equal(events('asterisk.restarted').length, 1);
+    assert.equal(host.asterisk.liveState().transports['transport-udp']?.bind, '0.0.0.0:5080');
+    assert.equal((await new StateStore(host.stateDir).read()).restartPending, undefined);
+  });
+});
+
 async function waitFor(cond: () => boolean, timeoutMs = 5000): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   while (!cond()) {

@@ -16,6 +16,8 @@ export interface AsteriskControl {
   secretFingerprint(secret: string): string;
   /** Resolves once Asterisk has fully booted (reloads before that are only queued). */
   whenFullyBooted(timeoutMs: number): Promise<boolean>;
+  /** Resolves true once the connection has dropped, come back, and Asterisk has fully booted again. */
+  whenRestarted(timeoutMs: number): Promise<boolean>;
 }
 
 export function amiControl(client: AmiClient): AsteriskControl {
@@ -27,6 +29,30 @@ export function amiControl(client: AmiClient): AsteriskControl {
     showEndpoint: (name) => client.showEndpoint(name),
     command: (text) => client.command(text),
     secretFingerprint: (secret) => client.secretFingerprint(secret),
+    whenRestarted: (timeoutMs) =>
+      new Promise<boolean>((resolve) => {
+        let dropped = false;
+        const onDisconnected = () => {
+          dropped = true;
+        };
+        const onEvent = (event: { event: string }) => {
+          if (dropped && event.event === 'FullyBooted') done(true);
+        };
+        const onConnected = () => {
+          if (dropped && client.fullyBooted) done(true);
+        };
+        const timer = setTimeout(() => done(false), timeoutMs);
+        const done = (value: boolean) => {
+          clearTimeout(timer);
+          client.off('disconnected', onDisconnected);
+          client.off('connected', onConnected);
+          client.off('event', onEvent);
+          resolve(value);
+        };
+        client.on('disconnected', onDisconnected);
+        client.on('connected', onConnected);
+        client.on('event', onEvent);
+      }),
     whenFullyBooted: (timeoutMs) =>
       new Promise<boolean>((resolve) => {
         if (client.fullyBooted) return resolve(true);

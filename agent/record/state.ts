@@ -27,6 +27,8 @@ export interface AgentState {
   pending?: { revision: string; fingerprint: string; modules: AsteriskModule[]; paths: string[]; at: string };
   /** A desired state that failed verification: not retried until the config changes. */
   failed?: { revision: string; fingerprint: string; reason: string; at: string };
+  /** Changes that need an Asterisk restart to take effect (transport bind, protocol, TLS). */
+  restartPending?: { reasons: string[]; since: string };
   lastRun?: RunRecord;
   consecutiveFailures: number;
 }

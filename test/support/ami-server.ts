@@ -223,6 +223,8 @@ export class FakeAsterisk {
 
   /** Drop every connection and stop listening. */
   async stop(): Promise<void> {
+    clearTimeout(this.restartWaiter);
+    this.restartWaiter = undefined;
     this.releaseHung();
     for (const s of this.sessions) {
       s.closed = true;
@@ -271,6 +273,26 @@ export class FakeAsterisk {
    * hold Asterisk's reload lock: other Reloads get "A reload is in progress". null releases the
    * hung reloads (they then complete and answer, if their session is still open).
    */
+  /** Calls up right now, as `core show channels count` reports them. */
+  activeCallCount = 0;
+  callsProcessed = 0;
+  /** How many `core restart ...` commands arrived. */
+  restartRequests = 0;
+  private restartWaiter: NodeJS.Timeout | undefined;
+
+  private restartWhenIdle(): void {
+    if (this.restartWaiter) return;
+    const attempt = () => {
+      if (this.activeCallCount > 0) {
+        this.restartWaiter = setTimeout(attempt, 20);
+        return;
+      }
+      this.restartWaiter = undefined;
+      void this.restart();
+    };
+    this.restartWaiter = setTimeout(attempt, 10);
+  }
+
   hangReloads(module: string | null): void {
     this.hangModule = module === null ? null : normalizeModule(module);
     if (module === null) this.releaseHung();
@@ -713,6 +735,15 @@ export class FakeAsterisk {
     else if (is('dialplan', 'show') && words.length <= 3) [ok, output] = this.dialplan.cliShow(words[2]);
     else if (is('voicemail', 'show', 'users')) {
       output = this.voicemail.cliShowUsers(words[3]?.toLowerCase() === 'for' ? words[4] : undefined);
+    } else if (is('core', 'show', 'channels', 'count') && words.length === 4) {
+      // cli.c handle_chanlist "count" (not recorded): channels, calls, calls processed.
+      const calls = this.activeCallCount;
+      output = [`${calls * 2} active channel${calls * 2 === 1 ? '' : 's'}`, `${calls} active call${calls === 1 ? '' : 's'}`, `${this.callsProcessed} call${this.callsProcessed === 1 ? '' : 's'} processed`];
+    } else if (is('core', 'restart') && ['now', 'gracefully', 'when'].includes(words[2]?.toLowerCase() ?? '')) {
+      // asterisk.c: "when convenient" and "gracefully" wait for calls to end; the fake restarts
+      // once there are none. The restart drops every AMI connection, as the real one does.
+      this.restartRequests++;
+      after.push(() => this.restartWhenIdle());
     } else if (is('core', 'show', 'version') && words.length === 3) {
       output = [`Asterisk ${this.version} built by pbx-agent-tests @ localhost on a x86_64 running Linux`];
     } else if ((is('module', 'reload') && words.length >= 3) || (is('core', 'reload') && words.length === 2)) {

@@ -119,7 +119,7 @@ export async function startPbxHost(options: { operatorPjsip?: string; unknownOpt
       },
       log,
       now: () => new Date(),
-      options: { reloadTimeoutMs: 1000, verifyDetailLimit: 200, ...overrides },
+      options: { reloadTimeoutMs: 1000, verifyDetailLimit: 200, restartPolicy: 'never', ...overrides },
     }),
     stop: async () => {
       await client.close();
