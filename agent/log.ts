@@ -26,6 +26,20 @@ export const EVENTS = [
   'ami.auth_failed',
   'ami.unreachable',
   'ami.exposed',
+  'source.unreachable',
+  'source.rejected',
+  'daemon.started',
+  'daemon.sighup',
+  'daemon.stopping',
+  'daemon.stopped',
+  'daemon.notify_failed',
+  'sync.backoff',
+  'webhook.push',
+  'webhook.rejected',
+  'drift.file',
+  'drift.asterisk',
+  'drift.resolved',
+  'drift.check_failed',
 ] as const;
 export type EventName = (typeof EVENTS)[number];
 
@@ -45,7 +59,7 @@ export function createLogger(level = 'info', destination?: NodeJS.WritableStream
 /** Logs one event: `{ event, ...fields, msg }`. */
 export function logEvent(
   log: Logger,
-  level: 'info' | 'warn' | 'error' | 'fatal',
+  level: 'debug' | 'info' | 'warn' | 'error' | 'fatal',
   event: EventName,
   fields: Record<string, unknown>,
   message: string,

@@ -37,6 +37,8 @@ export interface ReconcileDeps {
 export interface ConfigSource {
   dir: string;
   revision: string;
+  /** The full commit, when the config came from git (kept to refuse history rewrites). */
+  commit?: string;
 }
 
 export interface ReconcileOutcome {
@@ -48,6 +50,12 @@ export interface ReconcileOutcome {
   restartReasons: string[];
   issues: ConfigIssue[];
   verification?: VerifyResult;
+  /**
+   * The managed files as they stand after this run (path → text, undefined = absent), known
+   * without reading the disk again: what drift is measured against. Absent when the run did not
+   * get as far as reading them.
+   */
+  liveFiles?: Map<string, string | undefined>;
   error?: string;
   /** Milliseconds per stage. */
   stages: Record<string, number>;
@@ -58,6 +66,19 @@ const RELOAD_ORDER: AsteriskModule[] = ['res_rtp_asterisk', 'res_pjsip', 'app_vo
 export async function reconcile(deps: ReconcileDeps, source: ConfigSource): Promise<ReconcileOutcome> {
   const run = new Run(deps, source);
   const state = await deps.state.read();
+  try {
+    return await reconcileSteps(run, state);
+  } catch (e) {
+    // Anything unforeseen (Asterisk vanishing mid-verify, a disk error): record it and keep
+    // whatever is pending for the next run, which will finish or roll back the change.
+    const latest = await deps.state.read().catch(() => state);
+    logEvent(deps.log, 'error', 'reconcile.failed', { revision: source.revision, stage: Object.keys(run.outcome.stages).pop() }, (e as Error).message);
+    return run.finish(latest, 'failed', (e as Error).message);
+  }
+}
+
+async function reconcileSteps(run: Run, state: AgentState): Promise<ReconcileOutcome> {
+  const { deps, source } = run;
 
   const rendered = await run.stage('render', () => renderConfigRepo(source.dir, deps.host, source.revision));
   run.outcome.issues = rendered.issues;
@@ -72,9 +93,12 @@ export async function reconcile(deps: ReconcileDeps, source: ConfigSource): Prom
     const current = await readManagedFiles(deps.files, rendered.files!);
     return { onDisk: current, plan: planChanges(rendered.files!, current) };
   });
+  run.outcome.liveFiles = new Map(onDisk);
   const modules = RELOAD_ORDER.filter((m) => plan.reloads.includes(m) || state.pending?.modules.includes(m));
   Object.assign(run.outcome, { reloads: modules, extensions: plan.extensions, restartReasons: plan.restartReasons });
   if (modules.length === 0) {
+    // The files already say what this commit says: it is the applied one now.
+    if (source.commit && state.applied) state = { ...state, applied: { ...state.applied, revision: source.revision, commit: source.commit } };
     if (!state.restartPending) return run.finish(state, 'unchanged');
     const pjsipBody = rendered.files.find((f) => f.module === 'res_pjsip')!.body;
     return run.finish(await settleRestart(run, state, await transportsAwaitingRestart(deps, pjsipBody), pjsipBody), 'unchanged');
@@ -99,6 +123,7 @@ export async function reconcile(deps: ReconcileDeps, source: ConfigSource): Prom
   if (state.pending) logEvent(deps.log, 'warn', 'reconcile.resumed', { revision: state.pending.revision, modules: state.pending.modules }, 'finishing a change that was interrupted before it was verified');
 
   run.outcome.changedFiles = await run.stage('apply', () => writeChangedFiles(deps.files, plan));
+  for (const f of plan.files) if (f.action !== 'unchanged') run.outcome.liveFiles!.set(f.path, f.rendered.text);
   const after = { ...state, pending };
   const verifyOptions = { detailLimit: deps.options.verifyDetailLimit, foreign };
   try {
@@ -107,7 +132,13 @@ export async function reconcile(deps: ReconcileDeps, source: ConfigSource): Prom
     run.outcome.verification = verification;
     if (!verification.ok) return await rollBack(run, after, previous, changes, verifyOptions, describeMismatches(verification.mismatches));
     const { pending: _done, failed: _old, ...rest } = after;
-    const applied = { revision: source.revision, fingerprint, at: deps.now().toISOString(), files: hashes(rendered.files) };
+    const applied = {
+      revision: source.revision,
+      ...(source.commit ? { commit: source.commit } : {}),
+      fingerprint,
+      at: deps.now().toISOString(),
+      files: hashes(rendered.files),
+    };
     // What still differs live (bind, protocol, TLS) is what needs a restart; the plan's guess is not.
     const pjsipBody = rendered.files.find((f) => f.module === 'res_pjsip')!.body;
     const reasons = modules.includes('res_pjsip')
@@ -141,6 +172,7 @@ async function rollBack(
   try {
     await run.stage('rollback', async () => {
       await restoreFiles(deps.files, previous);
+      for (const [rel, text] of previous) run.outcome.liveFiles?.set(rel, text);
       const modules = changes.map((c) => c.module);
       await reloadModules(deps.asterisk, modules, deps.options.reloadTimeoutMs);
       const back = changes.map((c) => ({ module: c.module, before: c.after, after: c.before }));

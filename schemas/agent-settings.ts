@@ -78,6 +78,8 @@ export const ScheduleSettings = z
     sync: Cron.default('* * * * *').describe('How often to fetch and reconcile.'),
     drift: Cron.default('*/5 * * * *').describe('How often to compare live Asterisk state with the desired state.'),
     cloud: Cron.default('*/10 * * * *').describe('How often to run the cloud checks (Elastic IP, security groups).'),
+    backoff_base_seconds: z.number().positive().max(3600).default(10).describe('After a failed run, scheduled runs wait this long, doubling per failure.'),
+    backoff_max_seconds: z.number().positive().max(86400).default(600).describe('The longest wait after failed runs.'),
   })
   .describe('Scheduled work (node-cron expressions).');
 

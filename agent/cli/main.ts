@@ -6,6 +6,7 @@ import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { DEFAULT_SECRETS_DIR, md5Command, renderCommand, schemaCommand, validateCommand } from './commands.js';
 import { applyCommand, planCommand, type HostCommandOptions } from './host-commands.js';
+import { runCommand, statusCommand, syncCommand } from './daemon-commands.js';
 import { EXIT, processIo, UsageError, type Io } from './output.js';
 import { DEFAULT_SETTINGS_FILE } from '../settings.js';
 
@@ -33,6 +34,17 @@ Usage:
       take the change. Logs (JSON lines) go to stderr. Exit 0 applied or unchanged, 1 invalid
       config, 3 rolled back or failed.
       --settings  the agent's settings (default ${DEFAULT_SETTINGS_FILE}; built-in defaults if absent)
+
+  pbx-agent run [--settings FILE]
+      The daemon: follows the config repo of the settings (source.url), reconciles on the
+      schedule, on pushes (webhook), on SIGHUP and on local edits, and watches for drift.
+      JSON log lines on stdout. SIGTERM finishes the reconcile in progress, then exits 0.
+
+  pbx-agent sync [--settings FILE] [--json]
+      Fetch the config repo and reconcile once, now. Never overlaps a daemon run (a lock).
+
+  pbx-agent status [--settings FILE] [--json]
+      What is applied, the last run, drift, and whether the agent is healthy (exit 0) or not (3).
 
   pbx-agent schema [pbx|extensions]
       Print the JSON Schema of pbx.yaml (default) or of an extensions file.
@@ -105,6 +117,13 @@ export async function main(argv: string[], io: Io = processIo, stdin: NodeJS.Rea
       if (values.revision !== undefined) opts.revision = values.revision;
       if (values['external-address'] !== undefined) opts.externalAddress = values['external-address'];
       return command === 'plan' ? planCommand(opts, io) : applyCommand(opts, io);
+    }
+    case 'run':
+      return runCommand(values.settings !== undefined ? { settingsFile: values.settings } : {}, io);
+    case 'sync':
+    case 'status': {
+      const opts = { json: values.json ?? false, ...(values.settings !== undefined ? { settingsFile: values.settings } : {}) };
+      return command === 'sync' ? syncCommand(opts, io) : statusCommand(opts, io);
     }
     case 'schema':
       return schemaCommand(one('schema name') ?? 'pbx', io);

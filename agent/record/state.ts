@@ -23,7 +23,11 @@ export interface RunRecord {
 export type ReconcileStatus = 'applied' | 'unchanged' | 'invalid' | 'skipped' | 'rolled_back' | 'failed';
 
 export interface AgentState {
-  applied?: { revision: string; fingerprint: string; at: string; files: Record<string, string> };
+  applied?: { revision: string; commit?: string; fingerprint: string; at: string; files: Record<string, string> };
+  /** The source refused the newest commit (history rewrite, missing signature). */
+  sourceRejected?: { commit?: string; reason: string; at: string };
+  /** Drift found by the watchers, by kind; cleared when it goes away. */
+  drift?: Record<string, { message: string; since: string }>;
   pending?: { revision: string; fingerprint: string; modules: AsteriskModule[]; paths: string[]; at: string };
   /** A desired state that failed verification: not retried until the config changes. */
   failed?: { revision: string; fingerprint: string; reason: string; at: string };

@@ -1,0 +1,102 @@
+/**
+ * One reconcile at a time. Triggers that arrive while a run is in progress collapse into a single
+ * follow-up run; after a failed run, scheduled triggers wait out a doubling backoff (with a cap)
+ * instead of hammering git or Asterisk, and a retry is scheduled at its end.
+ */
+export type TriggerReason = 'startup' | 'schedule' | 'webhook' | 'signal' | 'file' | 'drift' | 'retry' | 'cli';
+
+export interface RunnerOptions {
+  backoffBaseMs: number;
+  backoffMaxMs: number;
+  now?: () => number;
+}
+
+export class SyncRunner {
+  private running: Promise<void> | undefined;
+  private followUp: TriggerReason | undefined;
+  private failures = 0;
+  private notBefore = 0;
+  private retryTimer: NodeJS.Timeout | undefined;
+  private stopped = false;
+  readonly stats = { runs: 0, collapsed: 0, skippedForBackoff: 0 };
+
+  constructor(
+    private readonly job: (reason: TriggerReason) => Promise<{ ok: boolean }>,
+    private readonly options: RunnerOptions,
+    private readonly onSkip: (reason: TriggerReason, retryInMs: number) => void = () => undefined,
+  ) {}
+
+  private now(): number {
+    return (this.options.now ?? Date.now)();
+  }
+
+  /** Asks for a run. Scheduled triggers respect the backoff; people and pushes do not. */
+  request(reason: TriggerReason): void {
+    if (this.stopped) return;
+    if (reason === 'schedule' && this.now() < this.notBefore) {
+      this.stats.skippedForBackoff++;
+      this.onSkip(reason, this.notBefore - this.now());
+      return;
+    }
+    if (this.running) {
+      if (this.followUp !== undefined) this.stats.collapsed++;
+      this.followUp = reason;
+      return;
+    }
+    this.running = this.loop(reason);
+  }
+
+  private async loop(first: TriggerReason): Promise<void> {
+    let reason: TriggerReason | undefined = first;
+    while (reason !== undefined && !this.stopped) {
+      this.followUp = undefined;
+      this.stats.runs++;
+      let ok = false;
+      try {
+        ok = (await this.job(reason)).ok;
+      } catch {
+        ok = false;
+      }
+      this.settle(ok);
+      reason = this.followUp;
+    }
+    this.running = undefined;
+  }
+
+  private settle(ok: boolean): void {
+    clearTimeout(this.retryTimer);
+    this.retryTimer = undefined;
+    if (ok) {
+      this.failures = 0;
+      this.notBefore = 0;
+      return;
+    }
+    this.failures++;
+    const delay = Math.min(this.options.backoffMaxMs, this.options.backoffBaseMs * 2 ** (this.failures - 1));
+    this.notBefore = this.now() + delay;
+    if (!this.stopped) {
+      this.retryTimer = setTimeout(() => this.request('retry'), delay);
+      this.retryTimer.unref();
+    }
+  }
+
+  /** Resolves when no run is in progress (the current one, with its follow-up, has finished). */
+  async idle(): Promise<void> {
+    while (this.running) await this.running;
+  }
+
+  /** No new runs; the one in progress finishes. */
+  async stop(): Promise<void> {
+    this.stopped = true;
+    clearTimeout(this.retryTimer);
+    await this.idle();
+  }
+
+  get busy(): boolean {
+    return this.running !== undefined;
+  }
+
+  get consecutiveFailures(): number {
+    return this.failures;
+  }
+}

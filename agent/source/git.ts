@@ -1,0 +1,185 @@
+/**
+ * source: bring the config repo's chosen revision into the state directory, refusing what must
+ * not be applied. git is reached only through simple-git, and only from agent/source/.
+ *
+ * - A git URL (ssh, https, git://, file://) is cloned once into the state directory, then fetched.
+ * - An absolute path to a directory is used as it is (local-path mode, for trying the agent out):
+ *   its working tree is read directly, uncommitted edits included.
+ */
+import { access, mkdir, rm } from 'node:fs/promises';
+import path from 'node:path';
+import { simpleGit, type SimpleGit } from 'simple-git';
+import { workTreeRevision } from './revision.js';
+
+export interface GitSourceOptions {
+  url: string;
+  branch: string;
+  /** A tag or commit to apply instead of the branch head. */
+  ref?: string;
+  sshKeyFile?: string;
+  knownHostsFile: string;
+  allowHistoryRewrite: boolean;
+  /** When set, only commits with an SSH signature by a key listed here are applied. */
+  allowedSignersFile?: string;
+  timeoutMs: number;
+  /** Where the clone lives (inside the state directory). */
+  workDir: string;
+}
+
+export type FetchResult =
+  | { ok: true; dir: string; revision: string; commit?: string; localPath: boolean }
+  | { ok: false; kind: 'unreachable' | 'rejected' | 'unsigned'; message: string; commit?: string; applied?: string };
+
+/** An absolute path that is not a URL: read the directory itself. */
+export function isLocalPath(url: string): boolean {
+  return path.isAbsolute(url) && !url.includes('://');
+}
+
+function shellQuote(s: string): string {
+  return `'${s.replace(/'/g, `'\\''`)}'`;
+}
+
+export class GitSource {
+  constructor(private readonly opts: GitSourceOptions) {}
+
+  get localPath(): boolean {
+    return isLocalPath(this.opts.url);
+  }
+
+  /**
+   * The environment every git child gets, built from scratch rather than inherited (an inherited
+   * EDITOR, PAGER or GIT_* could run programs): never prompt, strict host keys, bounded connects.
+   */
+  private env(): Record<string, string> {
+    const env: Record<string, string> = { PATH: process.env.PATH ?? '/usr/bin:/bin', HOME: process.env.HOME ?? '/nonexistent', LANG: 'C' };
+    env.GIT_TERMINAL_PROMPT = '0';
+    const ssh = [
+      'ssh',
+      '-o BatchMode=yes',
+      '-o StrictHostKeyChecking=yes',
+      `-o UserKnownHostsFile=${shellQuote(this.opts.knownHostsFile)}`,
+      '-o ConnectTimeout=10',
+      '-o ServerAliveInterval=15',
+      '-o ServerAliveCountMax=2',
+    ];
+    if (this.opts.sshKeyFile) ssh.push(`-i ${shellQuote(this.opts.sshKeyFile)}`, '-o IdentitiesOnly=yes');
+    env.GIT_SSH_COMMAND = ssh.join(' ');
+    return env;
+  }
+
+  private git(baseDir: string, signal?: AbortSignal): SimpleGit {
+    const config = [
+      // https: give up on a connection that stalls instead of hanging on it.
+      'http.lowSpeedLimit=1000',
+      'http.lowSpeedTime=30',
+    ];
+    if (this.opts.allowedSignersFile) config.push(`gpg.ssh.allowedSignersFile=${this.opts.allowedSignersFile}`);
+    const git = simpleGit({
+      baseDir,
+      config,
+      timeout: { block: this.opts.timeoutMs },
+      ...(signal ? { abort: signal } : {}),
+      allowEnvironment: ['GIT_SSH_COMMAND', 'GIT_TERMINAL_PROMPT'],
+      unsafe: { allowUnsafeSshCommand: true } as never,
+    });
+    return git.env(this.env());
+  }
+
+  /**
+   * Fetches and checks out the revision to apply. `applied` is the last applied commit: a target
+   * that does not descend from it (a force-push rewrote history) is refused unless allowed.
+   */
+  async fetch(applied?: string, signal?: AbortSignal): Promise<FetchResult> {
+    if (this.localPath) {
+      try {
+        await access(this.opts.url);
+      } catch {
+        return { ok: false, kind: 'unreachable', message: `config repo directory ${this.opts.url} does not exist` };
+      }
+      return { ok: true, dir: this.opts.url, revision: await workTreeRevision(this.opts.url), localPath: true };
+    }
+
+    const { workDir, branch, ref } = this.opts;
+    let git: SimpleGit;
+    try {
+      await access(path.join(workDir, '.git'));
+      git = this.git(workDir, signal);
+    } catch {
+      await rm(workDir, { recursive: true, force: true });
+      await mkdir(path.dirname(workDir), { recursive: true, mode: 0o700 });
+      try {
+        await this.git(path.dirname(workDir), signal).clone(this.opts.url, workDir, ['--no-checkout', '--origin', 'origin']);
+      } catch (e) {
+        await rm(workDir, { recursive: true, force: true });
+        return { ok: false, kind: 'unreachable', message: `cannot clone ${this.opts.url}: ${firstLine(e)}` };
+      }
+      git = this.git(workDir, signal);
+    }
+
+    try {
+      await git.raw(['remote', 'set-url', 'origin', this.opts.url]);
+      await git.fetch(['--prune', '--tags', '--force', 'origin', `+refs/heads/*:refs/remotes/origin/*`]);
+    } catch (e) {
+      return { ok: false, kind: 'unreachable', message: `cannot fetch ${this.opts.url}: ${firstLine(e)}` };
+    }
+
+    const wanted = ref ?? `refs/remotes/origin/${branch}`;
+    let commit: string;
+    try {
+      commit = (await git.revparse(['--verify', '--quiet', `${wanted}^{commit}`])).trim();
+    } catch {
+      return {
+        ok: false,
+        kind: 'rejected',
+        message: ref ? `ref ${ref} does not exist in ${this.opts.url}` : `branch ${branch} does not exist in ${this.opts.url}`,
+      };
+    }
+
+    if (applied && applied !== commit && !ref && !this.opts.allowHistoryRewrite) {
+      // `merge-base --is-ancestor` answers only with its exit code, which simple-git does not
+      // report when git prints nothing; the merge base itself is unambiguous.
+      const base = await git
+        .raw(['merge-base', applied, commit])
+        .then((out) => out.trim())
+        .catch(() => '');
+      const descends = base === applied;
+      if (!descends) {
+        return {
+          ok: false,
+          kind: 'rejected',
+          commit,
+          applied,
+          message:
+            `${branch} is at ${commit.slice(0, 12)}, which does not descend from the applied ${applied.slice(0, 12)}: ` +
+            'the history was rewritten (force-push). Push a new commit on top of the applied one, or set source.allow_history_rewrite',
+        };
+      }
+    }
+
+    if (this.opts.allowedSignersFile) {
+      // %G? is "G" only for a good signature by a key in gpg.ssh.allowedSignersFile.
+      const signed = await git
+        .raw(['log', '-1', '--format=%G?', commit])
+        .then((out) => out.trim() === 'G')
+        .catch(() => false);
+      if (!signed) {
+        return {
+          ok: false,
+          kind: 'unsigned',
+          commit,
+          message: `commit ${commit.slice(0, 12)} has no valid SSH signature by a key in ${this.opts.allowedSignersFile}`,
+        };
+      }
+    }
+
+    await git.raw(['checkout', '--force', '--detach', commit]);
+    await git.raw(['clean', '-ffdqx']);
+    return { ok: true, dir: workDir, revision: commit.slice(0, 12), commit, localPath: false };
+  }
+}
+
+/** git's own reason: the `fatal:` line if there is one, else the last line it printed. */
+function firstLine(e: unknown): string {
+  const lines = (e instanceof Error ? e.message : String(e)).split('\n').map((l) => l.trim()).filter(Boolean);
+  return lines.find((l) => l.startsWith('fatal:')) ?? lines[lines.length - 1] ?? 'unknown error';
+}

@@ -1,0 +1,265 @@
+/**
+ * The daemon as a real child process: a real git remote (git daemon on 127.0.0.1), the loopback
+ * Asterisk, real signals, real webhooks.
+ */
+import assert from 'node:assert/strict';
+import { readFile, writeFile, chmod, mkdir } from 'node:fs/promises';
+import path from 'node:path';
+import { StateStore } from '../agent/record/state.js';
+import { BASE_PBX, removeTempRepos, tempDir } from './support/config-repo.js';
+import { daemonSettings, DaemonProcess, freePort, WEBHOOK_SECRET } from './support/daemon-process.js';
+import { GitRemote } from './support/git-remote.js';
+import { startPbxHost, type PbxHost } from './support/pbx-host.js';
+import { post, pushBody, signedHeaders } from './support/webhook-client.js';
+
+const md5 = (n: string) => n.padStart(4, '0').repeat(8);
+const extensions = (numbers: string[]) => 'extensions:\n' + numbers.map((n) => `  - { number: "${n}", name: User ${n}, md5: ${md5(n)} }\n`).join('');
+
+describe('daemon', function () {
+  this.timeout(60_000);
+  let host: PbxHost;
+  let remote: GitRemote;
+  let daemon: DaemonProcess | undefined;
+  let port: number;
+
+  beforeEach(async () => {
+    host = await startPbxHost();
+    remote = await GitRemote.create();
+    await remote.commit({ 'pbx.yaml': BASE_PBX, 'extensions/staff.yaml': extensions(['1001']) }, 'initial');
+    await remote.push();
+    await remote.serve();
+    port = await freePort();
+  });
+  afterEach(async () => {
+    await daemon?.stop();
+    daemon = undefined;
+    await remote.stopServing();
+    await host.stop();
+  });
+  after(removeTempRepos);
+
+  async function startDaemon(extra: Partial<Parameters<typeof daemonSettings>[1]> = {}): Promise<DaemonProcess> {
+    daemon = DaemonProcess.start(await daemonSettings(host, { url: remote.url, webhookPort: port, ...extra }));
+    const first = await daemon.finished(1, 'the startup reconcile');
+    assert.equal(first.status, 'applied');
+    return daemon;
+  }
+  async function pushAndNotify(numbers: string[], provider: 'github' | 'gitea' | 'gitlab' = 'github'): Promise<string> {
+    const commit = await remote.commit({ 'extensions/staff.yaml': extensions(numbers) }, `extensions ${numbers.join(',')}`);
+    await remote.push();
+    const body = pushBody('main', commit);
+    const r = await post(port, body, signedHeaders(provider, body, WEBHOOK_SECRET));
+    assert.equal(r.status, 202, r.text);
+    return commit;
+  }
+
+  it('applies and verifies a pushed extension after a signed webhook', async () => {
+    const d = await startDaemon();
+    const commit = await pushAndNotify(['1001', '1002']);
+    const second = await d.finished(2);
+    assert.equal(second.status, 'applied');
+    assert.equal(second.revision, commit.slice(0, 12));
+    assert.deepEqual(host.asterisk.liveEndpoints(), ['1001', '1002']);
+    assert.equal((second.verification as { ok: boolean }).ok, true);
+    assert.equal(d.events('webhook.push').length, 1);
+  });
+
+  it('accepts GitLab and Gitea/Forgejo webhooks too, and ignores pushes to other branches', async () => {
+    const d = await startDaemon();
+    await pushAndNotify(['1001', '1002'], 'gitlab');
+    await d.finished(2);
+    await pushAndNotify(['1001', '1002', '1003'], 'gitea');
+    await d.finished(3);
+    assert.deepEqual(host.asterisk.liveEndpoints(), ['1001', '1002', '1003']);
+    const other = pushBody('feature/x');
+    const r = await post(port, other, signedHeaders('github', other, WEBHOOK_SECRET));
+    assert.deepEqual(r, { status: 202, text: 'ignored: push to refs/heads/feature/x\n' });
+  });
+
+  it('refuses webhooks with a wrong or missing signature (401) and oversized bodies (413), and syncs nothing', async () => {
+    const d = await startDaemon();
+    await remote.commit({ 'extensions/staff.yaml': extensions(['1001', '1009']) });
+    await remote.push();
+    const body = pushBody();
+    assert.equal((await post(port, body, signedHeaders('github', body, 'not-the-secret'))).status, 401);
+    assert.equal((await post(port, body, { 'x-github-event': 'push' })).status, 401);
+    assert.equal((await post(port, body, signedHeaders('gitlab', body, 'wrong'))).status, 401);
+    const tampered = body.replace('main', 'mainx');
+    assert.equal((await post(port, tampered, signedHeaders('github', body, WEBHOOK_SECRET))).status, 401, 'signature over a different body');
+    const huge = Buffer.alloc(70_000, 0x20);
+    assert.equal((await post(port, huge, signedHeaders('github', huge.toString(), WEBHOOK_SECRET))).status, 413);
+    await d.waitFor((l) => l.filter((x) => x.event === 'webhook.rejected').length >= 4, 'four webhook.rejected lines');
+    assert.equal(d.events('reconcile.finished').length, 1, 'no sync was triggered');
+    assert.deepEqual(host.asterisk.liveEndpoints(), ['1001']);
+  });
+
+  it('keeps the previous config when a push is invalid, names file:line, keeps running, and applies the next good push', async () => {
+    const d = await startDaemon();
+    const bad = await remote.commit({ 'extensions/staff.yaml': 'extensions:\n  - { number: "10a1", md5: ' + md5('1') + ' }\n' });
+    await remote.push();
+    const body = pushBody('main', bad);
+    await post(port, body, signedHeaders('github', body, WEBHOOK_SECRET));
+    const second = await d.finished(2);
+    assert.equal(second.status, 'invalid');
+    const invalid = d.events('reconcile.invalid')[0]!;
+    assert.deepEqual(invalid.errors, ['extensions/staff.yaml:2:15: extensions[0].number: expected an extension number of 2 to 12 digits, e.g. "1001", found "10a1"']);
+    assert.deepEqual(host.asterisk.liveEndpoints(), ['1001'], 'the last-known-good config stays live');
+
+    await pushAndNotify(['1001', '1004']);
+    const third = await d.finished(3);
+    assert.equal(third.status, 'applied');
+    assert.deepEqual(host.asterisk.liveEndpoints(), ['1001', '1004']);
+  });
+
+  it('refuses a force-pushed history rewrite and names both commits', async () => {
+    const d = await startDaemon();
+    const base = await remote.head();
+    const good = await pushAndNotify(['1001', '1002']);
+    await d.finished(2);
+    await remote.resetHard(base);
+    const rewritten = await remote.commit({ 'extensions/staff.yaml': extensions(['1001', '1666']) }, 'rewrite');
+    await remote.push(true);
+    const body = pushBody('main', rewritten);
+    await post(port, body, signedHeaders('github', body, WEBHOOK_SECRET));
+    await d.waitFor((l) => l.some((x) => x.event === 'source.rejected'), 'source.rejected');
+    const rejected = d.events('source.rejected')[0]!;
+    assert.equal(rejected.commit, rewritten);
+    assert.equal(rejected.applied, good);
+    assert.match(String(rejected.msg), /does not descend from the applied/);
+    assert.deepEqual(host.asterisk.liveEndpoints(), ['1001', '1002']);
+    assert.match((await new StateStore(host.stateDir).read()).sourceRejected?.reason ?? '', /history was rewritten/);
+  });
+
+  it('backs off while the remote is unreachable and recovers when it returns', async () => {
+    const d = await startDaemon({ sync: '* * * * * *' });
+    await remote.stopServing();
+    await remote.commit({ 'extensions/staff.yaml': extensions(['1001', '1005']) });
+    await remote.push();
+    await d.waitFor((l) => l.filter((x) => x.event === 'source.unreachable').length >= 2, 'two failed fetches');
+    await d.waitFor((l) => l.some((x) => x.event === 'sync.backoff'), 'a scheduled run skipped for backoff');
+    await remote.serve();
+    await d.waitFor(() => host.asterisk.liveEndpoints().includes('1005'), 'recovery after the remote returned');
+  });
+
+  it('syncs on SIGHUP', async () => {
+    const d = await startDaemon();
+    await remote.commit({ 'extensions/staff.yaml': extensions(['1001', '1006']) });
+    await remote.push();
+    d.signal('SIGHUP');
+    const second = await d.finished(2);
+    assert.equal(second.status, 'applied');
+    assert.equal(d.events('daemon.sighup').length, 1);
+  });
+
+  it('on SIGTERM finishes the reconcile in progress, then exits 0', async () => {
+    const d = await startDaemon();
+    host.asterisk.hangReloads('res_pjsip');
+    const seen = host.asterisk.actionsReceived().length;
+    await pushAndNotify(['1001', '1007']);
+    const reloadStarted = () => host.asterisk.actionsReceived().slice(seen).some((a) => a.action.toLowerCase() === 'reload');
+    while (!reloadStarted()) await new Promise((r) => setTimeout(r, 10));
+    d.signal('SIGTERM');
+    await d.waitFor((l) => l.some((x) => x.event === 'daemon.stopping'), 'daemon.stopping');
+    assert.equal(d.events('daemon.stopping')[0]!.busy, true);
+    host.asterisk.hangReloads(null);
+    assert.equal(await d.exit(), 0);
+    const finished = d.events('reconcile.finished');
+    assert.equal(finished[finished.length - 1]!.status, 'applied', 'the run in progress completed');
+    assert.deepEqual(host.asterisk.liveEndpoints(), ['1001', '1007']);
+    const order = d.lines.map((l) => l.event).filter((e) => e === 'reconcile.finished' || e === 'daemon.stopped');
+    assert.equal(order[order.length - 1], 'daemon.stopped');
+  });
+
+  it('reports a managed file edited by hand as drift.file, and leaves it under policy alert', async () => {
+    const d = await startDaemon();
+    const file = path.join(host.configDir, 'pbx-agent/pjsip.conf');
+    const original = await readFile(file, 'utf8');
+    await writeFile(file, original.replace('max_contacts=3', 'max_contacts=30'));
+    await d.waitFor((l) => l.some((x) => x.event === 'drift.file'), 'drift.file');
+    const drift = d.events('drift.file')[0]!;
+    assert.equal(drift.file, 'pbx-agent/pjsip.conf');
+    assert.equal(drift.action, 'alert');
+    assert.match(String(drift.diff), /^-max_contacts=3$/m);
+    assert.match(String(drift.diff), /^\+max_contacts=30$/m);
+    assert.ok(!String(drift.diff).includes(md5('1001')), 'credentials are redacted in the diff');
+    assert.match(await readFile(file, 'utf8'), /max_contacts=30/);
+  });
+
+  it('puts a hand-edited managed file back under policy restore', async () => {
+    const d = await startDaemon({ filePolicy: 'restore' });
+    const file = path.join(host.configDir, 'pbx-agent/pjsip.conf');
+    const original = await readFile(file, 'utf8');
+    await writeFile(file, original.replace('max_contacts=3', 'max_contacts=30'));
+    await d.waitFor((l) => l.some((x) => x.event === 'drift.file'), 'drift.file');
+    await d.finished(2, 'the restoring reconcile');
+    assert.equal(d.events('drift.file')[0]!.action, 'restore');
+    const restored = await readFile(file, 'utf8');
+    assert.match(restored, /^max_contacts=3$/m);
+    assert.equal(host.asterisk.liveState().aors['1001']?.max_contacts, '3');
+  });
+
+  it('reports live Asterisk state that differs from the applied config as drift.asterisk', async () => {
+    const d = await startDaemon({ drift: '* * * * * *' });
+    // Someone points pjsip.conf somewhere else and reloads by hand: the agent's endpoints vanish.
+    await writeFile(path.join(host.configDir, 'pjsip.conf'), '; emptied by hand\n');
+    await host.client.reload('res_pjsip', 2000);
+    await d.waitFor((l) => l.some((x) => x.event === 'drift.asterisk'), 'drift.asterisk');
+    const drift = d.events('drift.asterisk')[0]!;
+    assert.match(String(drift.msg), /endpoint 1001 presence: expected present, Asterisk has missing/);
+    assert.match((await new StateStore(host.stateDir).read()).drift?.asterisk?.message ?? '', /endpoint 1001 presence/);
+  });
+
+  it('collapses 100 pushes in a few seconds into a handful of reconciles that end at the last commit', async () => {
+    const d = await startDaemon();
+    let last = '';
+    for (let i = 0; i < 100; i++) {
+      const numbers = ['1001', String(2000 + i)];
+      last = await remote.commit({ 'extensions/staff.yaml': extensions(numbers) }, `push ${i}`);
+      await remote.push();
+      const body = pushBody('main', last);
+      void post(port, body, signedHeaders('github', body, WEBHOOK_SECRET));
+    }
+    await d.waitFor((l) => l.some((x) => x.event === 'reconcile.finished' && x.revision === last.slice(0, 12)), 'a reconcile of the last commit');
+    const runs = d.events('reconcile.finished').length - 1;
+    assert.ok(runs < 100 / 5, `${runs} reconciles for 100 pushes`);
+    assert.deepEqual(host.asterisk.liveEndpoints(), ['1001', '2099']);
+  });
+
+  it('re-renders at once when a file changes in a local-path config repo', async () => {
+    const local = await tempDir('pbx-agent-local-');
+    await mkdir(path.join(local, 'extensions'), { recursive: true });
+    await writeFile(path.join(local, 'pbx.yaml'), BASE_PBX);
+    await writeFile(path.join(local, 'extensions/staff.yaml'), extensions(['1001']));
+    daemon = DaemonProcess.start(await daemonSettings(host, { url: local }));
+    await daemon.finished(1);
+    await writeFile(path.join(local, 'extensions/staff.yaml'), extensions(['1001', '1008']));
+    await daemon.waitFor(() => host.asterisk.liveEndpoints().includes('1008'), 'the local edit applied');
+    assert.ok(daemon.events('reconcile.finished').length >= 2);
+  });
+
+  it('tells systemd it is ready after the first reconcile (Type=notify)', async () => {
+    const bin = await tempDir('pbx-agent-bin-');
+    const record = path.join(bin, 'notified');
+    await writeFile(path.join(bin, 'systemd-notify'), `#!/bin/sh\necho "$@" >> ${record}\n`);
+    await chmod(path.join(bin, 'systemd-notify'), 0o755);
+    const settings = await daemonSettings(host, { url: remote.url });
+    const { spawn } = await import('node:child_process');
+    const child = spawn(process.execPath, ['--import', 'tsx', 'agent/cli/main.ts', 'run', '--settings', settings], {
+      stdio: 'ignore',
+      env: { ...process.env, NOTIFY_SOCKET: '/run/systemd/notify-test', PATH: `${bin}:${process.env.PATH}` },
+    });
+    try {
+      const deadline = Date.now() + 20_000;
+      let text = '';
+      while (!text && Date.now() < deadline) {
+        text = await readFile(record, 'utf8').catch(() => '');
+        await new Promise((r) => setTimeout(r, 50));
+      }
+      assert.match(text, new RegExp(`^--ready --pid=${child.pid} --status=first reconcile attempted$`, 'm'));
+      assert.deepEqual(host.asterisk.liveEndpoints(), ['1001']);
+    } finally {
+      child.kill('SIGTERM');
+      await new Promise((r) => child.once('exit', r));
+    }
+  });
+});
