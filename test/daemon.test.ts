@@ -3,6 +3,7 @@
  * Asterisk, real signals, real webhooks.
  */
 import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
 import { readFile, writeFile, chmod, mkdir } from 'node:fs/promises';
 import path from 'node:path';
 import { StateStore } from '../agent/record/state.js';
@@ -13,6 +14,25 @@ import { startPbxHost, type PbxHost } from './support/pbx-host.js';
 import { post, pushBody, signedHeaders } from './support/webhook-client.js';
 
 const md5 = (n: string) => n.padStart(4, '0').repeat(8);
+
+/** A CLI child process that does not block this process (which serves the fake AMI and git). */
+function cliProcess(args: string[]) {
+  const child = spawn(process.execPath, ['--import', 'tsx', 'agent/cli/main.ts', ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+  let out = '';
+  let err = '';
+  child.stdout!.on('data', (d) => (out += d));
+  child.stderr!.on('data', (d) => (err += d));
+  const handle = {
+    done: false,
+    result: new Promise<{ code: number | null; out: string; err: string }>((resolve) =>
+      child.once('close', (code) => {
+        handle.done = true;
+        resolve({ code, out, err });
+      }),
+    ),
+  };
+  return handle;
+}
 const extensions = (numbers: string[]) => 'extensions:\n' + numbers.map((n) => `  - { number: "${n}", name: User ${n}, md5: ${md5(n)} }\n`).join('');
 
 describe('daemon', function () {
@@ -237,13 +257,46 @@ describe('daemon', function () {
     assert.ok(daemon.events('reconcile.finished').length >= 2);
   });
 
+  it('pbx-agent sync waits for the daemon\'s run in progress instead of overlapping it', async () => {
+    const d = await startDaemon();
+    host.asterisk.hangReloads('res_pjsip');
+    const seen = host.asterisk.actionsReceived().length;
+    await pushAndNotify(['1001', '1010']);
+    while (!host.asterisk.actionsReceived().slice(seen).some((a) => a.action.toLowerCase() === 'reload')) await new Promise((r) => setTimeout(r, 10));
+    const settings = await daemonSettings(host, { url: remote.url, webhookPort: port });
+    const sync = cliProcess(['sync', '--settings', settings]);
+    await new Promise((r) => setTimeout(r, 300));
+    assert.equal(sync.done, false, 'sync is waiting for the lock');
+    host.asterisk.hangReloads(null);
+    const result = await sync.result;
+    assert.equal(result.code, 0, result.err);
+    assert.match(result.out, /^unchanged: revision [0-9a-f]{12}$/m, 'it ran after the daemon had applied the commit');
+    const finished = await d.finished(2);
+    assert.equal(finished.status, 'applied');
+  });
+
+  it('pbx-agent status says healthy with the applied revision while the daemon runs, and notes when it is not running', async () => {
+    const d = await startDaemon();
+    const settings = await daemonSettings(host, { url: remote.url, webhookPort: port });
+    const running = await cliProcess(['status', '--settings', settings]).result;
+    assert.equal(running.code, 0, running.out + running.err);
+    assert.match(running.out, /^pbx-agent: healthy$/m);
+    assert.match(running.out, new RegExp(`^  daemon: {4}running \\(pid ${d.child.pid}\\)$`, 'm'));
+    assert.match(running.out, /^ {2}applied: {3}revision [0-9a-f]{12} at /m);
+    await d.stop();
+    const stopped = await cliProcess(['status', '--settings', settings, '--json']).result;
+    const json = JSON.parse(stopped.out);
+    assert.equal(json.healthy, true);
+    assert.equal(json.daemonPid, null);
+    assert.deepEqual(json.notes, ['the daemon is not running (no live pid in the state directory)']);
+  });
+
   it('tells systemd it is ready after the first reconcile (Type=notify)', async () => {
     const bin = await tempDir('pbx-agent-bin-');
     const record = path.join(bin, 'notified');
     await writeFile(path.join(bin, 'systemd-notify'), `#!/bin/sh\necho "$@" >> ${record}\n`);
     await chmod(path.join(bin, 'systemd-notify'), 0o755);
     const settings = await daemonSettings(host, { url: remote.url });
-    const { spawn } = await import('node:child_process');
     const child = spawn(process.execPath, ['--import', 'tsx', 'agent/cli/main.ts', 'run', '--settings', settings], {
       stdio: 'ignore',
       env: { ...process.env, NOTIFY_SOCKET: '/run/systemd/notify-test', PATH: `${bin}:${process.env.PATH}` },

@@ -1,0 +1,167 @@
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import { acquireLock, LockTimeoutError } from '../agent/daemon/lock.js';
+import { SyncRunner, type TriggerReason } from '../agent/daemon/runner.js';
+import { assessHealth } from '../agent/daemon/status.js';
+import { verifyWebhook } from '../agent/daemon/webhook.js';
+import { DriftReporter } from '../agent/drift/reporter.js';
+import { removeTempRepos, tempDir } from './support/config-repo.js';
+import { signedHeaders } from './support/webhook-client.js';
+
+function deferred() {
+  let resolve!: () => void;
+  const promise = new Promise<void>((r) => (resolve = r));
+  return { promise, resolve };
+}
+
+describe('daemon parts', () => {
+  after(removeTempRepos);
+
+  describe('SyncRunner', () => {
+    it('runs one job at a time and collapses triggers that arrive meanwhile into one follow-up', async () => {
+      const gates: Array<ReturnType<typeof deferred>> = [];
+      const reasons: TriggerReason[] = [];
+      const runner = new SyncRunner(async (reason) => {
+        reasons.push(reason);
+        const gate = deferred();
+        gates.push(gate);
+        await gate.promise;
+        return { ok: true };
+      }, { backoffBaseMs: 1000, backoffMaxMs: 8000 });
+      runner.request('startup');
+      for (let i = 0; i < 10; i++) runner.request('webhook');
+      runner.request('signal');
+      assert.equal(gates.length, 1, 'only one run started');
+      gates[0]!.resolve();
+      await new Promise((r) => setImmediate(r));
+      assert.equal(gates.length, 2, 'exactly one follow-up run');
+      gates[1]!.resolve();
+      await runner.idle();
+      assert.deepEqual(reasons, ['startup', 'signal']);
+      assert.equal(runner.stats.runs, 2);
+      assert.equal(runner.stats.collapsed, 10);
+    });
+
+    it('after failures skips scheduled triggers for a doubling, capped backoff, but not pushes', async () => {
+      let now = 0;
+      let ok = false;
+      const runs: TriggerReason[] = [];
+      const runner = new SyncRunner(async (reason) => {
+        runs.push(reason);
+        return { ok };
+      }, { backoffBaseMs: 1000, backoffMaxMs: 3000, now: () => now });
+      const step = async (reason: TriggerReason) => {
+        runner.request(reason);
+        await runner.idle();
+      };
+      await step('schedule'); // fails: backoff 1 s
+      now = 500;
+      await step('schedule');
+      assert.deepEqual(runs, ['schedule'], 'skipped inside the backoff');
+      now = 1000;
+      await step('schedule'); // fails again: backoff 2 s
+      now = 2900;
+      await step('schedule');
+      now = 3000;
+      await step('schedule'); // fails: backoff 4 s capped to 3 s
+      now = 5999;
+      await step('schedule');
+      assert.equal(runs.length, 3);
+      await step('webhook'); // a push is not held back
+      assert.equal(runs.length, 4);
+      ok = true;
+      now = 10_000;
+      await step('schedule');
+      now = 10_001;
+      await step('schedule');
+      assert.equal(runs.length, 6, 'a success clears the backoff');
+      assert.equal(runner.stats.skippedForBackoff, 3);
+      await runner.stop();
+    });
+  });
+
+  describe('webhook signatures', () => {
+    const body = Buffer.from('{"ref":"refs/heads/main"}');
+    const secret = 'S3cret-webhook';
+    for (const provider of ['github', 'gitea', 'gitlab'] as const) {
+      it(`accepts a correctly signed ${provider} push and refuses a wrong secret`, () => {
+        const good = verifyWebhook({ headers: signedHeaders(provider, body.toString(), secret) }, body, secret);
+        assert.equal(good.ok, true);
+        const bad = verifyWebhook({ headers: signedHeaders(provider, body.toString(), 'other') }, body, secret);
+        assert.equal(bad.ok, false);
+      });
+    }
+    it('refuses a request without any signature header, naming the headers it accepts', () => {
+      const v = verifyWebhook({ headers: {} }, body, secret);
+      assert.deepEqual(v, { ok: false, status: 401, reason: 'no signature header (X-Hub-Signature-256, X-Gitea-Signature or X-Gitlab-Token)' });
+    });
+    it('refuses a GitHub signature of another body', () => {
+      const headers = signedHeaders('github', '{"ref":"refs/heads/evil"}', secret);
+      assert.equal(verifyWebhook({ headers }, body, secret).ok, false);
+    });
+  });
+
+  describe('lock', () => {
+    it('keeps a second holder out until the first releases, then lets it in', async () => {
+      const dir = await tempDir();
+      const file = path.join(dir, 'reconcile.lock');
+      const release = await acquireLock(file, 0);
+      await assert.rejects(acquireLock(file, 150), LockTimeoutError);
+      await release();
+      const again = await acquireLock(file, 0);
+      await again();
+    });
+    it('takes over a lock left behind by a process that died', async () => {
+      const dir = await tempDir();
+      const file = path.join(dir, 'reconcile.lock');
+      const child = spawn(process.execPath, ['-e', '0']);
+      await new Promise((r) => child.once('exit', r));
+      await writeFile(file, String(child.pid));
+      const release = await acquireLock(file, 0);
+      await release();
+    });
+  });
+
+  describe('health', () => {
+    const now = new Date('2026-11-28T12:00:00Z');
+    const base = { consecutiveFailures: 0, applied: { revision: 'abc', fingerprint: 'f', at: '2026-11-28T11:00:00Z', files: {} } };
+    it('is healthy with an applied config and no failures', () => {
+      assert.deepEqual(assessHealth(base, { unhealthyAfterFailures: 3, now, daemonPid: 42 }), { healthy: true, problems: [], notes: [] });
+    });
+    it('is unhealthy after N failed runs, naming the last error', () => {
+      const h = assessHealth({ ...base, consecutiveFailures: 3, lastRun: { at: '', status: 'failed', revision: 'x', durationMs: 1, error: 'Asterisk is not reachable' } }, { unhealthyAfterFailures: 3, now, daemonPid: 42 });
+      assert.deepEqual(h.problems, ['the last 3 runs failed; last error: Asterisk is not reachable']);
+    });
+    it('is unhealthy while stuck on a rolled-back commit, and when the source refused a commit', () => {
+      const h = assessHealth(
+        { ...base, failed: { revision: 'bad1', fingerprint: 'f', reason: 'endpoint 1002 keeps its old configuration', at: '' }, lastRun: { at: '', status: 'skipped', revision: 'bad1', durationMs: 1 }, sourceRejected: { reason: 'history was rewritten', at: '' } },
+        { unhealthyAfterFailures: 3, now, daemonPid: undefined },
+      );
+      assert.equal(h.healthy, false);
+      assert.deepEqual(h.problems, [
+        'revision bad1 was rolled back (endpoint 1002 keeps its old configuration); waiting for a new commit',
+        'the source refused the newest commit: history was rewritten',
+      ]);
+      assert.deepEqual(h.notes, ['the daemon is not running (no live pid in the state directory)']);
+    });
+  });
+
+  describe('DriftReporter', () => {
+    it('logs a drift when it appears or changes, reminds after the interval, and reports it resolved', () => {
+      let t = 0;
+      const r = new DriftReporter(60_000, () => t);
+      assert.equal(r.observe('eip', 'a').log, 'new');
+      t = 30_000;
+      assert.equal(r.observe('eip', 'a').log, 'none');
+      assert.equal(r.observe('eip', 'b').log, 'changed');
+      t = 89_999;
+      assert.equal(r.observe('eip', 'b').log, 'none');
+      t = 90_000;
+      assert.equal(r.observe('eip', 'b').log, 'reminder');
+      assert.equal(r.observe('eip', undefined).log, 'resolved');
+      assert.equal(r.observe('eip', undefined).log, 'none');
+    });
+  });
+});
