@@ -44,6 +44,24 @@ describe('daemon parts', () => {
       assert.equal(runner.stats.collapsed, 10);
     });
 
+    it('waits for a burst of pushes to go quiet and then runs once', async () => {
+      const reasons: TriggerReason[] = [];
+      const runner = new SyncRunner(async (reason) => {
+        reasons.push(reason);
+        return { ok: true };
+      }, { backoffBaseMs: 1000, backoffMaxMs: 8000, quietMs: 30, maxWaitMs: 1000 });
+      for (let i = 0; i < 10; i++) {
+        runner.request('webhook');
+        await new Promise((r) => setTimeout(r, 5));
+      }
+      assert.equal(reasons.length, 0, 'nothing runs while pushes keep coming');
+      assert.equal(runner.busy, true);
+      while (runner.busy) await new Promise((r) => setTimeout(r, 10));
+      assert.deepEqual(reasons, ['webhook']);
+      assert.equal(runner.stats.collapsed, 9);
+      await runner.stop();
+    });
+
     it('after failures skips scheduled triggers for a doubling, capped backoff, but not pushes', async () => {
       let now = 0;
       let ok = false;

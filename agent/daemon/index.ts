@@ -121,6 +121,8 @@ export class Daemon {
     this.runner = new SyncRunner((reason) => this.syncJob(reason), {
       backoffBaseMs: settings.schedule.backoff_base_seconds * 1000,
       backoffMaxMs: settings.schedule.backoff_max_seconds * 1000,
+      quietMs: 200,
+      maxWaitMs: 2000,
     }, (reason, retryInMs) => logEvent(log, 'debug', 'sync.backoff', { reason, retryInMs }, 'skipped: backing off after a failed run'));
     this.drift = new DriftReporter(settings.cloud.reminder_minutes * 60_000);
   }

@@ -8,8 +8,16 @@ export type TriggerReason = 'startup' | 'schedule' | 'webhook' | 'signal' | 'fil
 export interface RunnerOptions {
   backoffBaseMs: number;
   backoffMaxMs: number;
+  /**
+   * Pushes and file edits come in bursts (a push of ten commits, an editor saving twice): such a
+   * trigger starts a run after this much quiet, or `maxWaitMs` after the first, whichever is first.
+   */
+  quietMs?: number;
+  maxWaitMs?: number;
   now?: () => number;
 }
+
+const BURSTY: ReadonlySet<TriggerReason> = new Set(['webhook', 'file', 'drift']);
 
 export class SyncRunner {
   private running: Promise<void> | undefined;
@@ -18,6 +26,9 @@ export class SyncRunner {
   private notBefore = 0;
   private retryTimer: NodeJS.Timeout | undefined;
   private stopped = false;
+  private quietTimer: NodeJS.Timeout | undefined;
+  private burstStarted = 0;
+  private burstReason: TriggerReason | undefined;
   readonly stats = { runs: 0, collapsed: 0, skippedForBackoff: 0 };
 
   constructor(
@@ -42,6 +53,43 @@ export class SyncRunner {
       if (this.followUp !== undefined) this.stats.collapsed++;
       this.followUp = reason;
       return;
+    }
+    const quiet = this.options.quietMs ?? 0;
+    if (quiet > 0 && BURSTY.has(reason)) {
+      if (this.burstReason !== undefined) this.stats.collapsed++;
+      else this.burstStarted = this.now();
+      this.burstReason = reason;
+      clearTimeout(this.quietTimer);
+      const wait = Math.max(0, Math.min(quiet, this.burstStarted + (this.options.maxWaitMs ?? quiet * 10) - this.now()));
+      this.quietTimer = setTimeout(() => this.startBurst(), wait);
+      return;
+    }
+    this.start(reason);
+  }
+
+  private startBurst(): void {
+    const reason = this.burstReason;
+    this.burstReason = undefined;
+    this.quietTimer = undefined;
+    if (reason !== undefined && !this.stopped) this.requestNow(reason);
+  }
+
+  /** Starts now, or folds into the run in progress. */
+  private requestNow(reason: TriggerReason): void {
+    if (this.running) {
+      if (this.followUp !== undefined) this.stats.collapsed++;
+      this.followUp = reason;
+      return;
+    }
+    this.start(reason);
+  }
+
+  private start(reason: TriggerReason): void {
+    if (this.burstReason !== undefined) {
+      // A direct trigger takes the waiting burst along.
+      clearTimeout(this.quietTimer);
+      this.burstReason = undefined;
+      this.stats.collapsed++;
     }
     this.running = this.loop(reason);
   }
@@ -89,11 +137,13 @@ export class SyncRunner {
   async stop(): Promise<void> {
     this.stopped = true;
     clearTimeout(this.retryTimer);
+    clearTimeout(this.quietTimer);
     await this.idle();
   }
 
+  /** A run is in progress or about to start (a burst is waiting for quiet). */
   get busy(): boolean {
-    return this.running !== undefined;
+    return this.running !== undefined || this.burstReason !== undefined;
   }
 
   get consecutiveFailures(): number {

@@ -67,6 +67,11 @@ export class GitRemote {
     await git(this.work, 'push', '-q', ...(force ? ['--force'] : []), 'origin', 'HEAD:main');
   }
 
+  /** Pushes one given commit of the local history to main. */
+  async pushCommit(commit: string): Promise<void> {
+    await git(this.work, 'push', '-q', 'origin', `${commit}:refs/heads/main`);
+  }
+
   /** Rewrites history: drops the last commit locally (to be force-pushed). */
   async resetHard(ref: string): Promise<void> {
     await git(this.work, 'reset', '-q', '--hard', ref);
