@@ -5,8 +5,8 @@
  */
 import { watch, type FSWatcher } from 'chokidar';
 import path from 'node:path';
+import { unifiedDiff } from '../plan/diff.js';
 import { redactSecrets } from '../plan/index.js';
-import { createTwoFilesPatch } from 'diff';
 
 export interface FileDrift {
   path: string;
@@ -18,9 +18,7 @@ export interface FileDrift {
 export function compareManagedFile(rel: string, expected: string | undefined, actual: string | undefined, maxLines = 40): FileDrift | undefined {
   if (expected === actual) return undefined;
   const kind = actual === undefined ? 'deleted' : expected === undefined ? 'created' : 'modified';
-  const patch = createTwoFilesPatch(`applied/${rel}`, `on-disk/${rel}`, redactSecrets(expected ?? ''), redactSecrets(actual ?? ''), '', '', { context: 1 });
-  const lines = patch.split('\n').filter((l) => !l.startsWith('====='));
-  const diff = lines.length <= maxLines ? lines.join('\n') : [...lines.slice(0, maxLines), `... ${lines.length - maxLines} more lines`].join('\n');
+  const diff = unifiedDiff(`applied/${rel}`, `on-disk/${rel}`, redactSecrets(expected ?? ''), redactSecrets(actual ?? ''), { context: 1, maxLines });
   return { path: rel, kind, diff };
 }
 

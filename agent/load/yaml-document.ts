@@ -3,7 +3,17 @@
  * can be mapped back to file:line:col.
  */
 import { CORE_SCHEMA, load as loadYaml } from 'js-yaml';
-import { isMap, isPair, isScalar, isSeq, LineCounter, parseDocument, visit, type Document, type Node } from 'yaml';
+import { createRequire } from 'node:module';
+import type { Document, LineCounter, Node } from 'yaml';
+
+/**
+ * `yaml` is loaded on first use, synchronously: a daemon whose config is valid never needs node
+ * positions, and not loading the library keeps about 9 MB out of its resident memory.
+ */
+let yamlLib: typeof import('yaml') | undefined;
+function yaml(): typeof import('yaml') {
+  return (yamlLib ??= createRequire(import.meta.url)('yaml') as typeof import('yaml'));
+}
 import type { Position } from '../model.js';
 import type { ConfigIssue } from './issues.js';
 import type { RepoFile } from './read-repo.js';
@@ -72,6 +82,7 @@ function hasNumericTextField(data: unknown): boolean {
 }
 
 function parsePositioned(text: string): { doc: Document; lineCounter: LineCounter } {
+  const { LineCounter, parseDocument, visit, isPair, isScalar } = yaml();
   const lineCounter = new LineCounter();
   const doc = parseDocument(text, { lineCounter, prettyErrors: true, uniqueKeys: true, version: '1.2' });
   // An extension number written without quotes (`number: 0100`) is a YAML integer; keep the digits
@@ -132,6 +143,7 @@ export function parseYaml(file: RepoFile): { parsed?: ParsedYaml; issues: Config
     }
     // An unresolved alias is nearly always an unquoted feature code such as *97.
     let where: Position = { line: 0, column: 0 };
+    const { visit } = yaml();
     visit(doc, {
       Alias(_key, node) {
         const p = node.range ? lineCounter.linePos(node.range[0]) : undefined;
@@ -166,6 +178,7 @@ function position(lineCounter: LineCounter, node: Node | null | undefined): Posi
  * missing field: the map that should have held it). `keyOf` asks for the key's own position.
  */
 export function locate(parsed: ParsedYaml, path: readonly PropertyKey[], keyOf = false): Position {
+  const { isMap, isPair, isScalar, isSeq } = yaml();
   const { doc, lineCounter } = parsed.positioned();
   let node: unknown = doc.contents;
   let best = position(lineCounter, node as Node) ?? { line: 1, column: 1 };

@@ -3,8 +3,8 @@
  * Asterisk modules to reload. Pure. Nothing changed → nothing written, nothing reloaded.
  */
 import { createHash } from 'node:crypto';
-import { createTwoFilesPatch } from 'diff';
 import { splitManagedText, type AsteriskModule, type RenderedFile } from '../render/index.js';
+import { unifiedDiff } from './diff.js';
 import { comparePjsip, type PjsipComparison } from './objects.js';
 
 export type FileAction = 'create' | 'update' | 'unchanged';
@@ -73,8 +73,5 @@ export function fileDiff(change: FileChange, current: string | undefined, maxLin
   if (change.action === 'unchanged') return '';
   const before = current === undefined ? '' : redactSecrets(splitManagedText(current).body);
   const after = redactSecrets(change.rendered.body);
-  const patch = createTwoFilesPatch(`a/${change.path}`, `b/${change.path}`, before, after, '', '', { context: 2 });
-  const lines = patch.split('\n').filter((l) => !l.startsWith('====='));
-  if (lines.length <= maxLines) return lines.join('\n');
-  return [...lines.slice(0, maxLines), `... ${lines.length - maxLines} more diff lines`].join('\n');
+  return unifiedDiff(`a/${change.path}`, `b/${change.path}`, before, after, { context: 2, maxLines });
 }
