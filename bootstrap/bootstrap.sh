@@ -1,0 +1,936 @@
+#!/usr/bin/env bash
+# pbx-agent bootstrap: turns a fresh Ubuntu 24.04 (EC2) instance into a PBX managed by pbx-agent.
+#
+# Safe to re-run: every step first looks at what is there and changes only what differs; a second
+# run with the same arguments changes nothing. Unattended (EC2 user data): no prompts, everything
+# is logged to /var/log/pbx-agent-bootstrap.log, and the last line says whether it worked.
+# Documentation, the IAM policy, the security group rules and a user-data snippet: README.md here.
+
+set -Eeuo pipefail
+umask 022
+export LC_ALL=C
+export PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
+export HOME="${HOME:-/root}"
+
+PROG=pbx-agent-bootstrap
+SCRIPT_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+
+# NodeSource's apt signing key (https://deb.nodesource.com/gpgkey/nodesource-repo.gpg.key).
+NODESOURCE_KEY_URL=https://deb.nodesource.com/gpgkey/nodesource-repo.gpg.key
+NODESOURCE_FPR=6F71F525282841EEDAF851B42F59B5F99B1BE0B4
+
+usage() {
+  cat <<'EOF'
+Usage: bootstrap.sh --repo URL [options]
+
+Installs Asterisk 20 (Ubuntu archive), git, Node.js LTS (NodeSource apt repository) and pbx-agent,
+creates the pbx-agent user, its directories, settings, AMI user and secrets, makes Asterisk include
+the managed files, enables and starts asterisk and pbx-agent, runs a first sync and prints
+`pbx-agent status` and `pbx-agent check`. Ubuntu 24.04 only. Run as root.
+
+Config repo:
+  --repo URL                 git@host:org/repo.git, ssh://..., https://... or an absolute path (required)
+  --branch NAME              branch to follow (default main)
+  --ref TAG_OR_COMMIT        pin a tag or commit instead of following the branch
+  --deploy-key FILE          use this private key instead of generating one (ssh URLs)
+  --known-hosts FILE         host keys of the git host (ssh URLs); default: github.com's published
+                             keys from api.github.com, otherwise ssh-keyscan (printed, verify them)
+  --allowed-signers FILE     only apply commits signed by a key in this file (ssh signatures)
+  --allow-history-rewrite    apply a commit that does not descend from the last applied one
+
+Webhook (push -> sync within seconds):
+  --webhook-listen ADDR:PORT listen address, port 1024-65535 (default 0.0.0.0:9090 when a webhook
+                             secret is given)
+  --webhook-secret VALUE     shared secret (visible in the process list and user data: prefer
+                             --webhook-secret-file, or give neither and one is generated)
+  --webhook-secret-file FILE read the secret from FILE
+
+Policies:
+  --eip-policy alert|adopt         external address differs from the Elastic IP (default alert)
+  --file-policy alert|restore      a managed file edited by hand (default alert)
+  --restart-policy never|when_idle a change that needs an Asterisk restart (default never)
+  --cloud-checks on|off            Elastic IP / security group checks (default on)
+  --log-level LEVEL                fatal|error|warn|info|debug|trace (default info)
+
+Installation:
+  --node-major N             Node.js major version from NodeSource, an LTS line (default 24)
+  --source-dir DIR           the pbx-agent source to install (default: the checkout holding this script)
+  --log-file FILE            default /var/log/pbx-agent-bootstrap.log
+
+Modes:
+  --dry-run                  print every change it would make, change nothing
+  --root DIR                 test mode: act on the system image under DIR instead of /. Files,
+                             users and groups are created under DIR (useradd --prefix, ownership set
+                             by number from DIR/etc/passwd and DIR/etc/group); apt, npm, systemctl
+                             and the Asterisk CLI act on the running host, so those steps are
+                             printed as skipped. DIR must look like Ubuntu 24.04 (DIR/etc/os-release)
+                             with the asterisk package's user and files in place.
+  -h, --help
+
+Exit status: 0 done (or dry run), 1 failed (re-run after fixing: it is safe), 2 bad arguments or
+unsupported system (nothing changed), 3 host set up but the first sync or the cloud check failed.
+EOF
+}
+
+# ---------------------------------------------------------------------------------------------
+# Arguments (all checked before anything is changed)
+
+ROOT=""
+DRY_RUN=0
+REPO_URL=""
+BRANCH=main
+REF=""
+DEPLOY_KEY_SRC=""
+KNOWN_HOSTS_SRC=""
+ALLOWED_SIGNERS_SRC=""
+ALLOW_REWRITE=false
+WEBHOOK_LISTEN=""
+WEBHOOK_SECRET=""
+WEBHOOK_SECRET_FILE=""
+EIP_POLICY=alert
+FILE_POLICY=alert
+RESTART_POLICY=never
+CLOUD_CHECKS=on
+LOG_LEVEL=info
+NODE_MAJOR=24
+SOURCE_DIR="$(cd "$SCRIPT_DIR/.." && pwd)"
+LOG_FILE=/var/log/pbx-agent-bootstrap.log
+
+ERRORS=()
+bad() { ERRORS+=("$*"); }
+
+# One value per option, as `--opt value` or `--opt=value`.
+args=("$@")
+i=0
+opt=""
+val=""
+has_val=0
+need_value() {
+  if ((has_val == 0)); then
+    if ((i + 1 >= ${#args[@]})); then
+      bad "$opt needs a value"
+      val=""
+      return
+    fi
+    i=$((i + 1))
+    val=${args[i]}
+  fi
+}
+while ((i < ${#args[@]})); do
+  arg=${args[i]}
+  opt=$arg
+  val=""
+  has_val=0
+  if [[ $arg == --*=* ]]; then
+    opt=${arg%%=*}
+    val=${arg#*=}
+    has_val=1
+  fi
+  case $opt in
+    -h | --help) usage; exit 0 ;;
+    --dry-run) DRY_RUN=1 ;;
+    --allow-history-rewrite) ALLOW_REWRITE=true ;;
+    --root) need_value; ROOT=$val ;;
+    --repo) need_value; REPO_URL=$val ;;
+    --branch) need_value; BRANCH=$val ;;
+    --ref) need_value; REF=$val ;;
+    --deploy-key) need_value; DEPLOY_KEY_SRC=$val ;;
+    --known-hosts) need_value; KNOWN_HOSTS_SRC=$val ;;
+    --allowed-signers) need_value; ALLOWED_SIGNERS_SRC=$val ;;
+    --webhook-listen) need_value; WEBHOOK_LISTEN=$val ;;
+    --webhook-secret) need_value; WEBHOOK_SECRET=$val ;;
+    --webhook-secret-file) need_value; WEBHOOK_SECRET_FILE=$val ;;
+    --eip-policy) need_value; EIP_POLICY=$val ;;
+    --file-policy) need_value; FILE_POLICY=$val ;;
+    --restart-policy) need_value; RESTART_POLICY=$val ;;
+    --cloud-checks) need_value; CLOUD_CHECKS=$val ;;
+    --log-level) need_value; LOG_LEVEL=$val ;;
+    --node-major) need_value; NODE_MAJOR=$val ;;
+    --source-dir) need_value; SOURCE_DIR=$val ;;
+    --log-file) need_value; LOG_FILE=$val ;;
+    *) bad "unknown argument: $arg (see --help)" ;;
+  esac
+  i=$((i + 1))
+done
+
+REPO_KIND=""
+SSH_HOST=""
+SSH_PORT=22
+if [[ -z $REPO_URL ]]; then
+  bad "--repo URL is required (the config repo: git@host:org/repo.git, https://host/org/repo.git or /path)"
+elif [[ $REPO_URL =~ [[:space:][:cntrl:]\'\"\\] ]]; then
+  bad "--repo: URL contains a space, quote, backslash or control character"
+elif [[ $REPO_URL =~ ^ssh://([^@/]+@)?([A-Za-z0-9.-]+)(:([0-9]+))?/.+ ]]; then
+  REPO_KIND=ssh
+  SSH_HOST=${BASH_REMATCH[2]}
+  SSH_PORT=${BASH_REMATCH[4]:-22}
+elif [[ $REPO_URL =~ ^[A-Za-z0-9._-]+@([A-Za-z0-9.-]+):[^/].* ]]; then
+  REPO_KIND=ssh
+  SSH_HOST=${BASH_REMATCH[1]}
+elif [[ $REPO_URL =~ ^https://[A-Za-z0-9.-]+(:[0-9]+)?/.+ ]]; then
+  REPO_KIND=https
+elif [[ $REPO_URL == /* ]]; then
+  REPO_KIND=path
+else
+  bad "--repo: '$REPO_URL' is not an ssh (git@host:org/repo.git, ssh://...), https:// or absolute path URL; plain http:// and git:// are refused (no integrity)"
+fi
+[[ $BRANCH =~ ^[A-Za-z0-9._/-]{1,200}$ ]] || bad "--branch: '$BRANCH' is not a branch name ([A-Za-z0-9._/-], at most 200)"
+[[ -z $REF || $REF =~ ^[A-Za-z0-9._/-]{1,200}$ ]] || bad "--ref: '$REF' is not a tag or commit ([A-Za-z0-9._/-], at most 200)"
+[[ $EIP_POLICY == alert || $EIP_POLICY == adopt ]] || bad "--eip-policy: expected alert or adopt, found '$EIP_POLICY'"
+[[ $FILE_POLICY == alert || $FILE_POLICY == restore ]] || bad "--file-policy: expected alert or restore, found '$FILE_POLICY'"
+[[ $RESTART_POLICY == never || $RESTART_POLICY == when_idle ]] || bad "--restart-policy: expected never or when_idle, found '$RESTART_POLICY'"
+[[ $CLOUD_CHECKS == on || $CLOUD_CHECKS == off ]] || bad "--cloud-checks: expected on or off, found '$CLOUD_CHECKS'"
+[[ $LOG_LEVEL =~ ^(fatal|error|warn|info|debug|trace)$ ]] || bad "--log-level: expected fatal, error, warn, info, debug or trace, found '$LOG_LEVEL'"
+[[ $NODE_MAJOR =~ ^(2[2-9]|[3-9][0-9])$ && $((NODE_MAJOR % 2)) -eq 0 ]] ||
+  bad "--node-major: expected an even (LTS) Node.js major version of 22 or later, found '$NODE_MAJOR'"
+[[ $LOG_FILE == /* ]] || bad "--log-file: expected an absolute path, found '$LOG_FILE'"
+if [[ -n $ROOT ]]; then
+  if [[ $ROOT != /* || ! -d $ROOT ]]; then
+    bad "--root: '$ROOT' is not an existing directory given by absolute path"
+  else
+    ROOT=$(cd "$ROOT" && pwd)
+    [[ $ROOT != / ]] || ROOT=""
+  fi
+fi
+for f in "$DEPLOY_KEY_SRC" "$KNOWN_HOSTS_SRC" "$ALLOWED_SIGNERS_SRC" "$WEBHOOK_SECRET_FILE"; do
+  [[ -z $f || (-f $f && -r $f) ]] || bad "file not found or not readable: $f"
+done
+if [[ -n $DEPLOY_KEY_SRC && $REPO_KIND != ssh ]]; then bad "--deploy-key is for ssh URLs only"; fi
+if [[ -n $KNOWN_HOSTS_SRC && $REPO_KIND != ssh ]]; then bad "--known-hosts is for ssh URLs only"; fi
+if [[ -n $WEBHOOK_SECRET && -n $WEBHOOK_SECRET_FILE ]]; then bad "give --webhook-secret or --webhook-secret-file, not both"; fi
+if [[ -n $WEBHOOK_SECRET_FILE && -f $WEBHOOK_SECRET_FILE && -r $WEBHOOK_SECRET_FILE ]]; then
+  WEBHOOK_SECRET=$(cat -- "$WEBHOOK_SECRET_FILE")
+  WEBHOOK_SECRET=${WEBHOOK_SECRET%$'\n'}
+fi
+if [[ -n $WEBHOOK_SECRET ]]; then
+  if ((${#WEBHOOK_SECRET} < 16 || ${#WEBHOOK_SECRET} > 4096)) || [[ $WEBHOOK_SECRET =~ [[:cntrl:]] ]]; then
+    bad "webhook secret: expected one line of 16 to 4096 characters"
+  fi
+  [[ -n $WEBHOOK_LISTEN ]] || WEBHOOK_LISTEN=0.0.0.0:9090
+fi
+if [[ -n $WEBHOOK_LISTEN ]]; then
+  if [[ $WEBHOOK_LISTEN =~ ^[0-9a-fA-F.:[]+[]]?:([0-9]{1,5})$ ]]; then
+    port=${BASH_REMATCH[1]}
+    ((10#$port >= 1024 && 10#$port <= 65535)) ||
+      bad "--webhook-listen: port $port is outside 1024-65535 (the agent runs without privileges)"
+  else
+    bad "--webhook-listen: expected ADDRESS:PORT such as 0.0.0.0:9090, found '$WEBHOOK_LISTEN'"
+  fi
+fi
+if [[ ! -f $SOURCE_DIR/package.json || ! -f $SOURCE_DIR/systemd/pbx-agent.service ]] ||
+  ! grep -q '"name": *"pbx-agent"' "$SOURCE_DIR/package.json"; then
+  bad "--source-dir: '$SOURCE_DIR' is not a pbx-agent source tree (package.json, systemd/pbx-agent.service)"
+fi
+
+finish_refused() {
+  echo "$PROG: FAILED: $1; nothing was changed"
+  exit 2
+}
+
+if ((${#ERRORS[@]} > 0)); then
+  for e in "${ERRORS[@]}"; do echo "$PROG: error: $e" >&2; done
+  finish_refused "${#ERRORS[@]} bad argument(s), see above or --help"
+fi
+if [[ $(id -u) -ne 0 ]]; then
+  echo "$PROG: error: must run as root (sudo $0 ...)" >&2
+  finish_refused "not running as root"
+fi
+
+# The supported system: Ubuntu 24.04 (the archive's asterisk is 20.x there), amd64 or arm64.
+os_id=""
+os_version=""
+os_name="an unknown system (no /etc/os-release)"
+if [[ -r $ROOT/etc/os-release ]]; then
+  # shellcheck disable=SC1091  # read in a subshell: only the three values come out
+  IFS=$'\t' read -r os_id os_version os_name < <(. "$ROOT/etc/os-release" && printf '%s\t%s\t%s\n' "${ID:-}" "${VERSION_ID:-}" "${PRETTY_NAME:-${ID:-?} ${VERSION_ID:-?}}")
+fi
+if [[ $os_id != ubuntu || $os_version != 24.04 ]]; then
+  echo "$PROG: error: this is $os_name; pbx-agent's bootstrap supports Ubuntu 24.04 only (Asterisk 20 from its archive, systemd 255)" >&2
+  finish_refused "unsupported operating system: $os_name"
+fi
+if [[ -z $ROOT ]]; then
+  arch=$(dpkg --print-architecture)
+  if [[ $arch != amd64 && $arch != arm64 ]]; then
+    echo "$PROG: error: architecture $arch is not supported (amd64 or arm64)" >&2
+    finish_refused "unsupported architecture: $arch"
+  fi
+fi
+
+# ---------------------------------------------------------------------------------------------
+# From here on things change: log everything, and say clearly how it ended.
+
+shopt -s lastpipe # `producer | ensure_file ...` runs ensure_file in this shell (it counts changes)
+WORK=$(mktemp -d)
+CHANGES=0
+STEP="start"
+FAIL_REASON=""
+AGENT_CHANGED=0
+MANAGER_CHANGED=0
+ASTERISK_RELOADS=()
+TEE_PID=""
+
+cleanup() {
+  rm -rf -- "$WORK"
+  if [[ -n $TEE_PID ]]; then
+    # Let tee write the last line to the log and the terminal before the script is gone.
+    exec 1>&- 2>&-
+    wait "$TEE_PID" 2>/dev/null || true
+  fi
+}
+trap cleanup EXIT
+
+if ((DRY_RUN == 0)); then
+  mkdir -p -- "$(dirname -- "$ROOT$LOG_FILE")"
+  [[ -e $ROOT$LOG_FILE ]] || install -m 600 /dev/null "$ROOT$LOG_FILE"
+  exec > >(tee -a -- "$ROOT$LOG_FILE") 2>&1
+  TEE_PID=$!
+  echo "---- $(date -u +%Y-%m-%dT%H:%M:%SZ) $0 $*" | sed -E 's/(--webhook-secret[= ])[^ ]+/\1<redacted>/'
+fi
+
+on_error() {
+  local rc=$? line=$1
+  trap - ERR
+  if [[ -n $FAIL_REASON ]]; then
+    echo "$PROG: error: $FAIL_REASON"
+  else
+    echo "$PROG: error: '$BASH_COMMAND' exited $rc (line $line)"
+  fi
+  if ((DRY_RUN == 1)); then
+    echo "$PROG: FAILED during the dry run at step '$STEP'; nothing was changed"
+  else
+    echo "$PROG: FAILED at step '$STEP' after $CHANGES change(s); see $ROOT$LOG_FILE, fix the cause and run it again (it is safe to re-run)"
+  fi
+  exit 1
+}
+trap 'on_error $LINENO' ERR
+
+say() { echo "$PROG: $*"; }
+step() {
+  STEP=$1
+  echo
+  say "== $1"
+}
+warn() { echo "$PROG: WARNING: $*"; }
+# fail MESSAGE: stop here; the ERR trap reports MESSAGE and the step.
+fail() {
+  FAIL_REASON=$*
+  return 1
+}
+
+# Every change goes through change(): counted, and announced as done or (dry run) as planned.
+change() {
+  CHANGES=$((CHANGES + 1))
+  if ((DRY_RUN == 1)); then echo "  would: $*"; else echo "  change: $*"; fi
+}
+# A command acting on the running host (packages, services): run it, or in a dry run say so, or
+# in --root test mode skip it (apt, npm and systemctl cannot act on a directory).
+host_run() {
+  if [[ -n $ROOT ]]; then
+    echo "  skipped (--root test mode): $*"
+  elif ((DRY_RUN == 1)); then
+    echo "  would run: $*"
+  else
+    echo "  run: $*"
+    "$@"
+  fi
+}
+host_mode() { [[ -z $ROOT && $DRY_RUN -eq 0 ]]; }
+
+# Ownership by number from the target's own passwd and group files, so that --root works with
+# users that exist only in the image; on the real system these are /etc/passwd and /etc/group.
+uid_of() { awk -F: -v n="$1" '$1 == n { print $3; found = 1; exit } END { exit !found }' "$ROOT/etc/passwd"; }
+gid_of() { awk -F: -v n="$1" '$1 == n { print $3; found = 1; exit } END { exit !found }' "$ROOT/etc/group"; }
+ids_of() {
+  local u g
+  u=$(uid_of "$1") || return 1
+  g=$(gid_of "$2") || return 1
+  echo "$u:$g"
+}
+name_of_uid() { awk -F: -v id="$1" '$3 == id { print $1; exit }' "$ROOT/etc/passwd"; }
+name_of_gid() { awk -F: -v id="$1" '$3 == id { print $1; exit }' "$ROOT/etc/group"; }
+
+# ensure_owner_mode PATH USER GROUP MODE: set ownership (by number) and mode where they differ.
+ensure_owner_mode() {
+  local path=$1 user=$2 group=$3 mode=$4 ids have=""
+  if ! ids=$(ids_of "$user" "$group"); then
+    ((DRY_RUN == 1)) || fail "user $user or group $group does not exist"
+    change "set $path to $user:$group mode $mode"
+    return 0
+  fi
+  [[ ! -e $ROOT$path ]] || have=$(stat -c '%u:%g %a' -- "$ROOT$path")
+  [[ $have != "$ids ${mode#0}" ]] || return 0
+  change "set $path to $user:$group mode $mode${have:+ (was $have)}"
+  if ((DRY_RUN == 0)); then
+    chown -- "$ids" "$ROOT$path"
+    chmod -- "$mode" "$ROOT$path"
+  fi
+}
+
+# ensure_dir PATH USER GROUP MODE
+ensure_dir() {
+  local path=$1 user=$2 group=$3 mode=$4 ids
+  if [[ -d $ROOT$path ]]; then
+    ensure_owner_mode "$@"
+    return 0
+  fi
+  [[ ! -e $ROOT$path ]] || fail "$path exists and is not a directory"
+  change "create directory $path ($user:$group mode $mode)"
+  ((DRY_RUN == 0)) || return 0
+  ids=$(ids_of "$user" "$group") || fail "user $user or group $group does not exist"
+  mkdir -p -- "$ROOT$path"
+  chown -- "$ids" "$ROOT$path"
+  chmod -- "$mode" "$ROOT$path"
+}
+
+# ensure_file PATH USER GROUP MODE [secret] < content: write the file when its content differs
+# (atomically: a temporary file in the same directory, renamed over it), then fix ownership and
+# mode. Changed files are shown as a diff, except those holding a secret.
+ensure_file() {
+  local path=$1 user=$2 group=$3 mode=$4 secret=${5:-} want="$WORK/want" tmp ids
+  cat >"$want"
+  if [[ -L $ROOT$path || (-e $ROOT$path && ! -f $ROOT$path) ]]; then fail "$path exists and is not a regular file"; fi
+  if [[ -e $ROOT$path ]] && cmp -s -- "$want" "$ROOT$path"; then
+    ensure_owner_mode "$path" "$user" "$group" "$mode"
+    return 0
+  fi
+  if [[ ! -e $ROOT$path ]]; then
+    change "create $path ($user:$group mode $mode, $(wc -l <"$want") line(s))"
+  else
+    change "update $path"
+    if [[ -z $secret ]]; then
+      diff -u --label "$path (now)" --label "$path (new)" -- "$ROOT$path" "$want" | sed 's/^/    /' || true
+    fi
+  fi
+  ((DRY_RUN == 0)) || return 0
+  ids=$(ids_of "$user" "$group") || fail "user $user or group $group does not exist"
+  tmp=$(mktemp -- "$(dirname -- "$ROOT$path")/.pbx-agent-bootstrap.XXXXXX")
+  cat -- "$want" >"$tmp"
+  chown -- "$ids" "$tmp"
+  chmod -- "$mode" "$tmp"
+  mv -f -- "$tmp" "$ROOT$path"
+}
+
+# ensure_symlink LINK TARGET [moved]: "moved" when a dry run has just planned to move a file
+# that is still at LINK out of the way.
+ensure_symlink() {
+  local link=$1 target=$2 moved=${3:-}
+  if [[ -L $ROOT$link && $(readlink -- "$ROOT$link") == "$target" ]]; then return 0; fi
+  if [[ -e $ROOT$link && ! -L $ROOT$link && -z $moved ]]; then fail "$link exists and is not a symbolic link"; fi
+  change "symlink $link -> $target"
+  ((DRY_RUN == 1)) || ln -sfn -- "$target" "$ROOT$link"
+}
+
+# edit_file PATH AWK_PROGRAM PASSES: rewrite an operator's file through awk (reading it PASSES
+# times), keeping its owner and mode; nothing happens when the output equals the input. Values
+# reach awk through the environment (ENVIRON), never through -v, which would process escapes.
+edit_file() {
+  local path=$1 prog=$2 passes=$3 user group mode files=()
+  user=$(name_of_uid "$(stat -c %u -- "$ROOT$path")")
+  group=$(name_of_gid "$(stat -c %g -- "$ROOT$path")")
+  mode=$(stat -c %a -- "$ROOT$path")
+  [[ -n $user && -n $group ]] || fail "$path: its owner or group has no name in /etc/passwd or /etc/group"
+  while ((${#files[@]} < passes)); do files+=("$ROOT$path"); done
+  awk "$prog" "${files[@]}" >"$WORK/edited"
+  ensure_file "$path" "$user" "$group" "$mode" <"$WORK/edited"
+}
+
+# set_conf_key FILE SECTION KEY VALUE ACCEPT_REGEX: in an Asterisk config file, make KEY in
+# [SECTION] have VALUE. KEY lines whose value already matches ACCEPT_REGEX stay as they are, the
+# other KEY lines of the section are replaced; without any, the line goes right under the header
+# (and without the section, the section goes at the end).
+# shellcheck disable=SC2016 # awk program: its $ are awk's
+SET_CONF_KEY_AWK='
+BEGIN { sec = ENVIRON["CONF_SECTION"]; key = ENVIRON["CONF_KEY"]; val = ENVIRON["CONF_VALUE"]; accept = ENVIRON["CONF_ACCEPT"] }
+function is_header(l) { return l ~ /^[ \t]*\[/ }
+function is_wanted(l) { return index(l, "[" sec "]") > 0 && l ~ /^[ \t]*\[/ }
+function is_key(l,   k) { k = l; sub(/^[ \t]*/, "", k); sub(/[ \t]*=.*$/, "", k); return l ~ /=/ && k == key }
+function value_of(l,   v) { v = l; sub(/^[^=]*=>?[ \t]*/, "", v); sub(/[ \t]*;.*$/, "", v); sub(/[ \t\r]+$/, "", v); return v }
+NR == FNR {
+  if (is_header($0)) { cur = is_wanted($0); if (cur) has_section = 1 }
+  else if (cur && is_key($0)) present = 1
+  next
+}
+{
+  if (is_header($0)) {
+    cur = is_wanted($0); print
+    if (cur && !present && !done) { print key " = " val; done = 1 }
+    next
+  }
+  if (cur && is_key($0)) {
+    if (tolower(value_of($0)) ~ accept) print; else print key " = " val
+    next
+  }
+  print
+}
+END { if (!has_section) { print ""; print "[" sec "]"; print key " = " val } }'
+set_conf_key() {
+  local path=$1
+  if [[ ! -f $ROOT$path ]]; then
+    ((DRY_RUN == 1)) || fail "$path does not exist (is the asterisk package installed?)"
+    change "set $3 = $4 in [$2] of $path (once the asterisk package has installed it)"
+    return 0
+  fi
+  CONF_SECTION=$2 CONF_KEY=$3 CONF_VALUE=$4 CONF_ACCEPT=$5 edit_file "$path" "$SET_CONF_KEY_AWK" 2
+}
+
+# ensure_include FILE LINE MATCH_REGEX COMMENT: append COMMENT and LINE once, unless a line
+# already matches MATCH_REGEX. A missing file is created with just those lines.
+# shellcheck disable=SC2016 # awk program: its $ are awk's
+ENSURE_INCLUDE_AWK='
+BEGIN { line = ENVIRON["INC_LINE"]; re = ENVIRON["INC_MATCH"]; comment = ENVIRON["INC_COMMENT"] }
+{ print; if ($0 ~ re) found = 1 }
+END { if (!found) { print ""; print comment; print line } }'
+ensure_include() {
+  local path=$1 line=$2 match=$3 comment=$4
+  if [[ ! -e $ROOT$path ]]; then
+    if [[ $DRY_RUN == 0 && ! -d $ROOT/etc/asterisk ]]; then fail "/etc/asterisk does not exist (is the asterisk package installed?)"; fi
+    printf '%s\n%s\n' "$comment" "$line" | ensure_file "$path" root asterisk 0640
+    return 0
+  fi
+  INC_LINE=$line INC_MATCH=$match INC_COMMENT=$comment edit_file "$path" "$ENSURE_INCLUDE_AWK" 1
+}
+
+random_secret() { head -c 48 /dev/urandom | base64 -w0 | tr -dc 'A-Za-z0-9' | cut -c1-40; }
+yaml_quote() { printf "'%s'" "${1//\'/\'\'}"; }
+
+# ---------------------------------------------------------------------------------------------
+mode_note=""
+[[ -z $ROOT ]] || mode_note=" (test mode: root $ROOT)"
+((DRY_RUN == 0)) || mode_note="$mode_note (dry run: nothing is changed)"
+say "starting on $os_name$mode_note"
+say "config repo $REPO_URL ($REPO_KIND), branch $BRANCH${REF:+, pinned to $REF}"
+
+step "1/12 packages: Asterisk 20 from Ubuntu's archive, git, ssh, Node.js $NODE_MAJOR LTS from NodeSource"
+APT=(env DEBIAN_FRONTEND=noninteractive apt-get -y -q -o DPkg::Lock::Timeout=600 -o Dpkg::Options::=--force-confold)
+missing=()
+if [[ -z $ROOT ]]; then
+  for p in asterisk git openssh-client ca-certificates curl gnupg; do
+    pkg_status=$(dpkg-query -W -f='${Status}' "$p" 2>/dev/null || true)
+    [[ $pkg_status == "install ok installed" ]] || missing+=("$p")
+  done
+else
+  missing=(asterisk git openssh-client ca-certificates curl gnupg)
+fi
+ASTERISK_INSTALLED=0
+if ((${#missing[@]} > 0)); then
+  [[ " ${missing[*]} " != *" asterisk "* ]] || ASTERISK_INSTALLED=1
+  [[ -n $ROOT ]] || change "install packages: ${missing[*]}"
+  host_run "${APT[@]}" update
+  host_run "${APT[@]}" install "${missing[@]}"
+fi
+if host_mode; then
+  ast_version=$(dpkg-query -W -f='${Version}' asterisk)
+  ast_major=${ast_version#*:}
+  ast_major=${ast_major%%.*}
+  [[ $ast_major == 20 ]] || fail "the archive's asterisk is $ast_version, expected 20.x on Ubuntu 24.04"
+  say "asterisk $ast_version"
+fi
+# Node.js: NodeSource's apt repository, signed by a key whose fingerprint is checked here, so that
+# security releases arrive with apt upgrade (unattended-upgrades can be told to take them).
+if [[ -z $ROOT ]]; then
+  keyring=/etc/apt/keyrings/nodesource.gpg
+  have_fpr=""
+  if [[ -f $keyring ]]; then
+    have_fpr=$(gpg --show-keys --with-colons "$keyring" 2>/dev/null | awk -F: '/^fpr:/ && !f { print $10; f = 1 }' || true)
+  fi
+  if [[ $have_fpr != "$NODESOURCE_FPR" ]]; then
+    if ((DRY_RUN == 1)); then
+      change "install NodeSource's signing key $NODESOURCE_FPR as $keyring (downloaded from $NODESOURCE_KEY_URL, fingerprint checked)"
+    else
+      curl -fsSL --proto '=https' --tlsv1.2 -o "$WORK/nodesource.asc" "$NODESOURCE_KEY_URL"
+      gpg --show-keys --with-colons "$WORK/nodesource.asc" >"$WORK/nodesource.keys"
+      [[ $(grep -c '^pub:' "$WORK/nodesource.keys") == 1 ]] || fail "$NODESOURCE_KEY_URL holds more than one key"
+      got=$(awk -F: '/^fpr:/ { print $10; exit }' "$WORK/nodesource.keys")
+      [[ $got == "$NODESOURCE_FPR" ]] || fail "NodeSource's key has fingerprint $got, expected $NODESOURCE_FPR: refusing it"
+      gpg --dearmor <"$WORK/nodesource.asc" >"$WORK/nodesource.gpg"
+      mkdir -p /etc/apt/keyrings
+      ensure_file "$keyring" root root 0644 <"$WORK/nodesource.gpg"
+    fi
+  fi
+  printf 'Types: deb\nURIs: https://deb.nodesource.com/node_%s.x\nSuites: nodistro\nComponents: main\nArchitectures: %s\nSigned-By: %s\n' \
+    "$NODE_MAJOR" "$(dpkg --print-architecture)" "$keyring" | ensure_file /etc/apt/sources.list.d/nodesource.sources root root 0644
+  # Ubuntu's own nodejs (18.x on 24.04) must never win over NodeSource's.
+  printf 'Package: nodejs\nPin: origin deb.nodesource.com\nPin-Priority: 600\n' |
+    ensure_file /etc/apt/preferences.d/nodejs-nodesource root root 0644
+  node_major_now=$(node --version 2>/dev/null | sed -n 's/^v\([0-9]*\)\..*/\1/p' || true)
+  if [[ $node_major_now != "$NODE_MAJOR" ]]; then
+    change "install nodejs $NODE_MAJOR.x from NodeSource${node_major_now:+ (now $node_major_now)}"
+    host_run "${APT[@]}" update
+    host_run "${APT[@]}" install nodejs
+    if host_mode; then
+      node_major_now=$(node --version | sed -n 's/^v\([0-9]*\)\..*/\1/p')
+      [[ $node_major_now == "$NODE_MAJOR" ]] || fail "node $(node --version) installed, expected $NODE_MAJOR.x"
+    fi
+  fi
+  if host_mode; then say "node $(node --version), npm $(npm --version), $(git --version)"; fi
+else
+  echo "  skipped (--root test mode): NodeSource key, apt source and nodejs $NODE_MAJOR.x"
+fi
+
+step "2/12 user: pbx-agent (system user, member of group asterisk so Asterisk can read its files)"
+gid_of asterisk >/dev/null || ((DRY_RUN == 1)) || fail "group asterisk does not exist: the asterisk package creates it"
+PREFIX=()
+[[ -z $ROOT ]] || PREFIX=(--prefix "$ROOT")
+if ! uid_of pbx-agent >/dev/null; then
+  change "create system user pbx-agent (home /var/lib/pbx-agent, no login shell, groups pbx-agent and asterisk)"
+  ((DRY_RUN == 1)) || useradd "${PREFIX[@]}" --system --user-group --home-dir /var/lib/pbx-agent --no-create-home \
+    --shell /usr/sbin/nologin --comment "pbx-agent GitOps reconciler" --groups asterisk pbx-agent
+elif ! awk -F: '$1 == "asterisk" { n = split($4, m, ","); for (k = 1; k <= n; k++) if (m[k] == "pbx-agent") f = 1 } END { exit !f }' "$ROOT/etc/group"; then
+  change "add user pbx-agent to group asterisk"
+  ((DRY_RUN == 1)) || usermod "${PREFIX[@]}" --append --groups asterisk pbx-agent
+fi
+
+step "3/12 directories"
+ensure_dir /etc/pbx-agent root pbx-agent 0750
+ensure_dir /etc/pbx-agent/secrets root pbx-agent 0750
+ensure_dir /var/lib/pbx-agent pbx-agent pbx-agent 0750
+[[ -d $ROOT/etc/asterisk ]] || ((DRY_RUN == 1)) || fail "/etc/asterisk does not exist (is the asterisk package installed?)"
+# setgid: every file the agent creates here gets group asterisk, readable by Asterisk (mode 640).
+ensure_dir /etc/asterisk/pbx-agent pbx-agent asterisk 2750
+
+step "4/12 pbx-agent itself: $SOURCE_DIR -> /opt/pbx-agent, /usr/local/bin/pbx-agent"
+GIT_SRC=(git -c "safe.directory=$SOURCE_DIR" -C "$SOURCE_DIR")
+if "${GIT_SRC[@]}" rev-parse --is-inside-work-tree >/dev/null 2>&1; then
+  "${GIT_SRC[@]}" ls-files -z --cached --others --exclude-standard
+else
+  (cd "$SOURCE_DIR" && find . \( -name node_modules -o -name .git -o -path ./dist -o -path ./out \) -prune -o -type f -print0 | sed -z 's|^\./||')
+fi | sort -z | while IFS= read -r -d '' f; do [[ ! -f $SOURCE_DIR/$f ]] || printf '%s\0' "$f"; done >"$WORK/files"
+source_hash=$( (cd "$SOURCE_DIR" && xargs -0 sha256sum -- <"$WORK/files") | sha256sum | cut -c1-64)
+installed_hash=$(cat -- "$ROOT/opt/pbx-agent/.source-sha256" 2>/dev/null || true)
+if [[ $source_hash != "$installed_hash" ]]; then
+  change "install pbx-agent into /opt/pbx-agent ($(tr -cd '\0' <"$WORK/files" | wc -c) files, source sha256 ${source_hash:0:12}): npm ci --ignore-scripts, npm run build, npm prune --omit=dev"
+  AGENT_CHANGED=1
+  if ((DRY_RUN == 0)); then
+    stage=$ROOT/opt/pbx-agent.new
+    rm -rf -- "$stage" "$ROOT/opt/pbx-agent.old"
+    mkdir -p -- "$stage"
+    tar -C "$SOURCE_DIR" --null -T "$WORK/files" -cf - | tar -C "$stage" -xf -
+    # Dependencies without their install scripts (none is needed), then the build, then only what
+    # runs: the tree stays root's, the agent cannot modify its own code.
+    host_run sh -c "cd '$stage' && npm ci --ignore-scripts --no-audit --no-fund && npm run build && npm prune --omit=dev --no-audit --no-fund && chmod 755 dist/agent/cli/main.js"
+    echo "$source_hash" >"$stage/.source-sha256"
+    chown -R 0:0 -- "$stage"
+    chmod -R go-w -- "$stage"
+    [[ ! -e $ROOT/opt/pbx-agent ]] || mv -- "$ROOT/opt/pbx-agent" "$ROOT/opt/pbx-agent.old"
+    mv -- "$stage" "$ROOT/opt/pbx-agent"
+    rm -rf -- "$ROOT/opt/pbx-agent.old"
+  fi
+fi
+[[ -d $ROOT/usr/local/bin ]] || ensure_dir /usr/local/bin root root 0755
+ensure_symlink /usr/local/bin/pbx-agent /opt/pbx-agent/dist/agent/cli/main.js
+
+step "5/12 secrets (root-owned, readable by group pbx-agent only; never printed)"
+ami_secret_file=/etc/pbx-agent/ami.secret
+if [[ -s $ROOT$ami_secret_file && $(wc -l <"$ROOT$ami_secret_file") -le 1 ]]; then
+  AMI_SECRET=$(head -n 1 -- "$ROOT$ami_secret_file")
+  ensure_owner_mode "$ami_secret_file" root pbx-agent 0640
+else
+  AMI_SECRET=$(random_secret)
+  echo "$AMI_SECRET" | ensure_file "$ami_secret_file" root pbx-agent 0640 secret
+  AGENT_CHANGED=1
+fi
+if [[ -n $WEBHOOK_LISTEN ]]; then
+  if [[ -n $WEBHOOK_SECRET ]]; then
+    before=$CHANGES
+    printf '%s\n' "$WEBHOOK_SECRET" | ensure_file /etc/pbx-agent/webhook.secret root pbx-agent 0640 secret
+    ((CHANGES == before)) || AGENT_CHANGED=1
+  elif [[ -s $ROOT/etc/pbx-agent/webhook.secret ]]; then
+    ensure_owner_mode /etc/pbx-agent/webhook.secret root pbx-agent 0640
+  else
+    random_secret | ensure_file /etc/pbx-agent/webhook.secret root pbx-agent 0640 secret
+    say "a webhook secret was generated: sudo cat /etc/pbx-agent/webhook.secret (enter it in the git host's webhook)"
+    AGENT_CHANGED=1
+  fi
+fi
+if [[ $REPO_KIND == ssh ]]; then
+  key=/etc/pbx-agent/deploy_key
+  if [[ -n $DEPLOY_KEY_SRC ]]; then
+    ensure_file "$key" root pbx-agent 0640 secret <"$DEPLOY_KEY_SRC"
+    ssh-keygen -y -f "$DEPLOY_KEY_SRC" | ensure_file "$key.pub" root root 0644
+  elif [[ ! -s $ROOT$key ]]; then
+    change "generate an ed25519 deploy key $key"
+    if ((DRY_RUN == 0)); then
+      ssh-keygen -q -t ed25519 -N '' -C "pbx-agent@$(hostname)" -f "$WORK/deploy_key" >/dev/null
+      ensure_file "$key" root pbx-agent 0640 secret <"$WORK/deploy_key"
+      ensure_file "$key.pub" root root 0644 <"$WORK/deploy_key.pub"
+    fi
+    AGENT_CHANGED=1
+  else
+    ensure_owner_mode "$key" root pbx-agent 0640
+    [[ -s $ROOT$key.pub ]] || ssh-keygen -y -f "$ROOT$key" | ensure_file "$key.pub" root root 0644
+    ensure_owner_mode "$key.pub" root root 0644
+  fi
+  known=/etc/pbx-agent/known_hosts
+  if [[ -n $KNOWN_HOSTS_SRC ]]; then
+    ensure_file "$known" root root 0644 <"$KNOWN_HOSTS_SRC"
+  elif [[ -s $ROOT$known ]]; then
+    ensure_owner_mode "$known" root root 0644
+  elif ((DRY_RUN == 1)); then
+    change "record the host keys of $SSH_HOST in $known"
+  elif [[ $SSH_HOST == github.com && $SSH_PORT == 22 ]]; then
+    # GitHub publishes its SSH host keys over HTTPS: no trust on first use.
+    curl -fsSL --proto '=https' --tlsv1.2 https://api.github.com/meta |
+      node -e 'let s="";process.stdin.on("data",d=>s+=d).on("end",()=>{for(const k of JSON.parse(s).ssh_keys)console.log("github.com "+k)})' |
+      ensure_file "$known" root root 0644
+  else
+    warn "no --known-hosts given: trusting the host keys $SSH_HOST presents now (ssh-keyscan). Compare these fingerprints with the ones your git host publishes:"
+    ssh-keyscan -p "$SSH_PORT" -T 15 "$SSH_HOST" 2>/dev/null | sort >"$WORK/known_hosts"
+    [[ -s $WORK/known_hosts ]] || fail "ssh-keyscan got no host key from $SSH_HOST:$SSH_PORT"
+    ssh-keygen -l -f "$WORK/known_hosts" | sed 's/^/    /'
+    ensure_file "$known" root root 0644 <"$WORK/known_hosts"
+  fi
+fi
+if [[ -n $ALLOWED_SIGNERS_SRC ]]; then
+  ensure_file /etc/pbx-agent/allowed_signers root root 0644 <"$ALLOWED_SIGNERS_SRC"
+fi
+
+step "6/12 Asterisk Manager: loopback only, a dedicated least-privilege user for the agent"
+[[ -f $ROOT/etc/asterisk/manager.conf ]] || ((DRY_RUN == 1)) || fail "/etc/asterisk/manager.conf does not exist (is the asterisk package installed?)"
+before=$CHANGES
+if [[ -f $ROOT/etc/asterisk/manager.conf ]]; then
+  set_conf_key /etc/asterisk/manager.conf general enabled yes '^(yes|true|on|y|t|1)$'
+  set_conf_key /etc/asterisk/manager.conf general bindaddr 127.0.0.1 '^127\.0\.0\.1$'
+  if grep -Eqi '^[[:space:]]*webenabled[[:space:]]*=>?[[:space:]]*(yes|true|on|1)' "$ROOT/etc/asterisk/manager.conf"; then
+    warn "manager.conf has webenabled = yes: AMI is also reachable over Asterisk's HTTP server (http.conf bindaddr); keep that on loopback too"
+  fi
+fi
+[[ -d $ROOT/etc/asterisk/manager.d ]] || ensure_dir /etc/asterisk/manager.d root asterisk 0750
+# The user section lives in its own file (Ubuntu's manager.conf includes manager.d/*.conf):
+# readable by Asterisk, writable by root only. Least privilege for what the agent does:
+# Reload, GetConfig, CoreSettings, PJSIPShow* need class system; Command needs command.
+ensure_file /etc/asterisk/manager.d/pbx-agent.conf root asterisk 0640 secret <<EOF
+; AMI user of pbx-agent, written by its bootstrap (bootstrap.sh): re-running it rewrites this file.
+; The secret is also in /etc/pbx-agent/ami.secret. Loopback only; least privilege:
+;   read  = system           events of class system (FullyBooted, Reload, ...)
+;   write = system,command   Reload, GetConfig, CoreSettings, PJSIPShow* (system); Command (command)
+[pbx-agent]
+secret = $AMI_SECRET
+deny = 0.0.0.0/0.0.0.0
+permit = 127.0.0.1/255.255.255.255
+read = system
+write = system,command
+displayconnects = no
+EOF
+if [[ -f $ROOT/etc/asterisk/manager.conf ]]; then
+  ensure_include /etc/asterisk/manager.conf '#tryinclude "manager.d/pbx-agent.conf"' \
+    '^[ \t]*#(try)?include[ \t]+"?manager\.d/(\*|pbx-agent)\.conf"?[ \t]*$' \
+    "; pbx-agent's AMI user (installed by its bootstrap; do not remove)"
+fi
+((CHANGES == before)) || MANAGER_CHANGED=1
+AMI_PORT=$(awk -F'=>?' '/^[ \t]*\[/ { g = ($0 ~ /^[ \t]*\[general\]/) } g && $1 ~ /^[ \t]*port[ \t]*$/ { gsub(/[^0-9]/, "", $2); print $2; exit }' "$ROOT/etc/asterisk/manager.conf" 2>/dev/null || true)
+[[ $AMI_PORT =~ ^[0-9]+$ ]] || AMI_PORT=5038
+
+step "7/12 Asterisk includes the managed files (your own configuration stays yours)"
+for name in pjsip extensions voicemail; do
+  before=$CHANGES
+  ensure_include "/etc/asterisk/$name.conf" "#tryinclude pbx-agent/$name.conf" \
+    "^[ \t]*#(try)?include[ \t]+\"?pbx-agent/$name\\.conf\"?[ \t]*\$" \
+    "; pbx-agent: the managed part of this file (installed by its bootstrap; do not remove)"
+  if ((CHANGES != before)); then
+    case $name in
+      pjsip) ASTERISK_RELOADS+=("module reload res_pjsip.so") ;;
+      extensions) ASTERISK_RELOADS+=("dialplan reload") ;;
+      voicemail) ASTERISK_RELOADS+=("module reload app_voicemail.so") ;;
+    esac
+  fi
+done
+if [[ -f $ROOT/etc/asterisk/pjsip.conf ]] &&
+  grep -Eq '^[[:space:]]*\[transport-(udp|tcp|tls)\]' "$ROOT/etc/asterisk/pjsip.conf"; then
+  warn "/etc/asterisk/pjsip.conf defines a [transport-udp/tcp/tls] section: pbx-agent renders these itself; remove yours or every transport keeps its old configuration"
+fi
+# `dialplan save` must not rewrite extensions.conf (it would flatten the #tryinclude into it).
+before=$CHANGES
+set_conf_key /etc/asterisk/extensions.conf general writeprotect yes '^(yes|true|on|y|t|1)$'
+((CHANGES == before)) || ASTERISK_RELOADS+=("dialplan reload")
+# rtp.conf cannot include (Asterisk takes the first value of a key): it becomes a symlink to the
+# agent's file. The stock file is kept aside, and its settings stay in force until the first sync.
+before=$CHANGES
+rtp=/etc/asterisk/rtp.conf
+aside=/etc/asterisk/rtp.conf.before-pbx-agent
+managed_rtp=/etc/asterisk/pbx-agent/rtp.conf
+rtp_moved=""
+if ! [[ -L $ROOT$rtp && $(readlink -- "$ROOT$rtp") == pbx-agent/rtp.conf ]]; then
+  if [[ -f $ROOT$rtp && ! -L $ROOT$rtp ]]; then
+    [[ ! -e $ROOT$aside ]] || aside=$aside.$(date +%Y%m%d%H%M%S)
+    change "move the stock $rtp aside to $aside"
+    if ((DRY_RUN == 0)); then mv -- "$ROOT$rtp" "$ROOT$aside"; else cp -p -- "$ROOT$rtp" "$WORK/rtp.conf"; rtp_moved=moved; fi
+  elif [[ -L $ROOT$rtp ]]; then
+    change "remove the symlink $rtp (pointed to $(readlink -- "$ROOT$rtp"))"
+    ((DRY_RUN == 1)) || rm -f -- "$ROOT$rtp"
+  elif [[ -e $ROOT$rtp ]]; then
+    fail "$rtp is neither a file nor a symlink"
+  fi
+fi
+if [[ ! -e $ROOT$managed_rtp ]]; then
+  if [[ -f $WORK/rtp.conf ]]; then
+    seed=$WORK/rtp.conf
+  elif [[ -f $ROOT$aside ]]; then
+    seed=$ROOT$aside
+  else
+    seed=$WORK/rtp.default
+    printf '; Until pbx-agent first writes this file.\n[general]\nrtpstart=10000\nrtpend=20000\n' >"$seed"
+  fi
+  ensure_file "$managed_rtp" pbx-agent asterisk 0640 <"$seed"
+fi
+ensure_symlink "$rtp" pbx-agent/rtp.conf "$rtp_moved"
+((CHANGES == before)) || ASTERISK_RELOADS+=("module reload res_rtp_asterisk.so")
+
+step "8/12 settings: /etc/pbx-agent/agent.yaml"
+{
+  echo "# pbx-agent settings, written by bootstrap.sh from its arguments: re-running it with other"
+  echo "# arguments rewrites this file (the previous one is kept as agent.yaml.previous)."
+  echo "# Every key, its default and its meaning: /opt/pbx-agent/schemas/agent-settings.ts"
+  echo "state_dir: /var/lib/pbx-agent"
+  echo "secrets_dir: /etc/pbx-agent/secrets"
+  echo "log_level: $LOG_LEVEL"
+  echo "asterisk:"
+  echo "  config_dir: /etc/asterisk"
+  echo "  # No file_group: /etc/asterisk/pbx-agent is setgid asterisk, new files get that group."
+  echo "  restart_policy: $RESTART_POLICY"
+  echo "  ami:"
+  echo "    host: 127.0.0.1"
+  echo "    port: $AMI_PORT"
+  echo "    username: pbx-agent"
+  echo "    secret_file: /etc/pbx-agent/ami.secret"
+  echo "source:"
+  echo "  url: $(yaml_quote "$REPO_URL")"
+  echo "  branch: $(yaml_quote "$BRANCH")"
+  [[ -z $REF ]] || echo "  ref: $(yaml_quote "$REF")"
+  if [[ $REPO_KIND == ssh ]]; then
+    echo "  ssh_key_file: /etc/pbx-agent/deploy_key"
+    echo "  known_hosts_file: /etc/pbx-agent/known_hosts"
+  fi
+  echo "  allow_history_rewrite: $ALLOW_REWRITE"
+  [[ -z $ALLOWED_SIGNERS_SRC ]] || echo "  allowed_signers_file: /etc/pbx-agent/allowed_signers"
+  if [[ -n $WEBHOOK_LISTEN ]]; then
+    echo "webhook:"
+    echo "  listen: $(yaml_quote "$WEBHOOK_LISTEN")"
+    echo "  secret_file: /etc/pbx-agent/webhook.secret"
+  fi
+  echo "drift:"
+  echo "  file_policy: $FILE_POLICY"
+  echo "cloud:"
+  echo "  enabled: $([[ $CLOUD_CHECKS == on ]] && echo true || echo false)"
+  echo "  eip_policy: $EIP_POLICY"
+} >"$WORK/agent.yaml"
+settings=/etc/pbx-agent/agent.yaml
+if [[ -f $ROOT$settings ]] && ! cmp -s -- "$WORK/agent.yaml" "$ROOT$settings"; then
+  ensure_file "$settings.previous" root pbx-agent 0640 <"$ROOT$settings"
+fi
+before=$CHANGES
+ensure_file "$settings" root pbx-agent 0640 <"$WORK/agent.yaml"
+((CHANGES == before)) || AGENT_CHANGED=1
+
+step "9/12 systemd unit: /etc/systemd/system/pbx-agent.service"
+[[ -d $ROOT/etc/systemd/system ]] || ensure_dir /etc/systemd/system root root 0755
+before=$CHANGES
+ensure_file /etc/systemd/system/pbx-agent.service root root 0644 <"$SOURCE_DIR/systemd/pbx-agent.service"
+if ((CHANGES != before)); then
+  AGENT_CHANGED=1
+  host_run systemctl daemon-reload
+fi
+
+step "10/12 services: asterisk and pbx-agent enabled and running"
+# What Asterisk must re-read when it is already running: module by module, never `core reload`
+# (reload deadlocks were reported on 20.x), each at most once.
+((MANAGER_CHANGED == 0)) || ASTERISK_RELOADS=("manager reload" "${ASTERISK_RELOADS[@]}")
+reloads=()
+for r in "${ASTERISK_RELOADS[@]}"; do
+  [[ " ${reloads[*]} " == *" $r "* ]] || reloads+=("$r")
+done
+if host_mode; then
+  if ! systemctl is-enabled --quiet asterisk; then change "enable asterisk.service"; systemctl enable asterisk; fi
+  if ! systemctl is-active --quiet asterisk; then
+    change "start asterisk.service"
+    systemctl start asterisk
+  elif ((ASTERISK_INSTALLED == 1 && ${#reloads[@]} > 0)); then
+    # Installed a moment ago by this run (and started by the package): no calls to keep up yet.
+    change "restart asterisk.service to read its new configuration"
+    systemctl restart asterisk
+  else
+    for r in "${reloads[@]}"; do
+      echo "  run: asterisk -rx '$r'"
+      timeout 60 asterisk -rx "$r" || warn "asterisk -rx '$r' failed; restart asterisk when convenient"
+    done
+  fi
+  if ! systemctl is-enabled --quiet pbx-agent; then change "enable pbx-agent.service"; systemctl enable pbx-agent; fi
+  agent_action=""
+  if ! systemctl is-active --quiet pbx-agent; then
+    change "start pbx-agent.service (returns after its first reconcile attempt)"
+    agent_action=start
+  elif ((AGENT_CHANGED == 1)); then
+    change "restart pbx-agent.service (its code, unit, settings or secrets changed)"
+    agent_action=restart
+  fi
+  if [[ -n $agent_action ]] && ! systemctl "$agent_action" pbx-agent; then
+    journalctl -u pbx-agent -n 30 --no-pager || true
+    fail "pbx-agent.service did not start: its last log lines are above (journalctl -u pbx-agent)"
+  fi
+else
+  host_run systemctl enable --now asterisk
+  for r in "${reloads[@]}"; do host_run asterisk -rx "$r"; done
+  host_run systemctl enable --now pbx-agent
+  ((AGENT_CHANGED == 0)) || host_run systemctl restart pbx-agent
+fi
+
+step "11/12 first sync, status and cloud check"
+AS_AGENT=(runuser -u pbx-agent -- env -i HOME=/var/lib/pbx-agent PATH=/usr/local/bin:/usr/bin:/bin LANG=C.UTF-8
+  /usr/bin/node /opt/pbx-agent/dist/agent/cli/main.js)
+sync_rc=0
+check_rc=0
+if host_mode; then
+  cd /
+  echo "  run: pbx-agent sync --settings $settings (as user pbx-agent)"
+  "${AS_AGENT[@]}" sync --settings "$settings" || sync_rc=$?
+  echo "  run: pbx-agent status"
+  "${AS_AGENT[@]}" status || true
+  if [[ $CLOUD_CHECKS == on ]]; then
+    echo "  run: pbx-agent check"
+    "${AS_AGENT[@]}" check || check_rc=$?
+  else
+    echo "  cloud checks are off (--cloud-checks off): no pbx-agent check"
+  fi
+else
+  host_run "${AS_AGENT[@]}" sync --settings "$settings"
+  host_run "${AS_AGENT[@]}" status
+  host_run "${AS_AGENT[@]}" check
+fi
+
+step "12/12 next steps"
+next_step=""
+if [[ $REPO_KIND == ssh && -s $ROOT/etc/pbx-agent/deploy_key.pub ]]; then
+  say "the deploy key pbx-agent uses to read the config repo (public half):"
+  echo
+  cat -- "$ROOT/etc/pbx-agent/deploy_key.pub"
+  echo
+  repo_path=${REPO_URL#*:}
+  repo_path=${repo_path#//*/}
+  repo_path=${repo_path%.git}
+  case $SSH_HOST in
+    github.com)
+      next_step="add it as a read-only deploy key: https://github.com/$repo_path/settings/keys/new (title pbx-agent@$(hostname), leave \"Allow write access\" off), or: gh repo deploy-key add /etc/pbx-agent/deploy_key.pub --repo $repo_path --title pbx-agent@$(hostname)" ;;
+    gitlab.com)
+      next_step="add it as a deploy key without write access: https://gitlab.com/$repo_path/-/settings/repository (Deploy keys)" ;;
+    *)
+      next_step="add it to the config repo on $SSH_HOST as a read-only deploy key" ;;
+  esac
+  say "NEXT STEP: $next_step; then run: sudo systemctl reload pbx-agent && sudo pbx-agent status"
+fi
+if [[ -n $WEBHOOK_LISTEN ]]; then
+  say "webhook: point the config repo's push webhook at http://<Elastic IP>:${WEBHOOK_LISTEN##*:}/ with the secret from sudo cat /etc/pbx-agent/webhook.secret (and open that TCP port to the git host only, see bootstrap/README.md)"
+fi
+
+echo
+if ((DRY_RUN == 1)); then
+  say "DRY RUN: $CHANGES change(s) would be made; nothing was changed"
+elif [[ -n $ROOT ]]; then
+  say "OK (test mode, root $ROOT): $CHANGES change(s); packages, services and the first sync were skipped"
+elif ((sync_rc != 0 || check_rc != 0)); then
+  what=""
+  ((sync_rc == 0)) || what="the first sync failed (exit $sync_rc)"
+  ((check_rc == 0)) || what="${what:+$what and }the cloud check failed (exit $check_rc)"
+  say "INCOMPLETE: the host is set up ($CHANGES change(s)) but $what; next: ${next_step:-see the output above}${next_step:+, then sudo systemctl reload pbx-agent}"
+  exit 3
+else
+  say "OK: Asterisk and pbx-agent are running and the first sync succeeded ($CHANGES change(s))"
+fi

@@ -1,0 +1,350 @@
+/**
+ * bootstrap/bootstrap.sh, run for real in its documented test mode (--root DIR): against a fresh
+ * Ubuntu 24.04 image in a temp directory, with package installation, service management and the
+ * first sync skipped (they act on the running host). Needs root (useradd --prefix, chown),
+ * bash, useradd/usermod (passwd), ssh-keygen (openssh-client) and shellcheck.
+ */
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { readFile, readlink, writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import { parse as parseYaml } from 'yaml';
+import { readManagerExposure } from '../agent/asterisk/manager-conf.js';
+import { AgentSettings } from '../schemas/agent-settings.js';
+import {
+  accounts,
+  BOOTSTRAP,
+  DEBIAN_OS_RELEASE,
+  makeAgentSource,
+  makeUbuntuRoot,
+  ownership,
+  REPO_ROOT,
+  removeTempDirectories,
+  runBootstrap,
+  snapshot,
+  snapshotDiff,
+  STOCK_EXTENSIONS,
+  STOCK_PJSIP,
+  STOCK_RTP,
+  STOCK_VOICEMAIL,
+  tempDirectory,
+  UPSTREAM_MANAGER_CONF,
+  type UbuntuRoot,
+} from './support/bootstrap-root.js';
+
+const LOG = 'var/log/pbx-agent-bootstrap.log';
+const WEBHOOK_SECRET = 'whsec-Correct-Horse-9f3Kq2LmZx';
+
+/** The arguments of a typical install, plus the test mode. */
+function baseArgs(image: UbuntuRoot, source: string, extra: string[] = []): string[] {
+  return [
+    '--root', image.root,
+    '--source-dir', source,
+    '--repo', 'https://git.example.org/acme/pbx-config.git',
+    '--branch', 'production',
+    '--webhook-listen', '0.0.0.0:9090',
+    '--webhook-secret', WEBHOOK_SECRET,
+    '--eip-policy', 'adopt',
+    '--file-policy', 'restore',
+    ...extra,
+  ];
+}
+
+function changeCount(out: string): number {
+  const m = /(\d+) change\(s\)/.exec(out.trimEnd().split('\n').pop() ?? '');
+  assert.ok(m, `no change count in the last line of:\n${out}`);
+  return Number(m[1]);
+}
+
+function okRun(args: string[]) {
+  const r = runBootstrap(args);
+  assert.equal(r.status, 0, `bootstrap failed (exit ${r.status}):\n${r.stdout}\n${r.stderr}`);
+  return r;
+}
+
+/** The [pbx-agent] section of an Asterisk file as key → values. */
+function section(text: string, name: string): Map<string, string[]> {
+  const out = new Map<string, string[]>();
+  let inside = false;
+  for (const line of text.split('\n')) {
+    const header = /^\s*\[([^\]]+)\]/.exec(line);
+    if (header) inside = header[1] === name;
+    else if (inside && /^\s*[a-z]+\s*=/.test(line)) {
+      const [k, ...v] = line.split('=');
+      const key = k!.trim();
+      out.set(key, [...(out.get(key) ?? []), v.join('=').trim()]);
+    }
+  }
+  return out;
+}
+
+describe('bootstrap/bootstrap.sh', function () {
+  this.timeout(60_000);
+  let image: UbuntuRoot;
+  let source: string;
+
+  beforeEach(async () => {
+    image = await makeUbuntuRoot();
+    source = await makeAgentSource();
+  });
+  after(removeTempDirectories);
+
+  it('is clean under shellcheck, with the user-data snippet', () => {
+    const files = [BOOTSTRAP, path.join(REPO_ROOT, 'bootstrap/user-data.sh')];
+    const r = spawnSync('shellcheck', ['--severity=style', ...files], { encoding: 'utf8' });
+    if (r.error) throw new Error(`shellcheck cannot be run (${r.error.message}): apt-get install shellcheck`);
+    assert.equal(r.status, 0, `${r.stdout}${r.stderr}`);
+  });
+
+  it('creates the pbx-agent system user in group asterisk, its directories, owners and modes', async () => {
+    const r = okRun(baseArgs(image, source));
+    assert.match(r.lastLine, /^pbx-agent-bootstrap: OK \(test mode/);
+
+    const user = (await accounts(image, 'passwd')).get('pbx-agent');
+    assert.ok(user, 'user pbx-agent in the image');
+    assert.ok(Number(user[2]) < 1000, `a system uid, got ${user[2]}`);
+    assert.equal(user[5], '/var/lib/pbx-agent');
+    assert.equal(user[6], '/usr/sbin/nologin');
+    const asteriskGroup = (await accounts(image, 'group')).get('asterisk')!;
+    assert.deepEqual(asteriskGroup[3]!.split(','), ['pbx-agent']);
+
+    const expected: Array<[string, string, string, number]> = [
+      ['/etc/pbx-agent', 'root', 'pbx-agent', 0o750],
+      ['/etc/pbx-agent/secrets', 'root', 'pbx-agent', 0o750],
+      ['/etc/pbx-agent/agent.yaml', 'root', 'pbx-agent', 0o640],
+      ['/etc/pbx-agent/ami.secret', 'root', 'pbx-agent', 0o640],
+      ['/etc/pbx-agent/webhook.secret', 'root', 'pbx-agent', 0o640],
+      ['/var/lib/pbx-agent', 'pbx-agent', 'pbx-agent', 0o750],
+      // setgid: files the agent creates here get group asterisk, which Asterisk can read.
+      ['/etc/asterisk/pbx-agent', 'pbx-agent', 'asterisk', 0o2750],
+      ['/etc/asterisk/pbx-agent/rtp.conf', 'pbx-agent', 'asterisk', 0o640],
+      ['/etc/asterisk/manager.d/pbx-agent.conf', 'root', 'asterisk', 0o640],
+      ['/etc/systemd/system/pbx-agent.service', 'root', 'root', 0o644],
+      ['/opt/pbx-agent', 'root', 'root', 0o755],
+      ['/opt/pbx-agent/systemd/pbx-agent.service', 'root', 'root', 0o644],
+      ['/var/log/pbx-agent-bootstrap.log', 'root', 'root', 0o600],
+    ];
+    for (const [p, u, g, mode] of expected) {
+      assert.deepEqual(await ownership(image, p), { user: u, group: g, mode }, p);
+    }
+    // Secrets: written by root only, readable by the agent's group only, nothing for others.
+    for (const p of ['/etc/pbx-agent/ami.secret', '/etc/pbx-agent/webhook.secret', '/etc/asterisk/manager.d/pbx-agent.conf']) {
+      assert.equal((await ownership(image, p)).mode & 0o007, 0, `${p} is not accessible to other users`);
+    }
+    assert.equal(await readFile(image.at('/etc/pbx-agent/webhook.secret'), 'utf8'), `${WEBHOOK_SECRET}\n`);
+    assert.equal(await readlink(image.at('/usr/local/bin/pbx-agent')), '/opt/pbx-agent/dist/agent/cli/main.js');
+    assert.equal(
+      await readFile(image.at('/etc/systemd/system/pbx-agent.service'), 'utf8'),
+      await readFile(path.join(REPO_ROOT, 'systemd/pbx-agent.service'), 'utf8'),
+    );
+    assert.match(await readFile(image.at('/opt/pbx-agent/.source-sha256'), 'utf8'), /^[0-9a-f]{64}\n$/);
+    // What the test mode skipped, it says it skipped.
+    assert.match(r.stdout, /skipped \(--root test mode\): .*apt-get .*install asterisk git/);
+    assert.match(r.stdout, /skipped \(--root test mode\): .*npm ci --ignore-scripts/);
+    assert.match(r.stdout, /skipped \(--root test mode\): systemctl enable --now pbx-agent/);
+    assert.match(r.stdout, /skipped \(--root test mode\): .* sync --settings \/etc\/pbx-agent\/agent\.yaml/);
+  });
+
+  it('writes an agent.yaml from its arguments that the AgentSettings schema accepts', async () => {
+    okRun(baseArgs(image, source, ['--ref', 'v2026.11', '--restart-policy', 'when_idle', '--log-level', 'debug']));
+    const parsed = AgentSettings.safeParse(parseYaml(await readFile(image.at('/etc/pbx-agent/agent.yaml'), 'utf8')));
+    assert.ok(parsed.success, JSON.stringify(parsed.error?.issues));
+    const s = parsed.data;
+    assert.equal(s.state_dir, '/var/lib/pbx-agent');
+    assert.equal(s.log_level, 'debug');
+    assert.deepEqual(s.source && { url: s.source.url, branch: s.source.branch, ref: s.source.ref, rewrite: s.source.allow_history_rewrite }, {
+      url: 'https://git.example.org/acme/pbx-config.git',
+      branch: 'production',
+      ref: 'v2026.11',
+      rewrite: false,
+    });
+    assert.equal(s.source?.ssh_key_file, undefined, 'no deploy key for an https URL');
+    assert.deepEqual(s.webhook, { listen: '0.0.0.0:9090', secret_file: '/etc/pbx-agent/webhook.secret', max_body_bytes: 1024 * 1024 });
+    assert.equal(s.asterisk.config_dir, '/etc/asterisk');
+    assert.equal(s.asterisk.restart_policy, 'when_idle');
+    // The group comes from the setgid directory: no file_group, so the agent needs no chown.
+    assert.equal(s.asterisk.file_group, undefined);
+    assert.deepEqual(
+      { host: s.asterisk.ami.host, port: s.asterisk.ami.port, username: s.asterisk.ami.username, secret_file: s.asterisk.ami.secret_file },
+      { host: '127.0.0.1', port: 5038, username: 'pbx-agent', secret_file: '/etc/pbx-agent/ami.secret' },
+    );
+    assert.equal(s.drift.file_policy, 'restore');
+    assert.deepEqual({ enabled: s.cloud.enabled, eip: s.cloud.eip_policy }, { enabled: true, eip: 'adopt' });
+  });
+
+  it('makes Asterisk include the managed files once, keeping the hand-maintained configuration', async () => {
+    okRun(baseArgs(image, source));
+    const read = (name: string) => readFile(image.at(`/etc/asterisk/${name}`), 'utf8');
+    for (const [name, stock] of [['pjsip', STOCK_PJSIP], ['voicemail', STOCK_VOICEMAIL]] as const) {
+      const text = await read(`${name}.conf`);
+      assert.ok(text.startsWith(stock), `${name}.conf keeps its own content`);
+      assert.equal(text.split('\n').filter((l) => l === `#tryinclude pbx-agent/${name}.conf`).length, 1);
+      assert.deepEqual(await ownership(image, `/etc/asterisk/${name}.conf`), { user: 'asterisk', group: 'asterisk', mode: 0o640 });
+    }
+    const extensions = await read('extensions.conf');
+    assert.equal(extensions.split('\n').filter((l) => l === '#tryinclude pbx-agent/extensions.conf').length, 1);
+    // `dialplan save` can no longer rewrite the file; everything else is as it was.
+    assert.deepEqual(section(extensions, 'general').get('writeprotect'), ['yes']);
+    assert.equal(extensions.replace('writeprotect = yes', 'writeprotect=no').split('\n; pbx-agent')[0], STOCK_EXTENSIONS.trimEnd() + '\n');
+    // rtp.conf: the stock file set aside, its settings carried over until the first sync.
+    assert.equal(await readlink(image.at('/etc/asterisk/rtp.conf')), 'pbx-agent/rtp.conf');
+    assert.equal(await read('rtp.conf.before-pbx-agent'), STOCK_RTP);
+    assert.equal(await read('rtp.conf'), STOCK_RTP);
+  });
+
+  it('creates a loopback-only AMI user with the least privileges the agent needs and a random secret', async () => {
+    okRun(baseArgs(image, source));
+    const secret = (await readFile(image.at('/etc/pbx-agent/ami.secret'), 'utf8')).trimEnd();
+    assert.match(secret, /^[A-Za-z0-9]{32,}$/);
+    const user = section(await readFile(image.at('/etc/asterisk/manager.d/pbx-agent.conf'), 'utf8'), 'pbx-agent');
+    assert.deepEqual(Object.fromEntries(user), {
+      secret: [secret],
+      deny: ['0.0.0.0/0.0.0.0'],
+      permit: ['127.0.0.1/255.255.255.255'],
+      // Reload, GetConfig, PJSIPShow*, CoreSettings: system. Command: command. Events: system.
+      read: ['system'],
+      write: ['system,command'],
+      displayconnects: ['no'],
+    });
+    // Ubuntu's manager.conf already listens on loopback and includes manager.d/*.conf.
+    const exposure = await readManagerExposure(image.at('/etc/asterisk'));
+    assert.deepEqual(exposure, { enabled: true, bindaddr: '127.0.0.1', port: 5038, exposed: false });
+
+    const other = await makeUbuntuRoot({ managerConf: UPSTREAM_MANAGER_CONF });
+    okRun(baseArgs(other, source));
+    // Asterisk's sample (AMI off, bound to 0.0.0.0, no manager.d) is fixed up and made to include the user.
+    assert.deepEqual(await readManagerExposure(other.at('/etc/asterisk')), { enabled: true, bindaddr: '127.0.0.1', port: 5038, exposed: false });
+    const managerConf = await readFile(other.at('/etc/asterisk/manager.conf'), 'utf8');
+    assert.equal(managerConf.split('\n').filter((l) => l === '#tryinclude "manager.d/pbx-agent.conf"').length, 1);
+  });
+
+  it('changes nothing when run a second time', async () => {
+    const first = okRun(baseArgs(image, source));
+    assert.ok(changeCount(first.stdout) > 10);
+    const before = await snapshot(image.root, [LOG]);
+    const second = okRun(baseArgs(image, source));
+    assert.deepEqual(snapshotDiff(before, await snapshot(image.root, [LOG])), []);
+    assert.equal(changeCount(second.stdout), 0);
+    assert.doesNotMatch(second.stdout, /^ {2}change: /m);
+  });
+
+  it('with --dry-run prints every change it would make and makes none', async () => {
+    const before = await snapshot(image.root);
+    const dry = okRun(baseArgs(image, source, ['--dry-run']));
+    assert.deepEqual(snapshotDiff(before, await snapshot(image.root)), [], 'a dry run changes nothing (not even a log file)');
+    assert.match(dry.lastLine, /^pbx-agent-bootstrap: DRY RUN: \d+ change\(s\) would be made; nothing was changed$/);
+    for (const what of [
+      /would: create system user pbx-agent/,
+      /would: create directory \/etc\/asterisk\/pbx-agent \(pbx-agent:asterisk mode 2750\)/,
+      /would: create \/etc\/pbx-agent\/ami\.secret/,
+      /would: create \/etc\/asterisk\/manager\.d\/pbx-agent\.conf/,
+      /would: update \/etc\/asterisk\/pjsip\.conf\n {4}--- /,
+      /^ {4}\+#tryinclude pbx-agent\/voicemail\.conf$/m,
+      /^ {4}\+writeprotect = yes$/m,
+      /would: move the stock \/etc\/asterisk\/rtp\.conf aside/,
+      /would: symlink \/etc\/asterisk\/rtp\.conf -> pbx-agent\/rtp\.conf/,
+      /would: create \/etc\/pbx-agent\/agent\.yaml/,
+      /would: create \/etc\/systemd\/system\/pbx-agent\.service/,
+    ]) {
+      assert.match(dry.stdout, what);
+    }
+    // The dry run announces exactly the changes the real run then makes.
+    const real = okRun(baseArgs(image, source));
+    assert.equal(changeCount(real.stdout), changeCount(dry.stdout));
+    const planned = dry.stdout.split('\n').filter((l) => l.startsWith('  would: ')).map((l) => l.slice(9));
+    const made = real.stdout.split('\n').filter((l) => l.startsWith('  change: ')).map((l) => l.slice(10));
+    assert.deepEqual(made, planned);
+  });
+
+  it('refuses a bad argument before changing anything', async () => {
+    okRun(baseArgs(image, source));
+    const before = await snapshot(image.root);
+    const cases: Array<[string[], RegExp]> = [
+      [['--eip-policy', 'sometimes'], /--eip-policy: expected alert or adopt, found 'sometimes'/],
+      [['--repo', 'http://git.example.org/acme/pbx-config.git'], /plain http:\/\/ and git:\/\/ are refused/],
+      [['--webhook-listen', '0.0.0.0:443'], /port 443 is outside 1024-65535/],
+      [['--branch', 'main;reboot'], /--branch: 'main;reboot' is not a branch name/],
+      [['--known-hosts', '/nonexistent/known_hosts'], /file not found or not readable: \/nonexistent\/known_hosts/],
+      [['--frobnicate'], /unknown argument: --frobnicate/],
+    ];
+    for (const [extra, message] of cases) {
+      const r = runBootstrap(baseArgs(image, source, extra));
+      assert.equal(r.status, 2, `${extra.join(' ')}: exit ${r.status}\n${r.stdout}${r.stderr}`);
+      assert.match(r.stderr, message);
+      assert.match(r.lastLine, /^pbx-agent-bootstrap: FAILED: .*; nothing was changed$/);
+      assert.deepEqual(snapshotDiff(before, await snapshot(image.root)), [], `${extra.join(' ')} changed something`);
+    }
+    const noRepo = runBootstrap(['--root', image.root, '--source-dir', source]);
+    assert.equal(noRepo.status, 2);
+    assert.match(noRepo.stderr, /--repo URL is required/);
+  });
+
+  it('refuses to run on anything but Ubuntu 24.04, with a clear message', async () => {
+    const debian = await makeUbuntuRoot({ osRelease: DEBIAN_OS_RELEASE });
+    const before = await snapshot(debian.root);
+    const r = runBootstrap(baseArgs(debian, source));
+    assert.equal(r.status, 2);
+    assert.match(r.stderr, /this is Debian GNU\/Linux 12 \(bookworm\); pbx-agent's bootstrap supports Ubuntu 24\.04 only/);
+    assert.equal(r.lastLine, 'pbx-agent-bootstrap: FAILED: unsupported operating system: Debian GNU/Linux 12 (bookworm); nothing was changed');
+    assert.deepEqual(snapshotDiff(before, await snapshot(debian.root)), []);
+  });
+
+  it('stops at a failing step with a last line that names the step', async () => {
+    // An image without the asterisk package's group: the user cannot join it.
+    const groups = (await readFile(image.at('/etc/group'), 'utf8')).split('\n').filter((l) => !l.startsWith('asterisk:'));
+    await writeFile(image.at('/etc/group'), groups.join('\n'));
+    const r = runBootstrap(baseArgs(image, source));
+    assert.equal(r.status, 1);
+    assert.match(r.stdout, /error: group asterisk does not exist: the asterisk package creates it/);
+    assert.match(r.lastLine, /^pbx-agent-bootstrap: FAILED at step '2\/12 user: .*' after 0 change\(s\); see .*pbx-agent-bootstrap\.log, fix the cause and run it again \(it is safe to re-run\)$/);
+  });
+
+  it('for an ssh config repo creates a deploy key once and prints its public half with the next step', async () => {
+    const dir = await tempDirectory('pbx-bootstrap-keys-');
+    const knownHosts = path.join(dir, 'known_hosts');
+    await writeFile(knownHosts, 'github.com ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl\n');
+    const args = baseArgs(image, source, ['--repo', 'git@github.com:acme/pbx-config.git', '--known-hosts', knownHosts]);
+    const first = okRun(args);
+
+    assert.deepEqual(await ownership(image, '/etc/pbx-agent/deploy_key'), { user: 'root', group: 'pbx-agent', mode: 0o640 });
+    assert.deepEqual(await ownership(image, '/etc/pbx-agent/deploy_key.pub'), { user: 'root', group: 'root', mode: 0o644 });
+    assert.deepEqual(await ownership(image, '/etc/pbx-agent/known_hosts'), { user: 'root', group: 'root', mode: 0o644 });
+    assert.equal(await readFile(image.at('/etc/pbx-agent/known_hosts'), 'utf8'), await readFile(knownHosts, 'utf8'));
+    const pub = (await readFile(image.at('/etc/pbx-agent/deploy_key.pub'), 'utf8')).trim();
+    assert.match(pub, /^ssh-ed25519 [A-Za-z0-9+/=]+ pbx-agent@/);
+    assert.ok(first.stdout.split('\n').includes(pub), 'the public key is printed on a line of its own');
+    assert.match(first.stdout, /NEXT STEP: add it as a read-only deploy key: https:\/\/github\.com\/acme\/pbx-config\/settings\/keys\/new .*then run: sudo systemctl reload pbx-agent/);
+    const settings = AgentSettings.parse(parseYaml(await readFile(image.at('/etc/pbx-agent/agent.yaml'), 'utf8')));
+    assert.equal(settings.source?.ssh_key_file, '/etc/pbx-agent/deploy_key');
+    assert.equal(settings.source?.known_hosts_file, '/etc/pbx-agent/known_hosts');
+
+    const key = await readFile(image.at('/etc/pbx-agent/deploy_key'), 'utf8');
+    const second = okRun(args);
+    assert.equal(changeCount(second.stdout), 0);
+    assert.equal(await readFile(image.at('/etc/pbx-agent/deploy_key'), 'utf8'), key, 'the same key after a second run');
+    assert.ok(second.stdout.split('\n').includes(pub), 'and it is printed again');
+  });
+
+  it('never prints or logs a secret', async () => {
+    const r = okRun(baseArgs(image, source));
+    const amiSecret = (await readFile(image.at('/etc/pbx-agent/ami.secret'), 'utf8')).trim();
+    const log = await readFile(image.at(`/${LOG}`), 'utf8');
+    for (const secret of [amiSecret, WEBHOOK_SECRET]) {
+      assert.ok(!r.stdout.includes(secret) && !r.stderr.includes(secret), 'not on the output');
+      assert.ok(!log.includes(secret), 'not in the log');
+    }
+    assert.match(log, /--webhook-secret <redacted>/);
+    assert.equal(log.trimEnd().split('\n').pop(), r.lastLine, 'the log ends with the same verdict');
+  });
+
+  it('documents an IAM policy that allows exactly the three EC2 describe calls', async () => {
+    const policy = JSON.parse(await readFile(path.join(REPO_ROOT, 'bootstrap/iam-policy.json'), 'utf8'));
+    const statements = policy.Statement as Array<{ Effect: string; Action: string[]; Resource: string }>;
+    assert.deepEqual(
+      statements.flatMap((s) => (s.Effect === 'Allow' ? s.Action : [])).sort(),
+      ['ec2:DescribeAddresses', 'ec2:DescribeInstances', 'ec2:DescribeSecurityGroups'],
+    );
+    assert.ok(existsSync(path.join(REPO_ROOT, 'bootstrap/README.md')));
+  });
+});
