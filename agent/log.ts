@@ -40,6 +40,14 @@ export const EVENTS = [
   'drift.asterisk',
   'drift.resolved',
   'drift.check_failed',
+  // Cloud checks (agent/cloud); what each means and what to do: docs/aws-setup.md.
+  'cloud.unavailable',
+  'cloud.available',
+  'cloud.access_denied',
+  'cloud.error',
+  'drift.eip',
+  'drift.security_group',
+  'drift.local_net',
 ] as const;
 export type EventName = (typeof EVENTS)[number];
 
