@@ -11,6 +11,7 @@ import { readManagerExposure } from './asterisk/manager-conf.js';
 import { logEvent, type Logger } from './log.js';
 import type { ReconcileDeps } from './reconcile.js';
 import { StateStore } from './record/state.js';
+import { CloudMonitor } from './cloud/index.js';
 import { DirectorySecretStore, readSecretFile, type HostFacts } from './resolve/index.js';
 
 export class StartupError extends Error {
@@ -61,6 +62,15 @@ export async function connectAsterisk(settings: AgentSettingsData, log: Logger):
   return { client, control: amiControl(client) };
 }
 
+/** external_address: auto, answered from instance metadata and the EC2 API (lazily). */
+export function cloudElasticIp(settings: AgentSettingsData, log: Logger): HostFacts['elasticIp'] {
+  let monitor: CloudMonitor | undefined;
+  return async () => {
+    monitor ??= new CloudMonitor({ settings: settings.cloud }, log);
+    return monitor.elasticIp();
+  };
+}
+
 export async function reconcileDeps(
   settings: AgentSettingsData,
   asterisk: AsteriskControl,
@@ -74,7 +84,8 @@ export async function reconcileDeps(
     state: new StateStore(settings.state_dir),
     host: {
       secrets: host.secrets ?? new DirectorySecretStore(settings.secrets_dir),
-      elasticIp: host.elasticIp ?? (async () => ({ problem: 'no Elastic IP is known to this command; pass --external-address IP' })),
+      elasticIp: host.elasticIp ?? cloudElasticIp(settings, log),
+      ...(host.adoptedAddress ? { adoptedAddress: host.adoptedAddress } : {}),
     },
     log,
     now: () => new Date(),

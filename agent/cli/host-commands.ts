@@ -5,12 +5,13 @@
 import { DirectoryFileStore } from '../apply/files.js';
 import { readManagedFiles } from '../apply/index.js';
 import { formatIssue, type ConfigIssue } from '../load/issues.js';
-import { createLogger } from '../log.js';
+import type { AgentSettingsData } from '../../schemas/agent-settings.js';
+import { createLogger, type Logger } from '../log.js';
 import { renderConfigRepo } from '../pipeline.js';
 import { planChanges } from '../plan/index.js';
 import { reconcile } from '../reconcile.js';
 import { DirectorySecretStore, type HostFacts } from '../resolve/index.js';
-import { connectAsterisk, reconcileDeps, StartupError } from '../runtime.js';
+import { cloudElasticIp, connectAsterisk, reconcileDeps, StartupError } from '../runtime.js';
 import { DEFAULT_SETTINGS_FILE, loadSettings } from '../settings.js';
 import { workTreeRevision } from '../source/revision.js';
 import { countLine, EXIT, issuesJson, printIssues, printPlan, type Io } from './output.js';
@@ -32,11 +33,10 @@ async function settingsOrExit(opts: HostCommandOptions, io: Io) {
   return settings;
 }
 
-function elasticIp(opts: HostCommandOptions): HostFacts['elasticIp'] {
-  return async () =>
-    opts.externalAddress !== undefined
-      ? { address: opts.externalAddress }
-      : { problem: 'no Elastic IP was given; pass --external-address IP' };
+/** --external-address when given, else the instance's Elastic IP from IMDS and the EC2 API. */
+function elasticIp(opts: HostCommandOptions, settings: AgentSettingsData, log: Logger): HostFacts['elasticIp'] {
+  const external = opts.externalAddress;
+  return external !== undefined ? async () => ({ address: external }) : cloudElasticIp(settings, log);
 }
 
 /** `pbx-agent plan [DIR]`: what apply would write and reload, touching nothing. */
@@ -44,7 +44,7 @@ export async function planCommand(opts: HostCommandOptions, io: Io): Promise<num
   const settings = await settingsOrExit(opts, io);
   if (!settings) return EXIT.invalidConfig;
   const revision = opts.revision ?? (await workTreeRevision(opts.dir));
-  const host: HostFacts = { secrets: new DirectorySecretStore(settings.secrets_dir), elasticIp: elasticIp(opts) };
+  const host: HostFacts = { secrets: new DirectorySecretStore(settings.secrets_dir), elasticIp: elasticIp(opts, settings, createLogger(settings.log_level, process.stderr)) };
   const outcome = await renderConfigRepo(opts.dir, host, revision);
   if (!outcome.files) return invalid(io, opts, outcome.issues);
   const store = new DirectoryFileStore(settings.asterisk.config_dir);
@@ -81,7 +81,7 @@ export async function applyCommand(opts: HostCommandOptions, io: Io): Promise<nu
     return EXIT.failure;
   }
   try {
-    const deps = await reconcileDeps(settings, connection.control, log, { elasticIp: elasticIp(opts) });
+    const deps = await reconcileDeps(settings, connection.control, log, { elasticIp: elasticIp(opts, settings, log) });
     const outcome = await reconcile(deps, { dir: opts.dir, revision });
     if (opts.json) io.out(JSON.stringify(outcome, null, 2));
     else {

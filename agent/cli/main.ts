@@ -7,6 +7,7 @@ import { parseArgs } from 'node:util';
 import { DEFAULT_SECRETS_DIR, md5Command, renderCommand, schemaCommand, validateCommand } from './commands.js';
 import { applyCommand, planCommand, type HostCommandOptions } from './host-commands.js';
 import { runCommand, statusCommand, syncCommand } from './daemon-commands.js';
+import { checkCommand } from './check-command.js';
 import { EXIT, processIo, UsageError, type Io } from './output.js';
 import { DEFAULT_SETTINGS_FILE } from '../settings.js';
 
@@ -45,6 +46,11 @@ Usage:
 
   pbx-agent status [--settings FILE] [--json]
       What is applied, the last run, drift, and whether the agent is healthy (exit 0) or not (3).
+
+  pbx-agent check [DIR] [--settings FILE] [--json]
+      Cloud checks on EC2: the Elastic IP against external_address, local_net against the VPC,
+      the security groups against the SIP ports and RTP range, AMI/SSH open to the world.
+      Exit 3 on error-level findings (or when the checks cannot run).
 
   pbx-agent schema [pbx|extensions]
       Print the JSON Schema of pbx.yaml (default) or of an extensions file.
@@ -125,6 +131,8 @@ export async function main(argv: string[], io: Io = processIo, stdin: NodeJS.Rea
       const opts = { json: values.json ?? false, ...(values.settings !== undefined ? { settingsFile: values.settings } : {}) };
       return command === 'sync' ? syncCommand(opts, io) : statusCommand(opts, io);
     }
+    case 'check':
+      return checkCommand({ dir: one('directory') ?? '.', json: values.json ?? false, ...(values.settings !== undefined ? { settingsFile: values.settings } : {}) }, io);
     case 'schema':
       return schemaCommand(one('schema name') ?? 'pbx', io);
     case 'md5': {

@@ -12,7 +12,9 @@ import type { AgentSettingsData } from '../../schemas/agent-settings.js';
 import { AmiClient } from '../asterisk/ami.js';
 import { amiControl, type AsteriskControl } from '../asterisk/control.js';
 import { readManagerExposure } from '../asterisk/manager-conf.js';
+import { cloudDesiredFrom, CloudMonitor } from '../cloud/index.js';
 import { findAsteriskDrift } from '../drift/asterisk.js';
+import { loadDesiredState, readConfigRepo } from '../load/index.js';
 import { compareManagedFile, watchManagedFiles } from '../drift/files.js';
 import { DriftReporter } from '../drift/reporter.js';
 import { logEvent, type Logger } from '../log.js';
@@ -38,7 +40,7 @@ export async function syncOnce(
   log: Logger,
   reason: TriggerReason,
   signal?: AbortSignal,
-): Promise<{ ok: boolean; outcome?: ReconcileOutcome }> {
+): Promise<{ ok: boolean; outcome?: ReconcileOutcome; dir?: string }> {
   const release = await acquireLock(path.join(settings.state_dir, LOCK_FILE), 10 * 60_000);
   try {
     const state = await deps.state.read();
@@ -57,7 +59,7 @@ export async function syncOnce(
     }
     const outcome = await reconcile(deps, { dir: fetched.dir, revision: fetched.revision, ...(fetched.commit ? { commit: fetched.commit } : {}) });
     const ok = outcome.status === 'applied' || outcome.status === 'unchanged';
-    return { ok, outcome };
+    return { ok, outcome, dir: fetched.dir };
   } finally {
     await release();
   }
@@ -85,6 +87,11 @@ export class Daemon {
   /** The managed files as last applied and verified: what drift is measured against. */
   private expected = new Map<string, string | undefined>();
   private readyNotified = false;
+  private readonly cloud: CloudMonitor | undefined;
+  /** An Elastic IP adopted over an explicit external_address (cloud.eip_policy: adopt). */
+  private adopted: string | undefined;
+  /** Where the last fetched config repo is, for the cloud checks' view of the desired state. */
+  private lastSourceDir: string | undefined;
   private stopping = false;
   private connectTimer: NodeJS.Timeout | undefined;
 
@@ -125,6 +132,7 @@ export class Daemon {
       maxWaitMs: 2000,
     }, (reason, retryInMs) => logEvent(log, 'debug', 'sync.backoff', { reason, retryInMs }, 'skipped: backing off after a failed run'));
     this.drift = new DriftReporter(settings.cloud.reminder_minutes * 60_000);
+    this.cloud = settings.cloud.enabled ? new CloudMonitor({ settings: settings.cloud }, log) : undefined;
   }
 
   static async create(settings: AgentSettingsData, log: Logger): Promise<Daemon> {
@@ -144,7 +152,10 @@ export class Daemon {
     if (exposure?.exposed) {
       logEvent(log, 'warn', 'ami.exposed', { bindaddr: exposure.bindaddr, port: exposure.port }, `AMI listens on ${exposure.bindaddr}:${exposure.port}; set bindaddr = 127.0.0.1 in manager.conf`);
     }
-    this.deps = await reconcileDeps(settings, this.asterisk, log);
+    this.deps = await reconcileDeps(settings, this.asterisk, log, {
+      ...(this.cloud ? { elasticIp: () => this.cloud!.elasticIp() } : {}),
+      adoptedAddress: () => this.adopted,
+    });
     await this.loadExpected();
 
     process.on('SIGHUP', this.onHup);
@@ -153,6 +164,7 @@ export class Daemon {
 
     this.tasks.push(schedule(settings.schedule.sync, () => this.runner.request('schedule'), { name: 'sync' }));
     this.tasks.push(schedule(settings.schedule.drift, () => void this.checkAsteriskDrift(), { name: 'drift' }));
+    if (this.cloud) this.tasks.push(schedule(settings.schedule.cloud, () => void this.checkCloud(), { name: 'cloud' }));
 
     if (settings.webhook) await this.startWebhook(settings.webhook);
     await this.startWatchers();
@@ -189,9 +201,13 @@ export class Daemon {
     }
     try {
       const result = await syncOnce(this.settings, this.deps!, this.source, this.log, reason, this.abort.signal);
+      if (result.dir) this.lastSourceDir = result.dir;
+      // Addresses or ports may have changed: check the cloud side right away (and at start).
+      const cloudDue = !this.cloudChecked || (result.outcome?.changedFiles.length ?? 0) > 0;
       // What the run left on disk, as the run knows it: re-reading the disk here could pick up a
       // hand edit made a moment after the run and take it for the expected text.
       if (result.outcome?.liveFiles && result.outcome.status !== 'failed') this.expected = new Map(result.outcome.liveFiles);
+      if (cloudDue && result.dir) setImmediate(() => void this.checkCloud());
       return result;
     } catch (e) {
       logEvent(this.log, 'error', 'reconcile.failed', { reason }, (e as Error).message);
@@ -249,6 +265,37 @@ export class Daemon {
       }
     } catch (e) {
       logEvent(this.log, 'debug', 'drift.check_failed', {}, (e as Error).message);
+    }
+  }
+
+  private cloudChecked = false;
+
+  /**
+   * The cloud checks against the desired state of the last fetched config (external_address as
+   * written, "auto" included). Acts on the Elastic IP decision: under `auto` a changed Elastic IP
+   * is picked up by a new reconcile; under eip_policy adopt it replaces the explicit address.
+   */
+  private async checkCloud(): Promise<void> {
+    if (!this.cloud || !this.lastSourceDir || this.stopping) return;
+    this.cloudChecked = true;
+    try {
+      const loaded = loadDesiredState(await readConfigRepo(this.lastSourceDir));
+      if (!loaded.state) return;
+      const pjsip = this.expected.get('pbx-agent/pjsip.conf');
+      const live = pjsip ? /^external_media_address=(.+)$/m.exec(pjsip)?.[1] : undefined;
+      const report = await this.cloud.check(
+        cloudDesiredFrom(loaded.state, { amiPort: this.settings.asterisk.ami.port, ...(live ? { liveExternalAddress: live } : {}) }),
+      );
+      const decision = report.decision;
+      if (decision.action === 'adopt') {
+        if (decision.overridesConfig) this.adopted = decision.address;
+        this.runner.request('drift');
+      } else if (decision.action === 'none' && this.adopted !== undefined && live === this.adopted) {
+        // The config names the Elastic IP again (or it moved back): nothing to override.
+        if (loaded.state.network.externalAddress === this.adopted) this.adopted = undefined;
+      }
+    } catch (e) {
+      logEvent(this.log, 'error', 'cloud.error', {}, `cloud checks failed: ${(e as Error).message}`);
     }
   }
 

@@ -18,6 +18,11 @@ export interface HostFacts {
    * cannot be known (not on EC2, no Elastic IP associated, ...).
    */
   elasticIp(): Promise<{ address: string } | { problem: string }>;
+  /**
+   * An Elastic IP adopted in place of an explicit external_address that no longer matches it
+   * (cloud.eip_policy: adopt); undefined when nothing is adopted.
+   */
+  adoptedAddress?(): string | undefined;
 }
 
 /**
@@ -41,6 +46,8 @@ export async function resolveDesiredState(
   const issues: ConfigIssue[] = [];
 
   let externalAddress = state.network.externalAddress;
+  const adopted = externalAddress === 'auto' ? undefined : host.adoptedAddress?.();
+  if (adopted !== undefined) externalAddress = adopted;
   if (externalAddress === 'auto') {
     const eip = await host.elasticIp();
     if ('problem' in eip) {

@@ -23,7 +23,20 @@ export async function freePort(): Promise<number> {
 export const WEBHOOK_SECRET = 'whsec-Test-9f8e7d6c5b4a';
 
 /** Writes a settings file for the daemon: the host's settings plus source, schedule, webhook. */
-export async function daemonSettings(host: PbxHost, extra: { url: string; sync?: string; drift?: string; filePolicy?: 'alert' | 'restore'; webhookPort?: number; branch?: string }): Promise<string> {
+export async function daemonSettings(
+  host: PbxHost,
+  extra: {
+    url: string;
+    sync?: string;
+    drift?: string;
+    cloudSchedule?: string;
+    filePolicy?: 'alert' | 'restore';
+    webhookPort?: number;
+    branch?: string;
+    /** Loopback IMDS and EC2 endpoints; without them the cloud checks are off (no 169.254.169.254). */
+    cloud?: { imds: string; ec2: string; eipPolicy?: 'alert' | 'adopt' };
+  },
+): Promise<string> {
   const base = await readFile(host.settingsFile, 'utf8');
   const secretFile = path.join(path.dirname(host.settingsFile), 'webhook.secret');
   await writeFile(secretFile, `${WEBHOOK_SECRET}\n`);
@@ -40,8 +53,13 @@ export async function daemonSettings(host: PbxHost, extra: { url: string; sync?:
     `  drift: "${extra.drift ?? '0 0 1 1 *'}"`,
     '  backoff_base_seconds: 0.5',
     '  backoff_max_seconds: 2',
+    `  cloud: "${extra.cloudSchedule ?? '0 0 1 1 *'}"`,
     'drift:',
     `  file_policy: ${extra.filePolicy ?? 'alert'}`,
+    'cloud:',
+    ...(extra.cloud
+      ? ['  enabled: true', `  imds_endpoint: ${extra.cloud.imds}`, `  ec2_endpoint: ${extra.cloud.ec2}`, `  eip_policy: ${extra.cloud.eipPolicy ?? 'alert'}`]
+      : ['  enabled: false']),
   ];
   if (extra.webhookPort) lines.push('webhook:', `  listen: 127.0.0.1:${extra.webhookPort}`, `  secret_file: ${secretFile}`, '  max_body_bytes: 65536');
   const file = path.join(path.dirname(host.settingsFile), 'daemon.yaml');
@@ -71,8 +89,13 @@ export class DaemonProcess {
     this.exited = new Promise((resolve) => child.once('exit', (code) => resolve(code)));
   }
 
-  static start(settingsFile: string): DaemonProcess {
-    const child = spawn(process.execPath, ['--import', 'tsx', 'agent/cli/main.ts', 'run', '--settings', settingsFile], { stdio: ['ignore', 'pipe', 'pipe'] });
+  /**
+   * `compiled`: run dist/ as installed hosts do (measurements), instead of the sources under tsx
+   * (tests, which must not depend on a build).
+   */
+  static start(settingsFile: string, options: { compiled?: boolean; env?: NodeJS.ProcessEnv } = {}): DaemonProcess {
+    const entry = options.compiled ? [...(process.env.PBX_BENCH_NODE_FLAGS ?? '').split(' ').filter(Boolean), 'dist/agent/cli/main.js'] : ['--import', 'tsx', 'agent/cli/main.ts'];
+    const child = spawn(process.execPath, [...entry, 'run', '--settings', settingsFile], { stdio: ['ignore', 'pipe', 'pipe'], env: options.env ?? process.env });
     return new DaemonProcess(child);
   }
 
