@@ -93,9 +93,12 @@ export class DaemonProcess {
    * `compiled`: run dist/ as installed hosts do (measurements), instead of the sources under tsx
    * (tests, which must not depend on a build).
    */
-  static start(settingsFile: string, options: { compiled?: boolean; env?: NodeJS.ProcessEnv } = {}): DaemonProcess {
-    const entry = options.compiled ? [...(process.env.PBX_BENCH_NODE_FLAGS ?? '').split(' ').filter(Boolean), 'dist/agent/cli/main.js'] : ['--import', 'tsx', 'agent/cli/main.ts'];
-    const child = spawn(process.execPath, [...entry, 'run', '--settings', settingsFile], { stdio: ['ignore', 'pipe', 'pipe'], env: options.env ?? process.env });
+  static start(settingsFile: string, options: { compiled?: boolean; env?: NodeJS.ProcessEnv; nodeFlags?: string[] } = {}): DaemonProcess {
+    const entry = options.compiled ? ['dist/agent/cli/main.js'] : ['--import', 'tsx', 'agent/cli/main.ts'];
+    const child = spawn(process.execPath, [...(options.nodeFlags ?? []), ...entry, 'run', '--settings', settingsFile], {
+      stdio: ['ignore', 'pipe', 'pipe'],
+      env: options.env ?? process.env,
+    });
     return new DaemonProcess(child);
   }
 
