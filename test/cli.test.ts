@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
-import { readFile, stat } from 'node:fs/promises';
+import { spawn, spawnSync } from 'node:child_process';
+import { readFile, stat, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { Readable } from 'node:stream';
 import { main } from '../agent/cli/main.js';
@@ -139,6 +139,38 @@ describe('cli', () => {
       const ok = await run(['render', repo, '--out', out, '--external-address', '198.51.100.7']);
       assert.equal(ok.code, 0, ok.err);
       assert.match(await readFile(path.join(out, 'pbx-agent/pjsip.conf'), 'utf8'), /^external_media_address=198\.51\.100\.7$/m);
+    });
+  });
+
+  describe('render --watch', () => {
+    it('renders again when a file in the config repo changes, reports an invalid edit, and stops on SIGTERM', async () => {
+      const repo = await makeRepo({ 'pbx.yaml': BASE_PBX, 'extensions/a.yaml': BASE_EXTENSIONS });
+      const out = await tempDir();
+      const child = spawn(process.execPath, ['--import', 'tsx', 'agent/cli/main.ts', 'render', repo, '--out', out, '--watch', '--revision', 'w'], { stdio: ['ignore', 'pipe', 'pipe'] });
+      let stdout = '';
+      let stderr = '';
+      child.stdout.on('data', (d) => (stdout += d));
+      child.stderr.on('data', (d) => (stderr += d));
+      const until = async (cond: () => boolean, what: string) => {
+        const deadline = Date.now() + 20_000;
+        while (!cond()) {
+          if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}:\n${stdout}\n${stderr}`);
+          await new Promise((r) => setTimeout(r, 20));
+        }
+      };
+      const watching = () => stdout.split('Watching').length - 1;
+      await until(() => watching() === 1, 'the first render');
+      assert.match(stdout, /^ {2}create {4}pbx-agent\/pjsip\.conf/m);
+      await writeFile(path.join(repo, 'extensions/a.yaml'), BASE_EXTENSIONS.replace('Alice Example', 'Alice Renamed'));
+      await until(() => watching() === 2, 'a render after the edit');
+      assert.match(stdout, /^ {2}update {4}pbx-agent\/pjsip\.conf/m);
+      assert.match(await readFile(path.join(out, 'pbx-agent/pjsip.conf'), 'utf8'), /^callerid="Alice Renamed" <1001>$/m);
+      await writeFile(path.join(repo, 'extensions/a.yaml'), BASE_EXTENSIONS.replace('"1001"', '"10a1"'));
+      await until(() => watching() === 3, 'a render after the bad edit');
+      assert.match(stderr, /extensions\/a\.yaml:2:13: extensions\[0\]\.number: expected an extension number/);
+      child.kill('SIGTERM');
+      const code = await new Promise((r) => child.once('exit', r));
+      assert.equal(code, 0);
     });
   });
 

@@ -59,6 +59,42 @@ function cliHost(opts: RenderOptions): HostFacts {
   };
 }
 
+/**
+ * `render --watch`: render now, then again whenever a file of the config repo changes (a burst
+ * of saves renders once), until interrupted. Local-path mode of the daemon, without Asterisk.
+ */
+export async function renderWatchCommand(opts: RenderOptions, io: Io): Promise<number> {
+  const { watch } = await import('chokidar');
+  const { SyncRunner } = await import('../daemon/runner.js');
+  const runner = new SyncRunner(
+    async () => {
+      const code = await renderCommand(opts, io).catch((e: Error) => {
+        io.err(`render: ${e.message}`);
+        return EXIT.failure;
+      });
+      io.out(`Watching ${opts.dir} for changes (Ctrl-C to stop)`);
+      // A failed render waits for the next edit, not for a retry.
+      return { ok: code === EXIT.ok || code === EXIT.invalidConfig };
+    },
+    { backoffBaseMs: 0, backoffMaxMs: 0, quietMs: 200, maxWaitMs: 2000 },
+  );
+  const watcher = watch(opts.dir, {
+    ignoreInitial: true,
+    ignored: (p: string) => p.split('/').includes('.git'),
+    awaitWriteFinish: { stabilityThreshold: 100, pollInterval: 50 },
+  });
+  await new Promise<void>((resolve) => watcher.once('ready', () => resolve()));
+  watcher.on('all', () => runner.request('file'));
+  runner.request('startup');
+  return new Promise<number>((resolve) => {
+    const stop = () => {
+      void watcher.close().then(() => runner.stop()).then(() => resolve(EXIT.ok));
+    };
+    process.once('SIGINT', stop);
+    process.once('SIGTERM', stop);
+  });
+}
+
 export async function renderCommand(opts: RenderOptions, io: Io): Promise<number> {
   if (opts.externalAddress !== undefined && !z.ipv4().safeParse(opts.externalAddress).success) {
     throw new UsageError(`--external-address: expected an IPv4 address, got ${JSON.stringify(opts.externalAddress)}`);

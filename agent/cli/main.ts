@@ -4,7 +4,7 @@
  */
 import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
-import { DEFAULT_SECRETS_DIR, md5Command, renderCommand, schemaCommand, validateCommand } from './commands.js';
+import { DEFAULT_SECRETS_DIR, md5Command, renderCommand, renderWatchCommand, schemaCommand, validateCommand } from './commands.js';
 import { applyCommand, planCommand, type HostCommandOptions } from './host-commands.js';
 import { runCommand, statusCommand, syncCommand } from './daemon-commands.js';
 import { checkCommand } from './check-command.js';
@@ -18,10 +18,11 @@ Usage:
       Check a config repo (default: .). Every problem is listed with file:line:col.
       Exit 1 if there are errors. Use it in the config repo's CI and pre-commit hook.
 
-  pbx-agent render [DIR] --out OUT [--diff] [--json] [--revision REV]
+  pbx-agent render [DIR] --out OUT [--diff] [--json] [--watch] [--revision REV]
                    [--external-address IP] [--secrets-dir DIR]
       Render the Asterisk files of a config repo into OUT (same layout as /etc/asterisk),
       and print which files change and which modules Asterisk would reload.
+      --watch             keep running and render again whenever a file in DIR changes
       --external-address  the Elastic IP to use where pbx.yaml says external_address: auto
       --secrets-dir       where named secrets are read (default ${DEFAULT_SECRETS_DIR})
 
@@ -79,6 +80,7 @@ export async function main(argv: string[], io: Io = processIo, stdin: NodeJS.Rea
       version: { type: 'boolean', short: 'V' },
       json: { type: 'boolean' },
       diff: { type: 'boolean' },
+      watch: { type: 'boolean' },
       out: { type: 'string', short: 'o' },
       revision: { type: 'string' },
       'external-address': { type: 'string' },
@@ -114,7 +116,7 @@ export async function main(argv: string[], io: Io = processIo, stdin: NodeJS.Rea
       };
       if (values.revision !== undefined) opts.revision = values.revision;
       if (values['external-address'] !== undefined) opts.externalAddress = values['external-address'];
-      return renderCommand(opts, io);
+      return values.watch ? renderWatchCommand(opts, io) : renderCommand(opts, io);
     }
     case 'plan':
     case 'apply': {
