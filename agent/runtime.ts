@@ -3,6 +3,7 @@
  * directory, the state directory, host secrets. Shared by `pbx-agent apply` and the daemon.
  */
 import { readFile } from 'node:fs/promises';
+import path from 'node:path';
 import type { AgentSettingsData } from '../schemas/agent-settings.js';
 import { DirectoryFileStore } from './apply/files.js';
 import { AmiClient, AmiError } from './asterisk/ami.js';
@@ -13,6 +14,7 @@ import type { ReconcileDeps } from './reconcile.js';
 import { StateStore } from './record/state.js';
 import { CloudMonitor } from './cloud/index.js';
 import { DirectorySecretStore, readSecretFile, type HostFacts } from './resolve/index.js';
+import { GitSource } from './source/git.js';
 
 export class StartupError extends Error {
   constructor(readonly code: string, message: string) {
@@ -69,6 +71,23 @@ export function cloudElasticIp(settings: AgentSettingsData, log: Logger): HostFa
     monitor ??= new CloudMonitor({ settings: settings.cloud }, log);
     return monitor.elasticIp();
   };
+}
+
+/** The config repo source of the settings (`source` must be set). */
+export function gitSourceFrom(settings: AgentSettingsData): GitSource {
+  const src = settings.source;
+  if (!src) throw new StartupError('settings.invalid', 'the settings have no source.url');
+  return new GitSource({
+    url: src.url,
+    branch: src.branch,
+    ...(src.ref ? { ref: src.ref } : {}),
+    ...(src.ssh_key_file ? { sshKeyFile: src.ssh_key_file } : {}),
+    knownHostsFile: src.known_hosts_file,
+    allowHistoryRewrite: src.allow_history_rewrite,
+    ...(src.allowed_signers_file ? { allowedSignersFile: src.allowed_signers_file } : {}),
+    timeoutMs: src.timeout_seconds * 1000,
+    workDir: path.join(settings.state_dir, 'repo'),
+  });
 }
 
 export async function reconcileDeps(

@@ -1,28 +1,16 @@
 /**
  * `pbx-agent run` (the daemon), `sync` (one fetch + reconcile now) and `status`.
  */
-import path from 'node:path';
 import { Daemon, syncOnce } from '../daemon/index.js';
 import { assessHealth, formatStatus, runningDaemonPid } from '../daemon/status.js';
 import { createLogger } from '../log.js';
 import { StateStore } from '../record/state.js';
-import { connectAsterisk, reconcileDeps, StartupError } from '../runtime.js';
-import { DEFAULT_SETTINGS_FILE, loadSettings } from '../settings.js';
-import { GitSource } from '../source/git.js';
-import { countLine, EXIT, printIssues, type Io } from './output.js';
-
-async function settingsFrom(file: string | undefined, io: Io, mustExist: boolean) {
-  const { settings, issues } = await loadSettings(file ?? DEFAULT_SETTINGS_FILE, { mustExist });
-  if (!settings) {
-    printIssues(io, issues);
-    io.err(`settings: invalid: ${countLine(issues)}`);
-  }
-  return settings;
-}
+import { connectAsterisk, gitSourceFrom, reconcileDeps, StartupError } from '../runtime.js';
+import { EXIT, settingsOrReport, type Io } from './output.js';
 
 /** Runs until SIGTERM/SIGINT. */
 export async function runCommand(opts: { settingsFile?: string }, io: Io): Promise<number> {
-  const settings = await settingsFrom(opts.settingsFile, io, true);
+  const settings = await settingsOrReport(opts.settingsFile, io, true);
   if (!settings) return EXIT.invalidConfig;
   const log = createLogger(settings.log_level);
   try {
@@ -38,7 +26,7 @@ export async function runCommand(opts: { settingsFile?: string }, io: Io): Promi
 }
 
 export async function syncCommand(opts: { settingsFile?: string; json: boolean }, io: Io): Promise<number> {
-  const settings = await settingsFrom(opts.settingsFile, io, true);
+  const settings = await settingsOrReport(opts.settingsFile, io, true);
   if (!settings) return EXIT.invalidConfig;
   if (!settings.source) {
     io.err('sync: the settings have no source.url; use `pbx-agent apply DIR` for a local directory');
@@ -54,18 +42,7 @@ export async function syncCommand(opts: { settingsFile?: string; json: boolean }
     return EXIT.failure;
   }
   try {
-    const src = settings.source;
-    const source = new GitSource({
-      url: src.url,
-      branch: src.branch,
-      ...(src.ref ? { ref: src.ref } : {}),
-      ...(src.ssh_key_file ? { sshKeyFile: src.ssh_key_file } : {}),
-      knownHostsFile: src.known_hosts_file,
-      allowHistoryRewrite: src.allow_history_rewrite,
-      ...(src.allowed_signers_file ? { allowedSignersFile: src.allowed_signers_file } : {}),
-      timeoutMs: src.timeout_seconds * 1000,
-      workDir: path.join(settings.state_dir, 'repo'),
-    });
+    const source = gitSourceFrom(settings);
     const deps = await reconcileDeps(settings, connection.control, log);
     const result = await syncOnce(settings, deps, source, log, 'cli');
     const o = result.outcome;
@@ -79,7 +56,7 @@ export async function syncCommand(opts: { settingsFile?: string; json: boolean }
 }
 
 export async function statusCommand(opts: { settingsFile?: string; json: boolean }, io: Io): Promise<number> {
-  const settings = await settingsFrom(opts.settingsFile, io, false);
+  const settings = await settingsOrReport(opts.settingsFile, io, false);
   if (!settings) return EXIT.invalidConfig;
   const state = await new StateStore(settings.state_dir).read();
   const daemonPid = await runningDaemonPid(settings.state_dir);

@@ -12,9 +12,8 @@ import { planChanges } from '../plan/index.js';
 import { reconcile } from '../reconcile.js';
 import { DirectorySecretStore, type HostFacts } from '../resolve/index.js';
 import { cloudElasticIp, connectAsterisk, reconcileDeps, StartupError } from '../runtime.js';
-import { DEFAULT_SETTINGS_FILE, loadSettings } from '../settings.js';
 import { workTreeRevision } from '../source/revision.js';
-import { countLine, EXIT, issuesJson, printIssues, printPlan, type Io } from './output.js';
+import { countLine, EXIT, issuesJson, printIssues, printPlan, settingsOrReport, type Io } from './output.js';
 
 export interface HostCommandOptions {
   dir: string;
@@ -22,15 +21,6 @@ export interface HostCommandOptions {
   revision?: string;
   externalAddress?: string;
   json: boolean;
-}
-
-async function settingsOrExit(opts: HostCommandOptions, io: Io) {
-  const { settings, issues } = await loadSettings(opts.settingsFile ?? DEFAULT_SETTINGS_FILE, { mustExist: opts.settingsFile !== undefined });
-  if (!settings) {
-    printIssues(io, issues);
-    io.err(`settings: invalid: ${countLine(issues)}`);
-  }
-  return settings;
 }
 
 /** --external-address when given, else the instance's Elastic IP from IMDS and the EC2 API. */
@@ -41,7 +31,7 @@ function elasticIp(opts: HostCommandOptions, settings: AgentSettingsData, log: L
 
 /** `pbx-agent plan [DIR]`: what apply would write and reload, touching nothing. */
 export async function planCommand(opts: HostCommandOptions, io: Io): Promise<number> {
-  const settings = await settingsOrExit(opts, io);
+  const settings = await settingsOrReport(opts.settingsFile, io, opts.settingsFile !== undefined);
   if (!settings) return EXIT.invalidConfig;
   const revision = opts.revision ?? (await workTreeRevision(opts.dir));
   const host: HostFacts = { secrets: new DirectorySecretStore(settings.secrets_dir), elasticIp: elasticIp(opts, settings, createLogger(settings.log_level, process.stderr)) };
@@ -67,7 +57,7 @@ export async function planCommand(opts: HostCommandOptions, io: Io): Promise<num
 
 /** `pbx-agent apply [DIR]`: one reconcile: write, reload, verify, roll back on failure. */
 export async function applyCommand(opts: HostCommandOptions, io: Io): Promise<number> {
-  const settings = await settingsOrExit(opts, io);
+  const settings = await settingsOrReport(opts.settingsFile, io, opts.settingsFile !== undefined);
   if (!settings) return EXIT.invalidConfig;
   // JSON log lines go to stderr; stdout carries the result for people (or --json for machines).
   const log = createLogger(settings.log_level, process.stderr);

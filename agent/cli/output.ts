@@ -1,6 +1,7 @@
 /** Small helpers shared by the CLI commands. */
 import { formatIssue, type ConfigIssue } from '../load/issues.js';
 import { fileDiff, type ReloadPlan } from '../plan/index.js';
+import { DEFAULT_SETTINGS_FILE, loadSettings } from '../settings.js';
 
 export const EXIT = {
   ok: 0,
@@ -59,4 +60,17 @@ export function printPlan(io: Io, plan: ReloadPlan, onDisk: ReadonlyMap<string, 
   }
   for (const reason of plan.restartReasons) io.out(`Needs an Asterisk restart, a reload is not enough: ${reason}`);
   io.out(plan.changed ? `Asterisk ${opts.verb} reload: ${plan.reloads.join(', ')}` : 'Nothing changed: no file written, nothing to reload.');
+}
+
+/**
+ * The agent's settings (default /etc/pbx-agent/agent.yaml), or undefined after printing why they
+ * are invalid. `mustExist`: a missing file is an error rather than "use the defaults".
+ */
+export async function settingsOrReport(file: string | undefined, io: Io, mustExist: boolean) {
+  const { settings, issues } = await loadSettings(file ?? DEFAULT_SETTINGS_FILE, { mustExist });
+  if (!settings) {
+    printIssues(io, issues);
+    io.err(`settings: invalid: ${countLine(issues)}`);
+  }
+  return settings;
 }

@@ -22,8 +22,8 @@ import { reconcile, type ReconcileDeps, type ReconcileOutcome } from '../reconci
 import { StateStore, type AgentState } from '../record/state.js';
 import { MANAGED_FILES } from '../render/index.js';
 import { readSecretFile } from '../resolve/index.js';
-import { reconcileDeps, StartupError } from '../runtime.js';
-import { GitSource } from '../source/git.js';
+import { gitSourceFrom, reconcileDeps, StartupError } from '../runtime.js';
+import type { GitSource } from '../source/git.js';
 import { describeMismatches } from '../verify/index.js';
 import { acquireLock } from './lock.js';
 import { SyncRunner, type TriggerReason } from './runner.js';
@@ -113,18 +113,7 @@ export class Daemon {
       keepaliveMs: 30_000,
     });
     this.asterisk = amiControl(this.client);
-    const src = settings.source;
-    this.source = new GitSource({
-      url: src.url,
-      branch: src.branch,
-      ...(src.ref ? { ref: src.ref } : {}),
-      ...(src.ssh_key_file ? { sshKeyFile: src.ssh_key_file } : {}),
-      knownHostsFile: src.known_hosts_file,
-      allowHistoryRewrite: src.allow_history_rewrite,
-      ...(src.allowed_signers_file ? { allowedSignersFile: src.allowed_signers_file } : {}),
-      timeoutMs: src.timeout_seconds * 1000,
-      workDir: path.join(settings.state_dir, 'repo'),
-    });
+    this.source = gitSourceFrom(settings);
     this.runner = new SyncRunner((reason) => this.syncJob(reason), {
       backoffBaseMs: settings.schedule.backoff_base_seconds * 1000,
       backoffMaxMs: settings.schedule.backoff_max_seconds * 1000,

@@ -4,7 +4,7 @@
 import { ExtensionsFile, SiteFile, type SiteFileData } from '../../schemas/config-repo.js';
 import type { Credential, DesiredExtension, DesiredState, DesiredTransport, Locate, Protocol } from '../model.js';
 import { checkExtensions, checkSite, type ExtensionEntry } from './cross-check.js';
-import { hasErrors, sortIssues, type ConfigIssue } from './issues.js';
+import { fileIssue, hasErrors, sortIssues, type ConfigIssue } from './issues.js';
 import type { RepoSnapshot } from './read-repo.js';
 import { validateFile } from './validate.js';
 import { locate, parseYaml, type ParsedYaml } from './yaml-document.js';
@@ -122,14 +122,7 @@ export function loadDesiredState(snapshot: RepoSnapshot): LoadResult {
     issues.push(...yamlIssues);
     if (!parsed) continue;
     if (parsed.data === null || parsed.data === undefined) {
-      issues.push({
-        severity: 'error',
-        file: file.path,
-        line: 0,
-        column: 0,
-        field: '',
-        message: 'is empty; expected a list under `extensions:`',
-      });
+      issues.push(fileIssue(file.path, 'is empty; expected a list under `extensions:`'));
       continue;
     }
     const { data, issues: schemaIssues } = validateFile(parsed, ExtensionsFile);

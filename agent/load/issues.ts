@@ -28,6 +28,11 @@ export function formatIssue(issue: ConfigIssue): string {
   return `${where}:${level}${field} ${issue.message}${found}`;
 }
 
+/** A problem with a file as a whole (no line or field). */
+export function fileIssue(file: string, message: string): ConfigIssue {
+  return { severity: 'error', file, line: 0, column: 0, field: '', message };
+}
+
 export function hasErrors(issues: readonly ConfigIssue[]): boolean {
   return issues.some((i) => i.severity === 'error');
 }

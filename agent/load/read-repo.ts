@@ -5,7 +5,7 @@
  */
 import { lstat, readdir, readFile, realpath } from 'node:fs/promises';
 import path from 'node:path';
-import type { ConfigIssue } from './issues.js';
+import { fileIssue, type ConfigIssue } from './issues.js';
 
 export const SITE_FILE_NAMES = ['pbx.yaml', 'pbx.yml'] as const;
 export const EXTENSIONS_DIR = 'extensions';
@@ -28,10 +28,6 @@ export interface RepoSnapshot {
   /** Extension files, sorted by path so that the result never depends on directory order. */
   extensionFiles: RepoFile[];
   issues: ConfigIssue[];
-}
-
-function fileIssue(file: string, message: string): ConfigIssue {
-  return { severity: 'error', file, line: 0, column: 0, field: '', message };
 }
 
 const utf8 = new TextDecoder('utf-8', { fatal: true });

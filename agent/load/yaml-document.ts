@@ -15,7 +15,7 @@ function yaml(): typeof import('yaml') {
   return (yamlLib ??= createRequire(import.meta.url)('yaml') as typeof import('yaml'));
 }
 import type { Position } from '../model.js';
-import type { ConfigIssue } from './issues.js';
+import { fileIssue, type ConfigIssue } from './issues.js';
 import type { RepoFile } from './read-repo.js';
 
 /**
@@ -131,14 +131,7 @@ export function parseYaml(file: RepoFile): { parsed?: ParsedYaml; issues: Config
   } catch (e) {
     const msg = e instanceof Error ? e.message : String(e);
     if (/excessive alias count/i.test(msg)) {
-      issues.push({
-        severity: 'error',
-        file: file.path,
-        line: 0,
-        column: 0,
-        field: '',
-        message: `YAML aliases expand too far (more than ${MAX_ALIAS_COUNT} alias uses); write the values out instead`,
-      });
+      issues.push(fileIssue(file.path, `YAML aliases expand too far (more than ${MAX_ALIAS_COUNT} alias uses); write the values out instead`));
       return { issues };
     }
     // An unresolved alias is nearly always an unquoted feature code such as *97.

@@ -11,6 +11,8 @@ import { daemonSettings, DaemonProcess, freePort, WEBHOOK_SECRET } from '../supp
 import { GitRemote } from '../support/git-remote.js';
 import { startPbxHost } from '../support/pbx-host.js';
 import { post, pushBody, signedHeaders } from '../support/webhook-client.js';
+import { FakeEc2, type Ec2World } from '../support/ec2-server.js';
+import { FakeImds } from '../support/imds-server.js';
 import { unitNodeFlags } from '../support/unit-flags.js';
 import type { BenchContext, BenchSection, SectionReport } from './section.js';
 import { check, median, verdict, type BudgetCheck } from './stats.js';
@@ -42,6 +44,20 @@ async function rssMb(pid: number): Promise<{ rss: number; hwm: number }> {
 function p95(xs: number[]): number {
   const s = [...xs].sort((a, b) => a - b);
   return s[Math.min(s.length - 1, Math.ceil(0.95 * s.length) - 1)]!;
+}
+
+const INSTANCE = 'i-0123456789abcdef0';
+
+/** An instance whose Elastic IP is the one in pbx.yaml, with SIP and RTP open. */
+function cloudWorld(): Ec2World {
+  return {
+    addresses: [{ publicIp: '203.0.113.10', allocationId: 'eipalloc-0a1', associationId: 'eipassoc-0a1', instanceId: INSTANCE, networkInterfaceId: 'eni-0a1', privateIpAddress: '172.31.20.5' }],
+    securityGroups: [{ groupId: 'sg-0pbx', groupName: 'pbx', vpcId: 'vpc-0a1b2c3d', ingress: [
+      { protocol: 'udp', fromPort: 5060, toPort: 5060, cidrs: ['0.0.0.0/0'] },
+      { protocol: 'udp', fromPort: 10000, toPort: 20000, cidrs: ['0.0.0.0/0'] },
+    ] }],
+    instances: [{ instanceId: INSTANCE, privateIp: '172.31.20.5', publicIp: '203.0.113.10', vpcId: 'vpc-0a1b2c3d', groupIds: ['sg-0pbx'] }],
+  };
 }
 
 async function run(ctx: BenchContext): Promise<SectionReport> {
@@ -100,18 +116,41 @@ async function run(ctx: BenchContext): Promise<SectionReport> {
     await daemon.stop();
     daemon = undefined;
 
-    // 3. Memory after 100 runs (SIGHUP-triggered, each waited for).
-    daemon = DaemonProcess.start(await daemonSettings(host, { url: remote.url, sync: '0 0 1 1 *' }), unit);
-    await daemon.finished(1, 'startup reconcile (memory section)');
-    const rss0 = await rssMb(daemon.child.pid!);
-    for (let i = 0; i < RSS_RUNS; i++) {
-      if (i % 10 === 0) await remote.commit({ 'extensions/staff.yaml': extensions([...numbers, String(5000 + i)]) }).then(() => remote.push());
-      daemon.signal('SIGHUP');
-      await daemon.finished(2 + i, `run ${i + 1} of ${RSS_RUNS}`);
-    }
-    const rss1 = await rssMb(daemon.child.pid!);
-    const rssCheck = check({ what: `daemon RSS after ${RSS_RUNS} runs`, limit: RSS_BUDGET_MB, unit: 'MB' }, rss1.rss);
-    checks.push(rssCheck);
+    // 3. Memory after 100 runs (SIGHUP-triggered, each waited for), without and with the cloud
+    // checks (loopback IMDS and EC2, a check every second: the EC2 SDK runs in its worker).
+    const memory = async (label: string, withCloud: boolean) => {
+      const imds = new FakeImds();
+      const ec2 = new FakeEc2(cloudWorld());
+      if (withCloud) await Promise.all([imds.start(), ec2.start()]);
+      try {
+        const env = withCloud ? { ...unit.env, AWS_ACCESS_KEY_ID: 'AKIDBENCH', AWS_SECRET_ACCESS_KEY: 'bench', AWS_CONFIG_FILE: '/nonexistent', AWS_SHARED_CREDENTIALS_FILE: '/nonexistent' } : unit.env;
+        const settingsFile = await daemonSettings(host, {
+          url: remote.url,
+          sync: '0 0 1 1 *',
+          ...(withCloud ? { cloudSchedule: '* * * * * *', cloud: { imds: imds.url, ec2: ec2.url } } : {}),
+        });
+        daemon = DaemonProcess.start(settingsFile, { ...unit, env });
+        await daemon.finished(1, `startup reconcile (${label})`);
+        const before = await rssMb(daemon.child.pid!);
+        for (let i = 0; i < RSS_RUNS; i++) {
+          if (i % 10 === 0) await remote.commit({ 'extensions/staff.yaml': extensions([...numbers, String(5000 + i)]) }).then(() => remote.push());
+          daemon.signal('SIGHUP');
+          await daemon.finished(2 + i, `run ${i + 1} of ${RSS_RUNS} (${label})`);
+        }
+        const after = await rssMb(daemon.child.pid!);
+        const cloudChecks = ec2.requests.filter((r) => r.action === 'DescribeAddresses').length;
+        await daemon.stop();
+        daemon = undefined;
+        return { before, after, cloudChecks };
+      } finally {
+        if (withCloud) await Promise.all([imds.stop(), ec2.stop()]);
+      }
+    };
+    const plain = await memory('cloud checks off', false);
+    const cloudy = await memory('cloud checks on', true);
+    const rssCheck = check({ what: `daemon RSS after ${RSS_RUNS} runs`, limit: RSS_BUDGET_MB, unit: 'MB' }, plain.after.rss);
+    const rssCloudCheck = check({ what: `daemon RSS after ${RSS_RUNS} runs with cloud checks`, limit: RSS_BUDGET_MB, unit: 'MB' }, cloudy.after.rss);
+    checks.push(rssCheck, rssCloudCheck);
     const applied = (await new StateStore(host.stateDir).read()).applied?.revision;
 
     const table: Table = {
@@ -124,8 +163,10 @@ async function run(ctx: BenchContext): Promise<SectionReport> {
         ['no-op scheduled run: git children CPU per run', `${ms((cpu1.children - cpu0.children) / NOOP_RUNS)} ms`, '', ''],
         ['no-op scheduled run: wall time of reconcile (median)', `${ms(noopDuration)} ms`, '', ''],
         ['no-op scheduled runs: files written / reloads / AMI actions', `${writes} / ${reloadsDuring} / ${amiDuring}`, '0 / 0 / 0', writes + reloadsDuring + amiDuring === 0 ? 'PASS' : 'OVER'],
-        ['daemon RSS after startup', `${rss0.rss.toFixed(1)} MB`, '', ''],
-        [`daemon RSS after ${RSS_RUNS} more runs (peak ${rss1.hwm.toFixed(1)} MB)`, `${rss1.rss.toFixed(1)} MB`, `< ${RSS_BUDGET_MB} MB`, verdict(rssCheck)],
+        ['daemon RSS after startup, cloud checks off', `${plain.before.rss.toFixed(1)} MB`, '', ''],
+        [`daemon RSS after ${RSS_RUNS} more runs, cloud checks off (peak ${plain.after.hwm.toFixed(1)} MB)`, `${plain.after.rss.toFixed(1)} MB`, `< ${RSS_BUDGET_MB} MB`, verdict(rssCheck)],
+        ['daemon RSS after startup, cloud checks on', `${cloudy.before.rss.toFixed(1)} MB`, '', ''],
+        [`daemon RSS after ${RSS_RUNS} more runs and ${cloudy.cloudChecks} cloud checks (peak ${cloudy.after.hwm.toFixed(1)} MB)`, `${cloudy.after.rss.toFixed(1)} MB`, `< ${RSS_BUDGET_MB} MB`, verdict(rssCloudCheck)],
       ],
       notes: [
         'Latency: from the webhook POST (after git push) to the reconcile.finished line of that commit (fetch + render + apply + reload + verify).',

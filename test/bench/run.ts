@@ -14,9 +14,11 @@ import { verdict, type BudgetCheck } from './stats.js';
 import { formatTable } from './table.js';
 import { validateRenderSection } from './validate-render.js';
 import { applyVerifySection } from './apply-verify.js';
+import { daemonSection } from './daemon.js';
+import { cloudCheckSection } from './cloud-check.js';
 
 /** Every section, in the order they run. */
-const SECTIONS: BenchSection[] = [validateRenderSection, applyVerifySection];
+const SECTIONS: BenchSection[] = [validateRenderSection, applyVerifySection, daemonSection, cloudCheckSection];
 
 async function main(argv: string[]): Promise<number> {
   const unknown = argv.filter((id) => !SECTIONS.some((s) => s.id === id));

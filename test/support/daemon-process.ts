@@ -3,22 +3,12 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { chmod, readFile, writeFile } from 'node:fs/promises';
-import net from 'node:net';
 import path from 'node:path';
 import type { PbxHost } from './pbx-host.js';
+export { freePort } from './net.js';
 
 export type LogLine = Record<string, unknown> & { event?: string; level?: string; msg?: string };
 
-export async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = net.createServer();
-    srv.once('error', reject);
-    srv.listen(0, '127.0.0.1', () => {
-      const port = (srv.address() as net.AddressInfo).port;
-      srv.close(() => resolve(port));
-    });
-  });
-}
 
 export const WEBHOOK_SECRET = 'whsec-Test-9f8e7d6c5b4a';
 
