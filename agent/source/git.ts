@@ -124,10 +124,13 @@ export class GitSource {
     }
 
     const wanted = ref ?? `refs/remotes/origin/${branch}`;
-    let commit: string;
-    try {
-      commit = (await git.revparse(['--verify', '--quiet', `${wanted}^{commit}`])).trim();
-    } catch {
+    // `rev-parse --verify --quiet` fails with an exit code only, which simple-git does not turn
+    // into an error: an empty answer means the ref does not exist.
+    const commit = await git
+      .revparse(['--verify', '--quiet', `${wanted}^{commit}`])
+      .then((out) => out.trim())
+      .catch(() => '');
+    if (!/^[0-9a-f]{40,64}$/.test(commit)) {
       return {
         ok: false,
         kind: 'rejected',

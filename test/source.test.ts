@@ -1,0 +1,93 @@
+/**
+ * The git source on its own: a real repository served over file://, SSH-signed commits checked
+ * against an allowed-signers file (git's gpg.ssh.allowedSignersFile), local-path mode.
+ */
+import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import { writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import { promisify } from 'node:util';
+import { GitSource, type GitSourceOptions } from '../agent/source/git.js';
+import { removeTempRepos, tempDir } from './support/config-repo.js';
+
+const run = promisify(execFile);
+
+async function git(cwd: string, ...args: string[]): Promise<string> {
+  return (await run('git', args, { cwd })).stdout.trim();
+}
+
+describe('git source', () => {
+  after(removeTempRepos);
+
+  async function signedRemote() {
+    const dir = await tempDir('pbx-agent-sig-');
+    const key = path.join(dir, 'key');
+    await run('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-f', key, '-C', 'ops@example.com']);
+    const work = path.join(dir, 'work');
+    await run('git', ['init', '-q', '-b', 'main', work]);
+    for (const [k, v] of [['user.email', 'ops@example.com'], ['user.name', 'Ops'], ['gpg.format', 'ssh'], ['user.signingkey', `${key}.pub`]]) await git(work, 'config', k!, v!);
+    const allowed = path.join(dir, 'allowed_signers');
+    const pub = (await run('cat', [`${key}.pub`])).stdout.trim();
+    await writeFile(allowed, `ops@example.com namespaces="git" ${pub}\n`);
+    const commit = async (file: string, sign: boolean) => {
+      await writeFile(path.join(work, file), file);
+      await git(work, 'add', '-A');
+      await git(work, 'commit', '-q', ...(sign ? ['-S'] : ['--no-gpg-sign']), '-m', file);
+      return git(work, 'rev-parse', 'HEAD');
+    };
+    const options = (workDir: string): GitSourceOptions => ({
+      url: `file://${work}`,
+      branch: 'main',
+      knownHostsFile: path.join(dir, 'known_hosts'),
+      allowHistoryRewrite: false,
+      allowedSignersFile: allowed,
+      timeoutMs: 10_000,
+      workDir,
+    });
+    return { dir, commit, options };
+  }
+
+  it('applies a commit signed by an allowed SSH key and refuses an unsigned one', async () => {
+    const remote = await signedRemote();
+    const signed = await remote.commit('pbx.yaml', true);
+    const source = new GitSource(remote.options(path.join(remote.dir, 'clone')));
+    const ok = await source.fetch();
+    assert.deepEqual(ok, { ok: true, dir: path.join(remote.dir, 'clone'), revision: signed.slice(0, 12), commit: signed, localPath: false });
+
+    const unsigned = await remote.commit('extensions.yaml', false);
+    const refused = await source.fetch(signed);
+    assert.equal(refused.ok, false);
+    assert.deepEqual(refused, {
+      ok: false,
+      kind: 'unsigned',
+      commit: unsigned,
+      message: `commit ${unsigned.slice(0, 12)} has no valid SSH signature by a key in ${path.join(remote.dir, 'allowed_signers')}`,
+    });
+  });
+
+  it('refuses a commit signed by a key that is not in the allowed-signers file', async () => {
+    const remote = await signedRemote();
+    await writeFile(path.join(remote.dir, 'allowed_signers'), 'someone@example.com namespaces="git" ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIE1SldbyGLaV3rMvnu+h+DkP1R5V7pF6hbzAqzVkydwR\n');
+    await remote.commit('pbx.yaml', true);
+    const refused = await new GitSource(remote.options(path.join(remote.dir, 'clone'))).fetch();
+    assert.equal(refused.ok, false);
+    assert.equal(!refused.ok && refused.kind, 'unsigned');
+  });
+
+  it('reports a branch that does not exist, and a repository that cannot be reached', async () => {
+    const remote = await signedRemote();
+    await remote.commit('pbx.yaml', true);
+    const wrongBranch = await new GitSource({ ...remote.options(path.join(remote.dir, 'c1')), branch: 'production' }).fetch();
+    assert.deepEqual(wrongBranch, { ok: false, kind: 'rejected', message: `branch production does not exist in file://${path.join(remote.dir, 'work')}` });
+    const gone = await new GitSource({ ...remote.options(path.join(remote.dir, 'c2')), url: `file://${remote.dir}/nowhere.git` }).fetch();
+    assert.equal(gone.ok, false);
+    assert.equal(!gone.ok && gone.kind, 'unreachable');
+    assert.match(!gone.ok ? gone.message : '', /^cannot clone file:\/\/.*nowhere\.git: fatal: /);
+  });
+
+  it('reads a local directory as it is, uncommitted edits included', async () => {
+    const dir = await tempDir('pbx-agent-local-');
+    const result = await new GitSource({ url: dir, branch: 'main', knownHostsFile: '/nonexistent', allowHistoryRewrite: false, timeoutMs: 1000, workDir: '/nonexistent' }).fetch();
+    assert.deepEqual(result, { ok: true, dir, revision: 'unversioned', localPath: true });
+  });
+});
