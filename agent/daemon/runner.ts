@@ -49,13 +49,8 @@ export class SyncRunner {
       this.onSkip(reason, this.notBefore - this.now());
       return;
     }
-    if (this.running) {
-      if (this.followUp !== undefined) this.stats.collapsed++;
-      this.followUp = reason;
-      return;
-    }
     const quiet = this.options.quietMs ?? 0;
-    if (quiet > 0 && BURSTY.has(reason)) {
+    if (!this.running && quiet > 0 && BURSTY.has(reason)) {
       if (this.burstReason !== undefined) this.stats.collapsed++;
       else this.burstStarted = this.now();
       this.burstReason = reason;
@@ -64,7 +59,7 @@ export class SyncRunner {
       this.quietTimer = setTimeout(() => this.startBurst(), wait);
       return;
     }
-    this.start(reason);
+    this.requestNow(reason);
   }
 
   private startBurst(): void {
