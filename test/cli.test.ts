@@ -79,7 +79,7 @@ describe('cli', () => {
           '  create    pbx-agent/voicemail.conf   app_voicemail\n' +
           '  create    pbx-agent/rtp.conf         res_rtp_asterisk\n' +
           'Extensions: added 1001 1002 1003 2001; changed -; removed -\n' +
-          'Needs an Asterisk restart, a reload is not enough: transport transport-udp is new\n' +
+          'May need an Asterisk restart (apply checks the live transports after the reload): transport transport-udp is new\n' +
           'Asterisk would reload: res_rtp_asterisk, res_pjsip, app_voicemail, pbx_config\n',
       );
       for (const rel of ['pbx-agent/pjsip.conf', 'pbx-agent/extensions.conf', 'pbx-agent/voicemail.conf', 'pbx-agent/rtp.conf']) {

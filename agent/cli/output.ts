@@ -58,7 +58,7 @@ export function printPlan(io: Io, plan: ReloadPlan, onDisk: ReadonlyMap<string, 
     const list = (xs: string[]) => (xs.length > 8 ? `${xs.slice(0, 8).join(' ')} ... (${xs.length})` : xs.join(' ') || '-');
     io.out(`Extensions: added ${list(added)}; changed ${list(changed)}; removed ${list(removed)}`);
   }
-  for (const reason of plan.restartReasons) io.out(`Needs an Asterisk restart, a reload is not enough: ${reason}`);
+  for (const reason of plan.restartReasons) io.out(`May need an Asterisk restart (apply checks the live transports after the reload): ${reason}`);
   io.out(plan.changed ? `Asterisk ${opts.verb} reload: ${plan.reloads.join(', ')}` : 'Nothing changed: no file written, nothing to reload.');
 }
 
