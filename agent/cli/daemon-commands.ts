@@ -5,7 +5,8 @@ import { Daemon, syncOnce } from '../daemon/index.js';
 import { assessHealth, formatStatus, runningDaemonPid } from '../daemon/status.js';
 import { createLogger } from '../log.js';
 import { StateStore } from '../record/state.js';
-import { connectAsterisk, gitSourceFrom, reconcileDeps, StartupError } from '../runtime.js';
+import { gitSourceFrom, reconcileDeps, StartupError } from '../runtime.js';
+import { withAsterisk } from './host-commands.js';
 import { EXIT, settingsOrReport, type Io } from './output.js';
 
 /** Runs until SIGTERM/SIGINT. */
@@ -33,26 +34,16 @@ export async function syncCommand(opts: { settingsFile?: string; json: boolean }
     return EXIT.invalidConfig;
   }
   const log = createLogger(settings.log_level, process.stderr);
-  let connection;
-  try {
-    connection = await connectAsterisk(settings, log);
-  } catch (e) {
-    if (!(e instanceof StartupError)) throw e;
-    io.err(`sync: ${e.message}`);
-    return EXIT.failure;
-  }
-  try {
+  return withAsterisk(settings, log, io, 'sync', async (control) => {
     const source = gitSourceFrom(settings);
-    const deps = await reconcileDeps(settings, connection.control, log);
+    const deps = await reconcileDeps(settings, control, log);
     const result = await syncOnce(settings, deps, source, log, 'cli');
     const o = result.outcome;
     if (opts.json) io.out(JSON.stringify(o ?? { status: 'failed', error: 'see the log lines on stderr' }, null, 2));
     else io.out(o ? `${o.status}: revision ${o.revision}${o.error ? `: ${o.error}` : ''}` : 'failed: the config repo could not be fetched (see the log lines above)');
     if (o?.status === 'invalid') return EXIT.invalidConfig;
     return result.ok ? EXIT.ok : EXIT.failure;
-  } finally {
-    await connection.client.close();
-  }
+  });
 }
 
 export async function statusCommand(opts: { settingsFile?: string; json: boolean }, io: Io): Promise<number> {

@@ -6,6 +6,7 @@ import { DirectoryFileStore } from '../apply/files.js';
 import { readManagedFiles } from '../apply/index.js';
 import { formatIssue, type ConfigIssue } from '../load/issues.js';
 import type { AgentSettingsData } from '../../schemas/agent-settings.js';
+import type { AsteriskControl } from '../asterisk/control.js';
 import { createLogger, type Logger } from '../log.js';
 import { renderConfigRepo } from '../pipeline.js';
 import { planChanges } from '../plan/index.js';
@@ -62,16 +63,8 @@ export async function applyCommand(opts: HostCommandOptions, io: Io): Promise<nu
   // JSON log lines go to stderr; stdout carries the result for people (or --json for machines).
   const log = createLogger(settings.log_level, process.stderr);
   const revision = opts.revision ?? (await workTreeRevision(opts.dir));
-  let connection;
-  try {
-    connection = await connectAsterisk(settings, log);
-  } catch (e) {
-    if (!(e instanceof StartupError)) throw e;
-    io.err(`apply: ${e.message}`);
-    return EXIT.failure;
-  }
-  try {
-    const deps = await reconcileDeps(settings, connection.control, log, { elasticIp: elasticIp(opts, settings, log) });
+  return withAsterisk(settings, log, io, 'apply', async (control) => {
+    const deps = await reconcileDeps(settings, control, log, { elasticIp: elasticIp(opts, settings, log) });
     const outcome = await reconcile(deps, { dir: opts.dir, revision });
     if (opts.json) io.out(JSON.stringify(outcome, null, 2));
     else {
@@ -80,6 +73,30 @@ export async function applyCommand(opts: HostCommandOptions, io: Io): Promise<nu
     }
     if (outcome.status === 'invalid') return EXIT.invalidConfig;
     return outcome.status === 'applied' || outcome.status === 'unchanged' ? EXIT.ok : EXIT.failure;
+  });
+}
+
+/**
+ * Runs `fn` with a logged-in AMI connection, closed afterwards. A connection that cannot be made
+ * (unreachable, wrong secret) is printed for the operator and exits 3.
+ */
+export async function withAsterisk(
+  settings: AgentSettingsData,
+  log: Logger,
+  io: Io,
+  command: string,
+  fn: (control: AsteriskControl) => Promise<number>,
+): Promise<number> {
+  let connection;
+  try {
+    connection = await connectAsterisk(settings, log);
+  } catch (e) {
+    if (!(e instanceof StartupError)) throw e;
+    io.err(`${command}: ${e.message}`);
+    return EXIT.failure;
+  }
+  try {
+    return await fn(connection.control);
   } finally {
     await connection.client.close();
   }
