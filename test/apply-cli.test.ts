@@ -7,11 +7,10 @@ import { spawn } from 'node:child_process';
 import { readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { StateStore } from '../agent/record/state.js';
-import { BASE_PBX, makeRepo, removeTempRepos } from './support/config-repo.js';
+import { BASE_PBX, extensionsYaml, makeRepo, removeTempRepos } from './support/config-repo.js';
 import { startPbxHost, type PbxHost } from './support/pbx-host.js';
 
-const ext = (n: string) => `  - { number: "${n}", name: User ${n}, md5: ${n.repeat(8)} }\n`;
-const repo = (numbers: string[]) => makeRepo({ 'pbx.yaml': BASE_PBX, 'extensions/staff.yaml': 'extensions:\n' + numbers.map(ext).join('') });
+const repo = (numbers: string[]) => makeRepo({ 'pbx.yaml': BASE_PBX, 'extensions/staff.yaml': extensionsYaml(numbers) });
 
 /** Runs the CLI as a child process without blocking this process, which serves the fake AMI. */
 async function cli(args: string[]) {

@@ -7,40 +7,13 @@ import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { BASE_PBX, removeTempRepos } from './support/config-repo.js';
 import { daemonSettings, DaemonProcess } from './support/daemon-process.js';
-import type { Ec2World } from './support/ec2-server.js';
-import { FakeEc2 } from './support/ec2-server.js';
+import { FakeEc2, loopbackAwsEnv, referenceWorld } from './support/ec2-server.js';
 import { GitRemote } from './support/git-remote.js';
 import { FakeImds } from './support/imds-server.js';
 import { startPbxHost, type PbxHost } from './support/pbx-host.js';
 
-const ID = 'i-0123456789abcdef0';
 const FIRST_EIP = '203.0.113.10';
 const NEW_EIP = '198.51.100.20';
-
-function world(eip: string): Ec2World {
-  return {
-    addresses: [{ publicIp: eip, allocationId: 'eipalloc-0a1', associationId: 'eipassoc-0a1', instanceId: ID, networkInterfaceId: 'eni-0a1b2c3d', privateIpAddress: '172.31.20.5' }],
-    securityGroups: [
-      {
-        groupId: 'sg-0pbx',
-        groupName: 'pbx',
-        vpcId: 'vpc-0a1b2c3d',
-        ingress: [
-          { protocol: 'udp', fromPort: 5060, toPort: 5060, cidrs: ['0.0.0.0/0'] },
-          { protocol: 'udp', fromPort: 10000, toPort: 20000, cidrs: ['0.0.0.0/0'] },
-        ],
-      },
-    ],
-    instances: [{ instanceId: ID, privateIp: '172.31.20.5', publicIp: eip, vpcId: 'vpc-0a1b2c3d', groupIds: ['sg-0pbx'] }],
-  };
-}
-
-/** Keys for the SDK in the worker, and nothing from the machine's own AWS setup. */
-function awsEnv(): NodeJS.ProcessEnv {
-  const env: NodeJS.ProcessEnv = {};
-  for (const [k, v] of Object.entries(process.env)) if (!k.startsWith('AWS_')) env[k] = v;
-  return { ...env, AWS_ACCESS_KEY_ID: 'AKIDLOOPBACKTEST', AWS_SECRET_ACCESS_KEY: 'loopback-secret', AWS_CONFIG_FILE: '/nonexistent/config', AWS_SHARED_CREDENTIALS_FILE: '/nonexistent/credentials' };
-}
 
 describe('daemon with cloud checks (loopback IMDS and EC2)', function () {
   this.timeout(60_000);
@@ -53,7 +26,7 @@ describe('daemon with cloud checks (loopback IMDS and EC2)', function () {
   beforeEach(async () => {
     host = await startPbxHost();
     imds = new FakeImds();
-    ec2 = new FakeEc2(world(FIRST_EIP));
+    ec2 = new FakeEc2(referenceWorld(FIRST_EIP));
     await imds.start();
     await ec2.start();
     remote = await GitRemote.create();
@@ -76,7 +49,7 @@ describe('daemon with cloud checks (loopback IMDS and EC2)', function () {
 
   it('renders external_address: auto as the Elastic IP, and follows it when it changes while running', async () => {
     const settings = await daemonSettings(host, { url: remote.url, cloudSchedule: '* * * * * *', cloud: { imds: imds.url, ec2: ec2.url } });
-    daemon = DaemonProcess.start(settings, { env: awsEnv() });
+    daemon = DaemonProcess.start(settings, { env: loopbackAwsEnv() });
     const first = await daemon.finished(1, 'the startup reconcile');
     assert.equal(first.status, 'applied', String(first.error));
     const pjsip = path.join(host.configDir, 'pbx-agent/pjsip.conf');
@@ -84,7 +57,7 @@ describe('daemon with cloud checks (loopback IMDS and EC2)', function () {
 
     // The Elastic IP is moved: a new address is associated with the instance.
     imds.instance = { ...imds.instance, publicIpv4: NEW_EIP };
-    ec2.world = world(NEW_EIP);
+    ec2.world = referenceWorld(NEW_EIP);
     await daemon.waitFor(() => host.asterisk.liveState().transports['transport-udp']?.external_media_address === NEW_EIP, 'Asterisk advertising the new Elastic IP');
     assert.match(await readFile(pjsip, 'utf8'), new RegExp(`^external_signaling_address=${NEW_EIP}$`, 'm'));
     assert.ok(daemon.events('drift.eip').length >= 1, 'the change was reported as drift.eip');
@@ -94,7 +67,7 @@ describe('daemon with cloud checks (loopback IMDS and EC2)', function () {
     await remote.commit({ 'pbx.yaml': BASE_PBX.replace('external_address: 203.0.113.10', 'external_address: 192.0.2.44') });
     await remote.push();
     const settings = await daemonSettings(host, { url: remote.url, cloudSchedule: '* * * * * *', cloud: { imds: imds.url, ec2: ec2.url } });
-    daemon = DaemonProcess.start(settings, { env: awsEnv() });
+    daemon = DaemonProcess.start(settings, { env: loopbackAwsEnv() });
     await daemon.finished(1);
     await daemon.waitFor((l) => l.some((x) => x.event === 'drift.eip'), 'drift.eip');
     const drift = daemon.events('drift.eip')[0]!;
@@ -107,7 +80,7 @@ describe('daemon with cloud checks (loopback IMDS and EC2)', function () {
     await remote.commit({ 'pbx.yaml': BASE_PBX.replace('external_address: 203.0.113.10', 'external_address: 192.0.2.44') });
     await remote.push();
     const settings = await daemonSettings(host, { url: remote.url, cloudSchedule: '* * * * * *', cloud: { imds: imds.url, ec2: ec2.url, eipPolicy: 'adopt' } });
-    daemon = DaemonProcess.start(settings, { env: awsEnv() });
+    daemon = DaemonProcess.start(settings, { env: loopbackAwsEnv() });
     await daemon.finished(1);
     await daemon.waitFor(() => host.asterisk.liveState().transports['transport-udp']?.external_media_address === FIRST_EIP, 'the Elastic IP adopted');
   });

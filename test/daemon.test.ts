@@ -7,14 +7,13 @@ import { spawn } from 'node:child_process';
 import { readFile, writeFile, chmod, mkdir } from 'node:fs/promises';
 import path from 'node:path';
 import { StateStore } from '../agent/record/state.js';
-import { BASE_PBX, removeTempRepos, tempDir } from './support/config-repo.js';
+import { BASE_PBX, extensionsYaml, removeTempRepos, tempDir, testMd5 } from './support/config-repo.js';
 import { daemonSettings, DaemonProcess, freePort, WEBHOOK_SECRET } from './support/daemon-process.js';
 import { GitRemote } from './support/git-remote.js';
 import { startPbxHost, type PbxHost } from './support/pbx-host.js';
 import { unitNodeFlags } from './support/unit-flags.js';
 import { post, pushBody, signedHeaders } from './support/webhook-client.js';
 
-const md5 = (n: string) => n.padStart(4, '0').repeat(8);
 
 /** A CLI child process that does not block this process (which serves the fake AMI and git). */
 function cliProcess(args: string[]) {
@@ -34,7 +33,6 @@ function cliProcess(args: string[]) {
   };
   return handle;
 }
-const extensions = (numbers: string[]) => 'extensions:\n' + numbers.map((n) => `  - { number: "${n}", name: User ${n}, md5: ${md5(n)} }\n`).join('');
 
 describe('daemon', function () {
   this.timeout(60_000);
@@ -46,7 +44,7 @@ describe('daemon', function () {
   beforeEach(async () => {
     host = await startPbxHost();
     remote = await GitRemote.create();
-    await remote.commit({ 'pbx.yaml': BASE_PBX, 'extensions/staff.yaml': extensions(['1001']) }, 'initial');
+    await remote.commit({ 'pbx.yaml': BASE_PBX, 'extensions/staff.yaml': extensionsYaml(['1001']) }, 'initial');
     await remote.push();
     await remote.serve();
     port = await freePort();
@@ -66,7 +64,7 @@ describe('daemon', function () {
     return daemon;
   }
   async function pushAndNotify(numbers: string[], provider: 'github' | 'gitea' | 'gitlab' = 'github'): Promise<string> {
-    const commit = await remote.commit({ 'extensions/staff.yaml': extensions(numbers) }, `extensions ${numbers.join(',')}`);
+    const commit = await remote.commit({ 'extensions/staff.yaml': extensionsYaml(numbers) }, `extensions ${numbers.join(',')}`);
     await remote.push();
     const body = pushBody('main', commit);
     const r = await post(port, body, signedHeaders(provider, body, WEBHOOK_SECRET));
@@ -99,7 +97,7 @@ describe('daemon', function () {
 
   it('refuses webhooks with a wrong or missing signature (401) and oversized bodies (413), and syncs nothing', async () => {
     const d = await startDaemon();
-    await remote.commit({ 'extensions/staff.yaml': extensions(['1001', '1009']) });
+    await remote.commit({ 'extensions/staff.yaml': extensionsYaml(['1001', '1009']) });
     await remote.push();
     const body = pushBody();
     assert.equal((await post(port, body, signedHeaders('github', body, 'not-the-secret'))).status, 401);
@@ -116,7 +114,7 @@ describe('daemon', function () {
 
   it('keeps the previous config when a push is invalid, names file:line, keeps running, and applies the next good push', async () => {
     const d = await startDaemon();
-    const bad = await remote.commit({ 'extensions/staff.yaml': 'extensions:\n  - { number: "10a1", md5: ' + md5('1') + ' }\n' });
+    const bad = await remote.commit({ 'extensions/staff.yaml': 'extensions:\n  - { number: "10a1", md5: ' + testMd5('1') + ' }\n' });
     await remote.push();
     const body = pushBody('main', bad);
     await post(port, body, signedHeaders('github', body, WEBHOOK_SECRET));
@@ -138,7 +136,7 @@ describe('daemon', function () {
     const good = await pushAndNotify(['1001', '1002']);
     await d.finished(2);
     await remote.resetHard(base);
-    const rewritten = await remote.commit({ 'extensions/staff.yaml': extensions(['1001', '1666']) }, 'rewrite');
+    const rewritten = await remote.commit({ 'extensions/staff.yaml': extensionsYaml(['1001', '1666']) }, 'rewrite');
     await remote.push(true);
     const body = pushBody('main', rewritten);
     await post(port, body, signedHeaders('github', body, WEBHOOK_SECRET));
@@ -154,7 +152,7 @@ describe('daemon', function () {
   it('backs off while the remote is unreachable and recovers when it returns', async () => {
     const d = await startDaemon({ sync: '* * * * * *' });
     await remote.stopServing();
-    await remote.commit({ 'extensions/staff.yaml': extensions(['1001', '1005']) });
+    await remote.commit({ 'extensions/staff.yaml': extensionsYaml(['1001', '1005']) });
     await remote.push();
     await d.waitFor((l) => l.filter((x) => x.event === 'source.unreachable').length >= 2, 'two failed fetches');
     await d.waitFor((l) => l.some((x) => x.event === 'sync.backoff'), 'a scheduled run skipped for backoff');
@@ -164,7 +162,7 @@ describe('daemon', function () {
 
   it('syncs on SIGHUP', async () => {
     const d = await startDaemon();
-    await remote.commit({ 'extensions/staff.yaml': extensions(['1001', '1006']) });
+    await remote.commit({ 'extensions/staff.yaml': extensionsYaml(['1001', '1006']) });
     await remote.push();
     d.signal('SIGHUP');
     const second = await d.finished(2);
@@ -202,7 +200,7 @@ describe('daemon', function () {
     assert.equal(drift.action, 'alert');
     assert.match(String(drift.diff), /^-max_contacts=3$/m);
     assert.match(String(drift.diff), /^\+max_contacts=30$/m);
-    assert.ok(!String(drift.diff).includes(md5('1001')), 'credentials are redacted in the diff');
+    assert.ok(!String(drift.diff).includes(testMd5('1001')), 'credentials are redacted in the diff');
     assert.match(await readFile(file, 'utf8'), /max_contacts=30/);
   });
 
@@ -233,7 +231,7 @@ describe('daemon', function () {
   it('collapses 100 pushes in a few seconds into a handful of reconciles that end at the last commit', async () => {
     const d = await startDaemon();
     const commits: string[] = [];
-    for (let i = 0; i < 100; i++) commits.push(await remote.commit({ 'extensions/staff.yaml': extensions(['1001', String(2000 + i)]) }, `push ${i}`));
+    for (let i = 0; i < 100; i++) commits.push(await remote.commit({ 'extensions/staff.yaml': extensionsYaml(['1001', String(2000 + i)]) }, `push ${i}`));
     const started = Date.now();
     for (const commit of commits) {
       await remote.pushCommit(commit);
@@ -252,10 +250,10 @@ describe('daemon', function () {
     const local = await tempDir('pbx-agent-local-');
     await mkdir(path.join(local, 'extensions'), { recursive: true });
     await writeFile(path.join(local, 'pbx.yaml'), BASE_PBX);
-    await writeFile(path.join(local, 'extensions/staff.yaml'), extensions(['1001']));
+    await writeFile(path.join(local, 'extensions/staff.yaml'), extensionsYaml(['1001']));
     daemon = DaemonProcess.start(await daemonSettings(host, { url: local }));
     await daemon.finished(1);
-    await writeFile(path.join(local, 'extensions/staff.yaml'), extensions(['1001', '1008']));
+    await writeFile(path.join(local, 'extensions/staff.yaml'), extensionsYaml(['1001', '1008']));
     await daemon.waitFor(() => host.asterisk.liveEndpoints().includes('1008'), 'the local edit applied');
     assert.ok(daemon.events('reconcile.finished').length >= 2);
   });

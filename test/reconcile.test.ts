@@ -7,13 +7,9 @@ import { readFile, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { reconcile, type ReconcileOutcome } from '../agent/reconcile.js';
 import { StateStore } from '../agent/record/state.js';
-import { BASE_PBX, makeRepo, removeTempRepos } from './support/config-repo.js';
+import { BASE_PBX, extensionsYaml, makeRepo, removeTempRepos } from './support/config-repo.js';
 import { startPbxHost, type PbxHost } from './support/pbx-host.js';
 
-const md5 = (n: string) => n.padStart(4, '0').repeat(8);
-function extensionsYaml(exts: Array<{ number: string; extra?: string }>): string {
-  return 'extensions:\n' + exts.map((e) => `  - { number: "${e.number}", name: User ${e.number}, md5: ${md5(e.number)}${e.extra ? `, ${e.extra}` : ''} }\n`).join('');
-}
 async function repo(exts: Array<{ number: string; extra?: string }>, pbx = BASE_PBX): Promise<string> {
   return makeRepo({ 'pbx.yaml': pbx, 'extensions/staff.yaml': extensionsYaml(exts) });
 }

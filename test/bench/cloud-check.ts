@@ -13,7 +13,7 @@ import { spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
-import { FakeEc2 } from '../support/ec2-server.js';
+import { FakeEc2, referenceWorld } from '../support/ec2-server.js';
 import { FakeImds } from '../support/imds-server.js';
 import type { BenchContext, BenchSection, SectionReport } from './section.js';
 import { check, median, verdict, type BudgetCheck } from './stats.js';
@@ -97,21 +97,7 @@ async function run(ctx: BenchContext): Promise<SectionReport> {
     if (!existsSync(path.join(dist, f))) throw new Error(`${path.join(dist, f)} is missing: run npm run build first`);
   }
   const imds = new FakeImds();
-  const ec2 = new FakeEc2({
-    addresses: [{ publicIp: '203.0.113.10', allocationId: 'eipalloc-0a1', associationId: 'eipassoc-0a1', instanceId: 'i-0123456789abcdef0', privateIpAddress: '172.31.20.5' }],
-    securityGroups: [
-      {
-        groupId: 'sg-0pbx',
-        groupName: 'pbx',
-        vpcId: 'vpc-0a1b2c3d',
-        ingress: [
-          { protocol: 'udp', fromPort: 5060, toPort: 5060, cidrs: ['0.0.0.0/0'] },
-          { protocol: 'udp', fromPort: 10000, toPort: 20000, cidrs: ['0.0.0.0/0'] },
-        ],
-      },
-    ],
-    instances: [],
-  });
+  const ec2 = new FakeEc2(referenceWorld('203.0.113.10'));
   await imds.start();
   await ec2.start();
   try {

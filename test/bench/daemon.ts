@@ -6,12 +6,12 @@
 import { readFile, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { StateStore } from '../../agent/record/state.js';
-import { BASE_PBX, removeTempRepos } from '../support/config-repo.js';
+import { BASE_PBX, extensionsYaml, removeTempRepos } from '../support/config-repo.js';
 import { daemonSettings, DaemonProcess, freePort, WEBHOOK_SECRET } from '../support/daemon-process.js';
 import { GitRemote } from '../support/git-remote.js';
 import { startPbxHost } from '../support/pbx-host.js';
 import { post, pushBody, signedHeaders } from '../support/webhook-client.js';
-import { FakeEc2, type Ec2World } from '../support/ec2-server.js';
+import { FakeEc2, loopbackAwsEnv, referenceWorld } from '../support/ec2-server.js';
 import { FakeImds } from '../support/imds-server.js';
 import { unitNodeFlags } from '../support/unit-flags.js';
 import type { BenchContext, BenchSection, SectionReport } from './section.js';
@@ -25,8 +25,6 @@ const LATENCY_BUDGET_MS = 1000;
 const RSS_BUDGET_MB = 80;
 const TICKS = 100; // USER_HZ: /proc/<pid>/stat counts CPU time in 1/100 s
 
-const md5 = (n: string) => n.padStart(4, '0').repeat(8);
-const extensions = (numbers: string[]) => 'extensions:\n' + numbers.map((n) => `  - { number: "${n}", name: User ${n}, md5: ${md5(n)} }\n`).join('');
 
 /** utime+stime of the process, and of its waited-for children (git), in ms. */
 async function cpuMs(pid: number): Promise<{ self: number; children: number }> {
@@ -46,20 +44,6 @@ function p95(xs: number[]): number {
   return s[Math.min(s.length - 1, Math.ceil(0.95 * s.length) - 1)]!;
 }
 
-const INSTANCE = 'i-0123456789abcdef0';
-
-/** An instance whose Elastic IP is the one in pbx.yaml, with SIP and RTP open. */
-function cloudWorld(): Ec2World {
-  return {
-    addresses: [{ publicIp: '203.0.113.10', allocationId: 'eipalloc-0a1', associationId: 'eipassoc-0a1', instanceId: INSTANCE, networkInterfaceId: 'eni-0a1', privateIpAddress: '172.31.20.5' }],
-    securityGroups: [{ groupId: 'sg-0pbx', groupName: 'pbx', vpcId: 'vpc-0a1b2c3d', ingress: [
-      { protocol: 'udp', fromPort: 5060, toPort: 5060, cidrs: ['0.0.0.0/0'] },
-      { protocol: 'udp', fromPort: 10000, toPort: 20000, cidrs: ['0.0.0.0/0'] },
-    ] }],
-    instances: [{ instanceId: INSTANCE, privateIp: '172.31.20.5', publicIp: '203.0.113.10', vpcId: 'vpc-0a1b2c3d', groupIds: ['sg-0pbx'] }],
-  };
-}
-
 async function run(ctx: BenchContext): Promise<SectionReport> {
   const checks: BudgetCheck[] = [];
   // As the systemd unit starts it: compiled, with the unit's node flags and environment.
@@ -68,7 +52,7 @@ async function run(ctx: BenchContext): Promise<SectionReport> {
   const host = await startPbxHost();
   const remote = await GitRemote.create();
   const numbers = Array.from({ length: 50 }, (_, i) => String(1001 + i));
-  await remote.commit({ 'pbx.yaml': BASE_PBX, 'extensions/staff.yaml': extensions(numbers) });
+  await remote.commit({ 'pbx.yaml': BASE_PBX, 'extensions/staff.yaml': extensionsYaml(numbers) });
   await remote.push();
   await remote.serve();
   const port = await freePort();
@@ -79,7 +63,7 @@ async function run(ctx: BenchContext): Promise<SectionReport> {
     await daemon.finished(1, 'startup reconcile');
     const latencies: number[] = [];
     for (let i = 0; i < PUSHES; i++) {
-      const commit = await remote.commit({ 'extensions/staff.yaml': extensions([...numbers, String(3000 + i)]) });
+      const commit = await remote.commit({ 'extensions/staff.yaml': extensionsYaml([...numbers, String(3000 + i)]) });
       await remote.push();
       const body = pushBody('main', commit);
       const t0 = performance.now();
@@ -120,10 +104,10 @@ async function run(ctx: BenchContext): Promise<SectionReport> {
     // checks (loopback IMDS and EC2, a check every second: the EC2 SDK runs in its worker).
     const memory = async (label: string, withCloud: boolean) => {
       const imds = new FakeImds();
-      const ec2 = new FakeEc2(cloudWorld());
+      const ec2 = new FakeEc2(referenceWorld('203.0.113.10'));
       if (withCloud) await Promise.all([imds.start(), ec2.start()]);
       try {
-        const env = withCloud ? { ...unit.env, AWS_ACCESS_KEY_ID: 'AKIDBENCH', AWS_SECRET_ACCESS_KEY: 'bench', AWS_CONFIG_FILE: '/nonexistent', AWS_SHARED_CREDENTIALS_FILE: '/nonexistent' } : unit.env;
+        const env = withCloud ? loopbackAwsEnv(unit.env) : unit.env;
         const settingsFile = await daemonSettings(host, {
           url: remote.url,
           sync: '0 0 1 1 *',
@@ -133,7 +117,7 @@ async function run(ctx: BenchContext): Promise<SectionReport> {
         await daemon.finished(1, `startup reconcile (${label})`);
         const before = await rssMb(daemon.child.pid!);
         for (let i = 0; i < RSS_RUNS; i++) {
-          if (i % 10 === 0) await remote.commit({ 'extensions/staff.yaml': extensions([...numbers, String(5000 + i)]) }).then(() => remote.push());
+          if (i % 10 === 0) await remote.commit({ 'extensions/staff.yaml': extensionsYaml([...numbers, String(5000 + i)]) }).then(() => remote.push());
           daemon.signal('SIGHUP');
           await daemon.finished(2 + i, `run ${i + 1} of ${RSS_RUNS} (${label})`);
         }

@@ -55,6 +55,20 @@ export async function removeTempRepos(): Promise<void> {
   await Promise.all(made.splice(0).map((d) => rm(d, { recursive: true, force: true })));
 }
 
+/** A deterministic md5 credential per extension number (tests only; not a real digest). */
+export const testMd5 = (n: string) => n.padStart(4, '0').repeat(8);
+
+/** An extensions file: one entry per number, or per `{ number, extra }` with extra YAML fields. */
+export function extensionsYaml(entries: ReadonlyArray<string | { number: string; extra?: string }>): string {
+  return (
+    'extensions:\n' +
+    entries
+      .map((e) => (typeof e === 'string' ? { number: e } : e))
+      .map((e) => `  - { number: "${e.number}", name: User ${e.number}, md5: ${testMd5(e.number)}${e.extra ? `, ${e.extra}` : ''} }\n`)
+      .join('')
+  );
+}
+
 /** Replaces exactly one occurrence, failing loudly if the base text changed under the test. */
 export function edit(text: string, from: string, to: string): string {
   const at = text.indexOf(from);

@@ -271,3 +271,38 @@ export class FakeEc2 {
     return items('reservationSet', [el('reservationId', 'r-0123456789abcdef0') + el('ownerId', '123456789012') + '<groupSet/>' + items('instancesSet', inst)]);
   }
 }
+
+/**
+ * The reference deployment as EC2 sees it: `eip` associated with the instance, SIP (UDP 5060)
+ * and the whole RTP range (UDP 10000-20000) open in its one security group.
+ */
+export function referenceWorld(eip: string, instanceId = 'i-0123456789abcdef0'): Ec2World {
+  return {
+    addresses: [{ publicIp: eip, allocationId: 'eipalloc-0a1', associationId: 'eipassoc-0a1', instanceId, networkInterfaceId: 'eni-0a1b2c3d', privateIpAddress: '172.31.20.5' }],
+    securityGroups: [
+      {
+        groupId: 'sg-0pbx',
+        groupName: 'pbx',
+        vpcId: 'vpc-0a1b2c3d',
+        ingress: [
+          { protocol: 'udp', fromPort: 5060, toPort: 5060, cidrs: ['0.0.0.0/0'] },
+          { protocol: 'udp', fromPort: 10000, toPort: 20000, cidrs: ['0.0.0.0/0'] },
+        ],
+      },
+    ],
+    instances: [{ instanceId, privateIp: '172.31.20.5', publicIp: eip, vpcId: 'vpc-0a1b2c3d', groupIds: ['sg-0pbx'] }],
+  };
+}
+
+/** An environment for the EC2 worker: loopback keys, and nothing from this machine's AWS setup. */
+export function loopbackAwsEnv(base: NodeJS.ProcessEnv = process.env): NodeJS.ProcessEnv {
+  const env: NodeJS.ProcessEnv = {};
+  for (const [k, v] of Object.entries(base)) if (!k.startsWith('AWS_')) env[k] = v;
+  return {
+    ...env,
+    AWS_ACCESS_KEY_ID: 'AKIDLOOPBACKTEST',
+    AWS_SECRET_ACCESS_KEY: 'loopback-secret',
+    AWS_CONFIG_FILE: '/nonexistent/pbx-agent-test/config',
+    AWS_SHARED_CREDENTIALS_FILE: '/nonexistent/pbx-agent-test/credentials',
+  };
+}
