@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
-import { readFile, stat, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, stat, symlink, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { Readable } from 'node:stream';
 import { main } from '../agent/cli/main.js';
@@ -214,6 +214,21 @@ describe('cli', () => {
       const r = runProcess(['--help']);
       assert.equal(r.code, 0);
       assert.match(r.out, /^ {2}pbx-agent validate \[DIR\] \[--json\]$/m);
+    });
+
+    it('runs when started through a symlink of any name, in a folder whose name URLs would escape', async () => {
+      // /usr/local/bin/pbx-agent and npm's bin link are symlinks: node runs the target, so the
+      // module's URL and argv[1] differ; `#`, `%` and spaces differ again between a URL and a path.
+      const dir = path.join(await tempDir('pbx-agent-bin-'), 'tools #1 %41 x');
+      await mkdir(dir);
+      const link = path.join(dir, 'pbx');
+      await symlink(path.resolve('agent/cli/main.ts'), link);
+      const version = spawnSync(process.execPath, ['--import', 'tsx', link, '--version'], { encoding: 'utf8' });
+      assert.equal(version.stderr, '');
+      assert.equal(version.stdout, `${JSON.parse(await readFile('package.json', 'utf8')).version}\n`);
+      const invalid = spawnSync(process.execPath, ['--import', 'tsx', link, 'validate', await makeRepo(INVALID)], { encoding: 'utf8' });
+      assert.equal(invalid.status, 1);
+      assert.match(invalid.stderr, /invalid: 1 error/);
     });
   });
 });

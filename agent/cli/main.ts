@@ -2,7 +2,9 @@
 /**
  * pbx-agent command line. Exit codes: 0 ok, 1 invalid config (nothing applied), 2 usage, 3 failure.
  */
-import { readFileSync } from 'node:fs';
+import { readFileSync, realpathSync } from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { DEFAULT_SECRETS_DIR, md5Command, renderCommand, renderWatchCommand, schemaCommand, validateCommand } from './commands.js';
 import { applyCommand, planCommand, type HostCommandOptions } from './host-commands.js';
@@ -65,9 +67,17 @@ Options:
   -V, --version  print the version
 `;
 
+/** The version in the package.json of this installation: the nearest one above this file. */
 function version(): string {
-  const pkg = JSON.parse(readFileSync(new URL('../../../package.json', import.meta.url), 'utf8')) as { version: string };
-  return pkg.version;
+  for (let dir = path.dirname(fileURLToPath(import.meta.url)); ; dir = path.dirname(dir)) {
+    try {
+      const pkg = JSON.parse(readFileSync(path.join(dir, 'package.json'), 'utf8')) as { name?: string; version?: string };
+      if (pkg.name === 'pbx-agent' && pkg.version) return pkg.version;
+    } catch {
+      // not here: look one level up
+    }
+    if (path.dirname(dir) === dir) return 'unknown';
+  }
 }
 
 export async function main(argv: string[], io: Io = processIo, stdin: NodeJS.ReadableStream = process.stdin): Promise<number> {
@@ -147,9 +157,23 @@ export async function main(argv: string[], io: Io = processIo, stdin: NodeJS.Rea
   }
 }
 
-const invokedDirectly = process.argv[1] !== undefined && import.meta.url === new URL(`file://${process.argv[1]}`).href;
-// Also true when started through the npm bin symlink, which node resolves to this file.
-if (invokedDirectly || process.argv[1]?.endsWith('/pbx-agent')) {
+/**
+ * True when this file is the program node was asked to run, however it was reached: directly, or
+ * through a symlink such as /usr/local/bin/pbx-agent or npm's bin link (node runs the link's
+ * target, so import.meta.url names the real file while argv[1] names the link), and whatever
+ * characters the path holds (`#`, `%`, spaces are escaped in a URL, never in argv). False when the
+ * module is imported, e.g. by the tests.
+ */
+export function isMainModule(argv1: string | undefined, moduleUrl: string): boolean {
+  if (argv1 === undefined) return false;
+  try {
+    return realpathSync(argv1) === realpathSync(fileURLToPath(moduleUrl));
+  } catch {
+    return false;
+  }
+}
+
+if (isMainModule(process.argv[1], import.meta.url)) {
   main(process.argv.slice(2)).then(
     (code) => {
       process.exitCode = code;
