@@ -8,7 +8,8 @@
  * service (GETs answered without a token, PUT refused), or a PUT response hop limit too low for
  * where the agent runs (GETs answered, the PUT's answer never arrives: a container).
  */
-import http from 'node:http';
+import type * as Http from 'node:http';
+import { http } from '../node-http.js';
 
 export const DEFAULT_IMDS_ENDPOINT = 'http://169.254.169.254';
 const TOKEN_PATH = '/latest/api/token';
@@ -88,7 +89,7 @@ export interface InstanceIdentity {
 interface RawResponse {
   status: number;
   body: string;
-  headers: http.IncomingHttpHeaders;
+  headers: Http.IncomingHttpHeaders;
 }
 
 type Failure = { kind: 'network'; code: string; message: string } | { kind: 'timeout' };

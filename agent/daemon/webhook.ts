@@ -4,7 +4,8 @@
  * before anything else is looked at; a good push answers 202 at once and a sync runs after.
  */
 import { createHash, createHmac, timingSafeEqual } from 'node:crypto';
-import { createServer, type IncomingMessage, type Server } from 'node:http';
+import type { IncomingMessage, Server } from 'node:http';
+import { http } from '../node-http.js';
 
 export type WebhookVerdict =
   | { ok: true; provider: 'github' | 'gitea' | 'gitlab'; event: string }
@@ -59,7 +60,7 @@ export interface WebhookOptions {
 }
 
 export function startWebhookServer(opts: WebhookOptions): Promise<Server> {
-  const server = createServer((req, res) => {
+  const server = http.createServer((req, res) => {
     const reply = (status: number, text: string) => {
       res.writeHead(status, { 'content-type': 'text/plain; charset=utf-8', connection: 'close' });
       res.end(`${text}\n`);
