@@ -51,7 +51,8 @@ Usage:
       What is applied, the last run, drift, and whether the agent is healthy (exit 0) or not (3).
 
   pbx-agent check [DIR] [--settings FILE] [--json]
-      Cloud checks on EC2: the Elastic IP against external_address, local_net against the VPC,
+      Cloud checks on EC2 of the config the agent applied (or of DIR, default . without a
+      source in the settings): the Elastic IP against external_address, local_net against the VPC,
       the security groups against the SIP ports and RTP range, AMI/SSH open to the world.
       Exit 3 on error-level findings (or when the checks cannot run).
 
@@ -144,7 +145,7 @@ export async function main(argv: string[], io: Io = processIo, stdin: NodeJS.Rea
       return command === 'sync' ? syncCommand(opts, io) : statusCommand(opts, io);
     }
     case 'check':
-      return checkCommand({ dir: one('directory') ?? '.', json: values.json ?? false, ...(values.settings !== undefined ? { settingsFile: values.settings } : {}) }, io);
+      return checkCommand({ ...(rest[0] !== undefined ? { dir: one('directory')! } : {}), json: values.json ?? false, ...(values.settings !== undefined ? { settingsFile: values.settings } : {}) }, io);
     case 'schema':
       return schemaCommand(one('schema name') ?? 'pbx', io);
     case 'md5': {
