@@ -156,8 +156,15 @@ describe('daemon', function () {
     await remote.push();
     await d.waitFor((l) => l.filter((x) => x.event === 'source.unreachable').length >= 2, 'two failed fetches');
     await d.waitFor((l) => l.some((x) => x.event === 'sync.backoff'), 'a scheduled run skipped for backoff');
+    // Failed fetches are failed runs: `status` counts them towards unhealthy.
+    const down = await new StateStore(host.stateDir).read();
+    assert.equal(down.lastRun?.status, 'failed');
+    assert.match(down.lastRun?.error ?? '', /127\.0\.0\.1/);
+    assert.ok(down.consecutiveFailures >= 2, `consecutiveFailures ${down.consecutiveFailures}`);
     await remote.serve();
     await d.waitFor(() => host.asterisk.liveEndpoints().includes('1005'), 'recovery after the remote returned');
+    await d.waitFor((l) => l.some((x) => x.event === 'reconcile.finished' && x.status === 'applied' && x.revision !== l.find((y) => y.event === 'reconcile.finished')?.revision), 'the recovered run recorded');
+    assert.equal((await new StateStore(host.stateDir).read()).consecutiveFailures, 0);
   });
 
   it('syncs on SIGHUP', async () => {
