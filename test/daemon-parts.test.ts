@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { writeFile } from 'node:fs/promises';
 import path from 'node:path';
+import { HeapTrimmer } from '../agent/daemon/heap.js';
 import { acquireLock, LockTimeoutError } from '../agent/daemon/lock.js';
 import { SyncRunner, type TriggerReason } from '../agent/daemon/runner.js';
 import { assessHealth } from '../agent/daemon/status.js';
@@ -181,5 +182,29 @@ describe('daemon parts', () => {
       assert.equal(r.observe('eip', undefined).log, 'resolved');
       assert.equal(r.observe('eip', undefined).log, 'none');
     });
+  });
+});
+
+describe('HeapTrimmer', () => {
+  it('collects after a run that grew the live heap by the threshold, and not after one that did not', () => {
+    let collections = 0;
+    const kept: unknown[] = [];
+    const trimmer = new HeapTrimmer(() => {
+      collections++;
+    }, 1024 * 1024);
+    assert.equal(trimmer.afterRun(), false, 'nothing grew yet');
+    // Live data the run leaves behind: 4 MB of small objects.
+    for (let i = 0; i < 50_000; i++) kept.push({ i, text: `extension ${i}`.repeat(4) });
+    assert.equal(trimmer.afterRun(), true);
+    assert.equal(collections, 1);
+    assert.equal(trimmer.afterRun(), false, 'no growth since the last collection');
+    assert.equal(collections, 1);
+    assert.ok(kept.length > 0);
+  });
+
+  it('does nothing where node runs without --expose-gc', () => {
+    const kept = Array.from({ length: 50_000 }, (_, i) => ({ i, text: `x${i}`.repeat(8) }));
+    assert.equal(new HeapTrimmer(undefined, 1).afterRun(), false);
+    assert.ok(kept.length > 0);
   });
 });

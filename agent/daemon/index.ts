@@ -25,6 +25,7 @@ import { readSecretFile } from '../resolve/index.js';
 import { gitSourceFrom, reconcileDeps, StartupError } from '../runtime.js';
 import type { GitSource } from '../source/git.js';
 import { describeMismatches } from '../verify/index.js';
+import { HeapTrimmer } from './heap.js';
 import { acquireLock } from './lock.js';
 import { SyncRunner, type TriggerReason } from './runner.js';
 import { PID_FILE } from './status.js';
@@ -86,6 +87,7 @@ export class Daemon {
   private readonly runner: SyncRunner;
   private readonly drift: DriftReporter;
   private readonly abort = new AbortController();
+  private readonly heap = new HeapTrimmer();
   private deps: ReconcileDeps | undefined;
   private tasks: ScheduledTask[] = [];
   private webhook: Server | undefined;
@@ -209,6 +211,7 @@ export class Daemon {
       return { ok: false };
     } finally {
       this.notifyReady('first reconcile attempted');
+      this.heap.afterRun();
     }
   }
 
