@@ -1174,15 +1174,18 @@ if [[ $REPO_KIND == ssh && -s $ROOT/etc/pbx-agent/deploy_key.pub ]]; then
   repo_path=${REPO_URL#*:}
   repo_path=${repo_path#//*/}
   repo_path=${repo_path%.git}
-  case $SSH_HOST in
-    github.com)
-      next_step="add it as a read-only deploy key: https://github.com/$repo_path/settings/keys/new (title pbx-agent@$(hostname), leave \"Allow write access\" off), or: gh repo deploy-key add /etc/pbx-agent/deploy_key.pub --repo $repo_path --title pbx-agent@$(hostname)" ;;
-    gitlab.com)
-      next_step="add it as a deploy key without write access: https://gitlab.com/$repo_path/-/settings/repository (Deploy keys)" ;;
-    *)
-      next_step="add it to the config repo on $SSH_HOST as a read-only deploy key" ;;
-  esac
-  say "NEXT STEP: $next_step; then run: sudo systemctl reload pbx-agent && sudo pbx-agent status"
+  # The first sync read the config repo with the key: nothing left to do about it then.
+  if ! host_mode || ((sync_rc != 0)); then
+    case $SSH_HOST in
+      github.com)
+        next_step="add it as a read-only deploy key: https://github.com/$repo_path/settings/keys/new (title pbx-agent@$(hostname), leave \"Allow write access\" off), or: gh repo deploy-key add /etc/pbx-agent/deploy_key.pub --repo $repo_path --title pbx-agent@$(hostname)" ;;
+      gitlab.com)
+        next_step="add it as a deploy key without write access: https://gitlab.com/$repo_path/-/settings/repository (Deploy keys)" ;;
+      *)
+        next_step="add it to the config repo on $SSH_HOST as a read-only deploy key" ;;
+    esac
+    say "NEXT STEP: $next_step; then run: sudo systemctl reload pbx-agent && sudo pbx-agent status"
+  fi
 fi
 if [[ -n $WEBHOOK_LISTEN ]]; then
   say "webhook: point the config repo's push webhook at http://<Elastic IP>:${WEBHOOK_LISTEN##*:}/ with the secret from sudo cat /etc/pbx-agent/webhook.secret (and open that TCP port to the git host only, see bootstrap/README.md)"

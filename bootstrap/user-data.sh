@@ -1,6 +1,6 @@
 #!/bin/bash
 # EC2 user data (Ubuntu 24.04 AMI): turns the new instance into a PBX managed by pbx-agent.
-# Set the four values below; nothing else needs editing. The bootstrap logs to
+# Set the values below; nothing else needs editing. The bootstrap logs to
 # /var/log/pbx-agent-bootstrap.log (cloud-init also keeps /var/log/cloud-init-output.log), and its
 # last line says whether it worked. With an ssh config repo, that output also holds the deploy key
 # to add to the repo: read it with `aws ec2 get-console-output --latest --instance-id i-...` or on
@@ -9,17 +9,18 @@
 # (the webhook secret is generated on the host; read it with sudo cat /etc/pbx-agent/webhook.secret).
 set -euo pipefail
 
-PBX_AGENT_GIT=https://github.com/acme/pbx-agent.git # pbx-agent's own source
-PBX_AGENT_TAG=v0.1.0                                # the release (tag) to install
-CONFIG_REPO=git@github.com:acme/pbx-config.git      # the config repo the agent follows
+# The release to install (`npm pack` of a pbx-agent checkout) and its sha256 (sha256sum FILE).
+PBX_AGENT_RELEASE=https://github.com/acme/pbx-agent/releases/download/v0.1.0/pbx-agent-0.1.0.tgz
+PBX_AGENT_SHA256=0000000000000000000000000000000000000000000000000000000000000000
+CONFIG_REPO=git@github.com:acme/pbx-config.git # the config repo the agent follows
 CONFIG_BRANCH=main
 
-export DEBIAN_FRONTEND=noninteractive
-apt-get -o DPkg::Lock::Timeout=600 -q update
-apt-get -o DPkg::Lock::Timeout=600 -q -y install git ca-certificates
 rm -rf /usr/local/src/pbx-agent
-git clone --quiet --depth 1 --branch "$PBX_AGENT_TAG" "$PBX_AGENT_GIT" /usr/local/src/pbx-agent
-exec /usr/local/src/pbx-agent/bootstrap/bootstrap.sh \
+mkdir -p /usr/local/src/pbx-agent
+curl -fsSL --proto '=https' --tlsv1.2 --retry 5 -o /usr/local/src/pbx-agent.tgz "$PBX_AGENT_RELEASE"
+echo "$PBX_AGENT_SHA256  /usr/local/src/pbx-agent.tgz" | sha256sum --check --quiet -
+tar -xzf /usr/local/src/pbx-agent.tgz -C /usr/local/src/pbx-agent
+exec /usr/local/src/pbx-agent/package/bootstrap/bootstrap.sh \
   --repo "$CONFIG_REPO" \
   --branch "$CONFIG_BRANCH" \
   --webhook-listen 0.0.0.0:9090 \

@@ -335,6 +335,15 @@ describe('bootstrap/bootstrap.sh', function () {
     assert.ok(second.stdout.split('\n').includes(pub), 'and it is printed again');
   });
 
+  it('names the failed fetch of GitHub\'s host keys and leaves no empty known_hosts behind', async () => {
+    // No way to api.github.com: a proxy that refuses every connection.
+    const r = runBootstrap(baseArgs(image, source, ['--repo', 'git@github.com:acme/pbx-config.git']), { https_proxy: 'http://127.0.0.1:9', HTTPS_PROXY: 'http://127.0.0.1:9' });
+    assert.equal(r.status, 1, r.stdout);
+    assert.match(r.stdout, /error: could not fetch GitHub's SSH host keys from https:\/\/api\.github\.com\/meta .*give --known-hosts FILE/);
+    assert.match(r.lastLine, /FAILED at step '5\/12 secrets/);
+    assert.ok(!existsSync(image.at('/etc/pbx-agent/known_hosts')), 'no known_hosts written');
+  });
+
   it('never prints or logs a secret', async () => {
     const r = okRun(baseArgs(image, source));
     const amiSecret = (await readFile(image.at('/etc/pbx-agent/ami.secret'), 'utf8')).trim();
