@@ -110,20 +110,23 @@ export class FakeEc2 {
   /** Delayed answers not sent yet, cancelled by stop(). */
   private readonly pending = new Set<NodeJS.Timeout>();
   private port = 0;
+  private host = '127.0.0.1';
 
   constructor(world: Ec2World) {
     this.world = world;
   }
 
   get url(): string {
-    return `http://127.0.0.1:${this.port}`;
+    return `http://${this.host}:${this.port}`;
   }
 
   calls(action: Ec2ActionName): RecordedRequest[] {
     return this.requests.filter((r) => r.action === action);
   }
 
-  async start(): Promise<string> {
+  /** Listens on 127.0.0.1 and a free port, or where `listen` says (e.g. 169.254.169.254:80 in a container). */
+  async start(listen: { host?: string; port?: number } = {}): Promise<string> {
+    this.host = listen.host ?? '127.0.0.1';
     this.server = http.createServer((req, res) => {
       let body = '';
       req.setEncoding('utf8');
@@ -139,7 +142,7 @@ export class FakeEc2 {
         } else answer();
       });
     });
-    await new Promise<void>((resolve) => this.server!.listen(0, '127.0.0.1', resolve));
+    await new Promise<void>((resolve) => this.server!.listen(listen.port ?? 0, this.host, resolve));
     this.port = (this.server!.address() as AddressInfo).port;
     return this.url;
   }

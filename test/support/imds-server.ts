@@ -75,6 +75,7 @@ export class FakeImds {
   /** Delayed answers not sent yet, cancelled by stop(). */
   private readonly pending = new Set<NodeJS.Timeout>();
   private port = 0;
+  private host = '127.0.0.1';
 
   constructor(options: { instance?: Partial<ImdsInstance>; mode?: ImdsMode; role?: ImdsRole } = {}) {
     this.instance = { ...DEFAULT_INSTANCE, ...(options.instance ?? {}) };
@@ -83,7 +84,7 @@ export class FakeImds {
   }
 
   get url(): string {
-    return `http://127.0.0.1:${this.port}`;
+    return `http://${this.host}:${this.port}`;
   }
 
   /** Every token issued so far stops working (as after an IMDS restart). */
@@ -91,7 +92,9 @@ export class FakeImds {
     this.tokens.clear();
   }
 
-  async start(): Promise<string> {
+  /** Listens on 127.0.0.1 and a free port, or where `listen` says (e.g. 169.254.169.254:80 in a container). */
+  async start(listen: { host?: string; port?: number } = {}): Promise<string> {
+    this.host = listen.host ?? '127.0.0.1';
     this.server = http.createServer((req, res) => {
       let body = '';
       req.on('data', (d) => (body += d));
@@ -106,7 +109,7 @@ export class FakeImds {
         } else answer();
       });
     });
-    await new Promise<void>((resolve) => this.server!.listen(0, '127.0.0.1', resolve));
+    await new Promise<void>((resolve) => this.server!.listen(listen.port ?? 0, this.host, resolve));
     this.port = (this.server!.address() as AddressInfo).port;
     return this.url;
   }

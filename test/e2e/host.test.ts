@@ -1,0 +1,512 @@
+/**
+ * The product as a user installs it, end to end: a fresh Debian unstable host booted under its own
+ * systemd (test/support/host-container.ts), the release tarball (`npm pack`) unpacked on it, and
+ * bootstrap/bootstrap.sh run the way cloud-init runs user data (a clean environment, a plain PATH,
+ * no HOME, no terminal). The bootstrap installs the packaged Asterisk with apt-get and Node.js from
+ * the official build of each line it accepts (--node-dist), and the config repo comes from a git
+ * host over ssh inside the container. IMDS and the EC2 API are loopback stand-ins; phones are sipp.
+ *
+ * Each Node.js line gets its own fresh host. What happened is also written, step by step, to
+ * /var/tmp/pbx-agent-e2e/transcript-node<N>.txt.
+ */
+import assert from 'node:assert/strict';
+import { execFile, spawn, type ChildProcess } from 'node:child_process';
+import { createHmac } from 'node:crypto';
+import { appendFile, copyFile, mkdir, readFile, rm, writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import { promisify } from 'node:util';
+import { md5Credential } from '../../agent/resolve/index.js';
+import { REPO_ROOT } from '../support/bootstrap-root.js';
+import { HostContainer, preparedRootfs, WORK_ROOT, type Exec } from '../support/host-container.js';
+import { BOOTSTRAP_NODE_MAJORS, nodeDist, type NodeDist } from '../support/node-lines.js';
+import { buildRelease } from '../support/release.js';
+import { callee, calleeAnswer, caller, register } from './sipp.js';
+
+const run = promisify(execFile);
+
+const ELASTIC_IP = '203.0.113.10';
+/** The instance's address in the VPC (as IMDS's local-ipv4 says), inside local_net. */
+const PRIVATE_IP = '172.31.20.5';
+/** Where the phones are: outside local_net, as phones on 4G or a home network are. */
+const PHONES_IP = '198.51.100.20';
+const REPO = 'ssh://git@127.0.0.1/srv/git/config.git';
+const WEBHOOK_SECRET = 'whsec-e2e-Correct-Horse-9f3Kq2';
+const PASSWORD = (n: string) => `Sip-${n}-Horse-Battery-7k`;
+const BOOTSTRAP = '/srv/e2e/release/package/bootstrap/bootstrap.sh';
+
+const PBX_YAML = `version: 1
+network:
+  external_address: auto
+  local_net: [172.31.0.0/16]
+  transports:
+    udp:
+      port: 5060
+rtp:
+  port_start: 10000
+  port_end: 20000
+codec_profiles:
+  voice:
+    audio: [ulaw, alaw, g722, opus]
+defaults:
+  context: internal
+  codec_profile: voice
+  max_contacts: 3
+dialplan:
+  contexts:
+    internal:
+      includes: []
+`;
+
+function extensionsYaml(numbers: string[]): string {
+  return `extensions:\n${numbers.map((n) => `  - number: "${n}"\n    name: Phone ${n}\n    md5: ${md5Credential(n, 'asterisk', PASSWORD(n))}\n`).join('')}`;
+}
+
+async function git(cwd: string, ...args: string[]): Promise<string> {
+  const { stdout } = await run('git', args, {
+    cwd,
+    env: {
+      ...process.env,
+      GIT_AUTHOR_NAME: 'e2e',
+      GIT_AUTHOR_EMAIL: 'e2e@example.org',
+      GIT_COMMITTER_NAME: 'e2e',
+      GIT_COMMITTER_EMAIL: 'e2e@example.org',
+    },
+  });
+  return stdout.trim();
+}
+
+/** uid and gid of a user in the container's own passwd file. */
+async function ids(root: string, user: string): Promise<{ uid: number; gid: number }> {
+  const line = (await readFile(path.join(root, 'etc/passwd'), 'utf8')).split('\n').find((l) => l.startsWith(`${user}:`));
+  if (!line) throw new Error(`no user ${user} in the container`);
+  const f = line.split(':');
+  return { uid: Number(f[2]), gid: Number(f[3]) };
+}
+
+async function chownTree(dir: string, uid: number, gid: number): Promise<void> {
+  await run('chown', ['-R', `${uid}:${gid}`, dir]);
+}
+
+/** One fresh host: the container, the git host's repository, the AWS stand-ins. */
+class E2eHost {
+  transcript: string;
+  private standins: ChildProcess | undefined;
+  private constructor(
+    readonly c: HostContainer,
+    readonly node: NodeDist,
+    readonly work: string,
+  ) {
+    this.transcript = path.join(WORK_ROOT, `transcript-node${node.major}.txt`);
+  }
+
+  static async start(rootfs: string, release: string, node: NodeDist): Promise<E2eHost> {
+    const work = path.join(WORK_ROOT, `work-node${node.major}`);
+    await rm(work, { recursive: true, force: true });
+    await mkdir(work, { recursive: true });
+    const c = await HostContainer.boot(rootfs, {
+      beforeBoot: async ({ root, at }) => {
+        // As on EC2, the host name resolves to the private address.
+        await writeFile(at('/etc/hosts'), `127.0.0.1\tlocalhost\n${PRIVATE_IP}\tpbx-e2e\n::1\tlocalhost ip6-localhost ip6-loopback\n`);
+        await mkdir(at('/srv/e2e/release'), { recursive: true });
+        await run('tar', ['-xzf', release, '-C', at('/srv/e2e/release')]);
+        await copyFile(node.tarball, at(`/srv/e2e/${path.basename(node.tarball)}`));
+        await run('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-C', 'pbx-agent-e2e', '-f', at('/srv/e2e/deploy_key')]);
+        const gitUser = await ids(root, 'git');
+        await mkdir(at('/home/git/.ssh'), { recursive: true, mode: 0o700 });
+        await copyFile(at('/srv/e2e/deploy_key.pub'), at('/home/git/.ssh/authorized_keys'));
+        await chownTree(at('/home/git/.ssh'), gitUser.uid, gitUser.gid);
+        const hostKey = (await readFile(at('/etc/ssh/ssh_host_ed25519_key.pub'), 'utf8')).split(' ').slice(0, 2).join(' ');
+        await writeFile(at('/srv/e2e/known_hosts'), `127.0.0.1 ${hostKey}\n`);
+        await writeFile(at('/srv/e2e/webhook.secret'), `${WEBHOOK_SECRET}\n`, { mode: 0o600 });
+        // The config repo on the git host, and an operator's clone of it there (later pushes
+        // are made inside the container, as the git user who owns the repository).
+        await run('git', ['init', '-q', '--bare', '--initial-branch=main', at('/srv/git/config.git')]);
+        const clone = at('/home/git/clone');
+        await git(work, 'clone', '-q', at('/srv/git/config.git'), clone);
+        await mkdir(path.join(clone, 'extensions'));
+        await writeFile(path.join(clone, 'pbx.yaml'), PBX_YAML);
+        await writeFile(path.join(clone, 'extensions/staff.yaml'), extensionsYaml(['2001', '2002']));
+        await git(clone, 'add', '.');
+        await git(clone, 'commit', '-q', '-m', 'two phones');
+        await git(clone, 'push', '-q', 'origin', 'HEAD:main');
+        await git(clone, 'remote', 'set-url', 'origin', '/srv/git/config.git');
+        await chownTree(at('/srv/git/config.git'), gitUser.uid, gitUser.gid);
+        await chownTree(clone, gitUser.uid, gitUser.gid);
+        await mkdir(at('/srv/e2e/sipp'));
+        await writeFile(at('/srv/e2e/sipp/register-200.xml'), register(200));
+        await writeFile(at('/srv/e2e/sipp/register-401.xml'), register(401));
+        await writeFile(at('/srv/e2e/sipp/callee.xml'), callee(30_000));
+        await writeFile(at('/srv/e2e/sipp/callee-answer.xml'), calleeAnswer('/srv/e2e/sipp/answered'));
+        await writeFile(at('/srv/e2e/sipp/caller.xml'), caller(ELASTIC_IP));
+        await writeFile(at('/srv/e2e/sipp/call-2002.csv'), 'SEQUENTIAL\n2002;\n');
+      },
+    });
+    const h = new E2eHost(c, node, work);
+    await writeFile(h.transcript, `# pbx-agent end to end, Node.js ${node.version}, ${new Date().toISOString()}\n`);
+    await h.startStandins();
+    return h;
+  }
+
+  async note(title: string, text = ''): Promise<void> {
+    await appendFile(this.transcript, `\n== ${title}\n${text.trimEnd()}${text ? '\n' : ''}`);
+  }
+
+  /**
+   * The network of an EC2 instance, on the container's loopback: its private address in the VPC
+   * (IMDS's local-ipv4), the Elastic IP that EC2's 1:1 NAT delivers to it, and IMDS. Phones sit on
+   * an address "on the internet" that the instance reaches from its private address, so Asterisk
+   * sees what it sees on EC2: its own address inside local_net, the phone's outside.
+   */
+  private async startStandins(): Promise<void> {
+    for (const cmd of [
+      ['ip', 'addr', 'add', `${PRIVATE_IP}/32`, 'dev', 'lo'],
+      ['ip', 'addr', 'add', `${ELASTIC_IP}/32`, 'dev', 'lo'],
+      ['ip', 'addr', 'add', '169.254.169.254/32', 'dev', 'lo'],
+      ['ip', 'addr', 'add', `${PHONES_IP}/32`, 'dev', 'lo'],
+      ['ip', 'route', 'replace', 'local', PHONES_IP, 'dev', 'lo', 'table', 'local', 'src', PRIVATE_IP],
+    ]) {
+      const r = await this.c.execInNetwork(cmd);
+      assert.equal(r.code, 0, `${cmd.join(' ')}: ${r.stderr}`);
+    }
+    const child = this.c.spawnInNetwork([process.execPath, '--import', 'tsx', path.join(REPO_ROOT, 'test/e2e/aws-standins.ts'), ELASTIC_IP]);
+    this.standins = child;
+    const line = await new Promise<string>((resolve, reject) => {
+      let out = '';
+      let err = '';
+      child.stdout!.on('data', (d: Buffer) => {
+        out += d.toString('utf8');
+        if (out.includes('\n')) resolve(out.split('\n')[0]!);
+      });
+      child.stderr!.on('data', (d: Buffer) => (err += d.toString('utf8')));
+      child.once('exit', (code) => reject(new Error(`the AWS stand-ins exited (${code}): ${err}`)));
+    });
+    this.ec2Url = (JSON.parse(line) as { ec2: string }).ec2;
+  }
+
+  ec2Url = '';
+
+  bootstrapArgs(): string[] {
+    return [
+      BOOTSTRAP,
+      '--repo', REPO,
+      '--deploy-key', '/srv/e2e/deploy_key',
+      '--known-hosts', '/srv/e2e/known_hosts',
+      '--webhook-listen', '127.0.0.1:9090',
+      '--webhook-secret-file', '/srv/e2e/webhook.secret',
+      '--node-dist', `/srv/e2e/${path.basename(this.node.tarball)}`,
+      '--ec2-endpoint', this.ec2Url,
+    ];
+  }
+
+  /**
+   * The bootstrap as cloud-init runs user data: `env -i` with a plain PATH, no HOME, no terminal.
+   * `onLine` sees its output as it comes.
+   */
+  async bootstrap(onLine?: (line: string) => void): Promise<Exec & { lastLine: string }> {
+    const child = this.c.spawn(['bash', ...this.bootstrapArgs()], { env: { PBX_AGENT_BOOTSTRAP_TEST_HOST: 'debian-unstable' } });
+    child.stdin!.end();
+    let stdout = '';
+    let stderr = '';
+    let partial = '';
+    child.stdout!.on('data', (d: Buffer) => {
+      const text = d.toString('utf8');
+      stdout += text;
+      partial += text;
+      const lines = partial.split('\n');
+      partial = lines.pop()!;
+      for (const l of lines) onLine?.(l);
+    });
+    child.stderr!.on('data', (d: Buffer) => (stderr += d.toString('utf8')));
+    const code = await new Promise<number | null>((resolve) => child.once('close', resolve));
+    const lines = stdout.trimEnd().split('\n');
+    return { code, stdout, stderr, lastLine: lines[lines.length - 1] ?? '' };
+  }
+
+  /** The agent's JSON log lines from the journal. */
+  async journal(): Promise<Array<Record<string, unknown>>> {
+    const r = await this.c.exec(['journalctl', '-u', 'pbx-agent', '-o', 'cat', '--no-pager']);
+    return r.stdout
+      .split('\n')
+      .filter((l) => l.startsWith('{'))
+      .map((l) => JSON.parse(l) as Record<string, unknown>);
+  }
+
+  /** A phone: sipp on the phones' address, talking to the Elastic IP as phones do. */
+  sippArgs(scenario: string, user: string, password: string, port: number, extra: string[] = []): string[] {
+    return [
+      'sipp', `${ELASTIC_IP}:5060`, '-sf', `/srv/e2e/sipp/${scenario}.xml`, '-s', user, '-au', user, '-ap', password,
+      '-i', PHONES_IP, '-p', String(port), '-m', '1', '-timeout', '15', '-timeout_error', '-max_recv_loops', '100',
+      '-trace_err', '-error_file', `/srv/e2e/sipp/${scenario}-${user}-errors.log`, '-aa', ...extra,
+    ];
+  }
+
+  sipp(scenario: string, user: string, password: string, port: number, extra: string[] = []): Promise<Exec> {
+    return this.c.exec(this.sippArgs(scenario, user, password, port, extra), { timeoutMs: 30_000 });
+  }
+
+  /** Seconds since Asterisk last reloaded a module, and the time it was read. */
+  async lastReload(): Promise<{ secondsAgo: number; at: number }> {
+    const r = await this.c.exec(['asterisk', '-rx', 'core show uptime seconds']);
+    const m = /Last reload: (\d+)/.exec(r.stdout);
+    assert.ok(m, `no "Last reload" in: ${r.stdout}${r.stderr}`);
+    return { secondsAgo: Number(m[1]), at: Date.now() };
+  }
+
+  /** An operator's `git commit` and `git push` on the git host. */
+  async pushExtensions(numbers: string[]): Promise<string> {
+    await writeFile(this.c.at('/home/git/clone/extensions/staff.yaml'), extensionsYaml(numbers));
+    const r = await this.c.exec([
+      'runuser', '-u', 'git', '--', 'sh', '-ec',
+      `cd /home/git/clone && git -c user.name=e2e -c user.email=e2e@example.org commit -q -am "phones ${numbers.join(' ')}" && git push -q origin HEAD:main && git rev-parse HEAD`,
+    ]);
+    assert.equal(r.code, 0, r.stderr);
+    return r.stdout.trim();
+  }
+
+  /** A GitHub push webhook to the agent, sent from inside the container's network. */
+  async webhook(commit: string): Promise<number> {
+    const body = JSON.stringify({ ref: 'refs/heads/main', after: commit, repository: { full_name: 'ops/pbx-config' } });
+    const signature = `sha256=${createHmac('sha256', WEBHOOK_SECRET).update(body).digest('hex')}`;
+    const script = `const r=require('http').request({host:'127.0.0.1',port:9090,method:'POST',path:'/',headers:{'content-type':'application/json','x-github-event':'push','x-hub-signature-256':process.argv[1]}},(res)=>{res.resume();res.on('end',()=>process.stdout.write(String(res.statusCode)))});r.end(process.argv[2]);`;
+    const r = await this.c.execInNetwork([process.execPath, '-e', script, signature, body]);
+    return Number(r.stdout);
+  }
+
+  async agentPid(): Promise<number> {
+    return Number((await this.c.exec(['systemctl', 'show', '-p', 'MainPID', '--value', 'pbx-agent'])).stdout.trim());
+  }
+
+  /** The agent's resident memory: all of it, anonymous (heap, malloc) and file-backed (binary, libraries). */
+  async agentMemory(): Promise<{ rss: number; anon: number; file: number }> {
+    const status = (await this.c.exec(['cat', `/proc/${await this.agentPid()}/status`])).stdout;
+    const mb = (key: string) => Number(new RegExp(`^${key}:\\s+(\\d+) kB`, 'm').exec(status)?.[1] ?? NaN) / 1024;
+    return { rss: mb('VmRSS'), anon: mb('RssAnon'), file: mb('RssFile') };
+  }
+
+  async stop(): Promise<void> {
+    this.standins?.kill('SIGTERM');
+    await this.c.stop();
+  }
+}
+
+describe('end to end: a fresh host booted with systemd, bootstrapped from the release as cloud-init would', function () {
+  this.timeout(20 * 60_000);
+  let rootfs: string;
+  let release: string;
+
+  before(async function () {
+    this.timeout(60 * 60_000);
+    rootfs = await preparedRootfs((m) => console.error(`      [e2e] ${m}`));
+    release = await buildRelease(path.join(WORK_ROOT, 'release'));
+  });
+
+  describe('an operator\'s first contact: apt busy, universe missing, the deploy key not added yet', () => {
+    let h: E2eHost;
+    before(async function () {
+      this.timeout(10 * 60_000);
+      h = await E2eHost.start(rootfs, release, await nodeDist(BOOTSTRAP_NODE_MAJORS[BOOTSTRAP_NODE_MAJORS.length - 1]!));
+    });
+    after(async () => {
+      await h?.stop();
+    });
+
+    it('stops at step 1 and says to enable universe when apt has no asterisk package', async () => {
+      const empty = await h.c.sh(
+        'mkdir -p /srv/e2e-apt-empty && : > /srv/e2e-apt-empty/Packages && cp /etc/apt/sources.list /srv/e2e/sources.list && ' +
+          'echo "deb [trusted=yes] file:/srv/e2e-apt-empty ./" > /etc/apt/sources.list && apt-get update -q',
+      );
+      assert.equal(empty.code, 0, empty.stderr);
+      const r = await h.bootstrap();
+      await h.note('bootstrap without a universe component', r.stdout.trimEnd().split('\n').slice(-3).join('\n'));
+      assert.equal(r.code, 1, r.stdout.slice(-3000));
+      assert.match(r.stdout, /error: apt has no asterisk package: on Ubuntu it is in the universe component; enable it \(sudo add-apt-repository -y universe/);
+      assert.match(r.lastLine, /^pbx-agent-bootstrap: FAILED at step '1\/12 packages/);
+      const restored = await h.c.sh('cp /srv/e2e/sources.list /etc/apt/sources.list && apt-get update -q');
+      assert.equal(restored.code, 0, restored.stderr);
+    });
+
+    it('waits for apt\'s package lists lock, says the deploy key is the next step, and `status` is UNHEALTHY until it is added', async () => {
+      // The git host does not know the deploy key yet.
+      await rm(h.c.at('/home/git/.ssh/authorized_keys'));
+      // Another apt holds the package lists' lock (as cloud-init's or unattended-upgrades' can on a
+      // fresh instance) until the bootstrap says it waits for it: apt locks with fcntl, and so does
+      // python's lockf, on the same file.
+      const holder = spawn('python3', ['-c', 'import fcntl,sys;f=open(sys.argv[1],"a");fcntl.lockf(f,fcntl.LOCK_EX);print("locked",flush=True);sys.stdin.read()', h.c.at('/var/lib/apt/lists/lock')], { stdio: ['pipe', 'pipe', 'inherit'] });
+      await new Promise<void>((resolve) => holder.stdout!.once('data', () => resolve()));
+      let sawWait = false;
+      const r = await h.bootstrap((line) => {
+        if (!sawWait && line.includes('the package lists are locked by another apt process; waiting')) {
+          sawWait = true;
+          holder.stdin!.end();
+        }
+      });
+      holder.kill();
+      await h.note('bootstrap with apt busy and the deploy key not added: last lines', r.stdout.trimEnd().split('\n').slice(-8).join('\n'));
+      assert.ok(sawWait, `the bootstrap did not wait for the lock:\n${r.stdout.slice(0, 3000)}`);
+      assert.equal(r.code, 3, r.stdout.slice(-4000));
+      assert.match(r.stdout, /NEXT STEP: add it to the config repo on 127\.0\.0\.1 as a read-only deploy key/);
+      assert.match(r.lastLine, /^pbx-agent-bootstrap: INCOMPLETE: the host is set up \(\d+ change\(s\)\) but the first sync failed \(exit \d+\)/);
+      const status = await h.c.exec(['/usr/local/bin/pbx-agent', 'status']);
+      await h.note('pbx-agent status before the deploy key is added', status.stdout);
+      assert.equal(status.code, 3, status.stdout);
+      assert.match(status.stdout, /^pbx-agent: UNHEALTHY$/m);
+      assert.match(status.stdout, /problem: {3}nothing has been applied yet/);
+
+      // The operator adds the key and asks for a sync.
+      await copyFile(h.c.at('/srv/e2e/deploy_key.pub'), h.c.at('/home/git/.ssh/authorized_keys'));
+      const gitUser = await ids(h.c.root, 'git');
+      await chownTree(h.c.at('/home/git/.ssh'), gitUser.uid, gitUser.gid);
+      assert.equal((await h.c.exec(['systemctl', 'reload', 'pbx-agent'])).code, 0);
+      let after: Exec = status;
+      for (const deadline = Date.now() + 30_000; Date.now() < deadline; ) {
+        after = await h.c.exec(['/usr/local/bin/pbx-agent', 'status']);
+        if (after.code === 0) break;
+        await new Promise((r) => setTimeout(r, 500));
+      }
+      await h.note('pbx-agent status after the deploy key was added and `systemctl reload pbx-agent`', after.stdout);
+      assert.equal(after.code, 0, after.stdout);
+      assert.match(after.stdout, /^pbx-agent: healthy$/m);
+    });
+  });
+
+  for (const major of BOOTSTRAP_NODE_MAJORS) {
+    describe(`Node.js ${major}`, () => {
+      let h: E2eHost;
+      let firstOutput = '';
+
+      before(async function () {
+        this.timeout(10 * 60_000);
+        h = await E2eHost.start(rootfs, release, await nodeDist(major));
+      });
+      after(async () => {
+        await h?.stop();
+      });
+
+      it('bootstraps the host: the last line is OK, the unit is active, `pbx-agent status` says healthy', async () => {
+        const r = await h.bootstrap();
+        firstOutput = r.stdout;
+        await h.note('bootstrap (first run): last lines', r.stdout.trimEnd().split('\n').slice(-14).join('\n'));
+        assert.equal(r.code, 0, `bootstrap exit ${r.code}:\n${r.stdout.slice(-6000)}\n${r.stderr.slice(-2000)}`);
+        assert.match(r.lastLine, /^pbx-agent-bootstrap: OK: Asterisk and pbx-agent are running and the first sync succeeded \(\d+ change\(s\)\)$/);
+        assert.match(r.stdout, new RegExp(`change: install Node\\.js ${h.node.version.replace(/\./g, '\\.')} into /usr/local/lib/pbx-agent/node-v`));
+        assert.match(r.stdout, /change: install packages: asterisk git/);
+        assert.match(r.stdout, /== 4\/12 pbx-agent itself: \/srv\/e2e\/release\/package \(release\)/);
+
+        assert.equal((await h.c.exec(['systemctl', 'is-active', 'pbx-agent'])).stdout.trim(), 'active');
+        assert.equal((await h.c.exec(['systemctl', 'is-active', 'asterisk'])).stdout.trim(), 'active');
+        const status = await h.c.exec(['/usr/local/bin/pbx-agent', 'status']);
+        await h.note('/usr/local/bin/pbx-agent status', status.stdout + status.stderr);
+        assert.equal(status.code, 0, status.stdout + status.stderr);
+        assert.match(status.stdout, /^pbx-agent: healthy$/m);
+        assert.match(status.stdout, /^ {2}daemon: {4}running \(pid \d+\)$/m);
+        const version = await h.c.exec(['/usr/local/lib/pbx-agent/node/bin/node', '--version']);
+        assert.equal(version.stdout.trim(), `v${h.node.version}`);
+        const endpoints = await h.c.exec(['asterisk', '-rx', 'pjsip show endpoints']);
+        assert.match(endpoints.stdout, /Endpoint: {2}2001/);
+        assert.match(endpoints.stdout, /Endpoint: {2}2002/);
+      });
+
+      it('applies a pushed extension on the webhook: it registers with its password, a wrong one gets 401', async () => {
+        const commit = await h.pushExtensions(['2001', '2002', '2003']);
+        const t0 = performance.now();
+        assert.equal(await h.webhook(commit), 202);
+        let registeredMs = 0;
+        let attempts = 0;
+        let last: Exec | undefined;
+        const deadline = Date.now() + 30_000;
+        while (Date.now() < deadline) {
+          attempts++;
+          last = await h.sipp('register-200', '2003', PASSWORD('2003'), 5081);
+          if (last.code === 0) {
+            registeredMs = performance.now() - t0;
+            break;
+          }
+        }
+        assert.equal(last?.code, 0, `2003 never registered:\n${last?.stdout.slice(-1500)}\n${last?.stderr.slice(-1500)}`);
+        const journal = await h.journal();
+        assert.ok(journal.some((l) => l.event === 'webhook.push'), 'the webhook triggered the sync');
+        const finished = journal.find((l) => l.event === 'reconcile.finished' && l.revision === commit.slice(0, 12));
+        assert.equal(finished?.status, 'applied');
+        const wrong = await h.sipp('register-401', '2003', 'Not-The-Password-123', 5082);
+        assert.equal(wrong.code, 0, `a wrong password was not answered 401:\n${wrong.stdout.slice(-1500)}`);
+        await h.note(
+          'push -> registered',
+          `commit ${commit.slice(0, 12)}: webhook POST -> 2003 answered 200 to REGISTER after ${registeredMs.toFixed(0)} ms (${attempts} sipp attempt(s)); agent run ${String(finished?.durationMs)} ms; a wrong password: 401`,
+        );
+      });
+
+      it('connects a call between two extensions, with the Elastic IP in the SDP Asterisk sends', async () => {
+        // The callee registers and waits; its out-of-call scenario answers and marks the call done.
+        const calleeArgs = h.sippArgs('callee', '2002', PASSWORD('2002'), 5071, ['-oocsf', '/srv/e2e/sipp/callee-answer.xml']);
+        calleeArgs[calleeArgs.indexOf('-timeout') + 1] = '40';
+        const answering = h.c.exec(calleeArgs, { timeoutMs: 60_000 });
+        const contact = new RegExp(`2002/sip:2002@${PHONES_IP.replace(/\./g, '\\.')}:5071 .* Avail`);
+        let contacts = '';
+        for (const deadline = Date.now() + 20_000; Date.now() < deadline && !contact.test(contacts); ) {
+          await new Promise((r) => setTimeout(r, 200));
+          contacts = (await h.c.exec(['asterisk', '-rx', 'pjsip show contacts'])).stdout;
+        }
+        assert.match(contacts, contact, 'the callee registered and answers qualify');
+        const call = await h.sipp('caller', '2001', PASSWORD('2001'), 5072, ['-inf', '/srv/e2e/sipp/call-2002.csv']);
+        let answered = false;
+        for (const deadline = Date.now() + 10_000; Date.now() < deadline && !answered; ) {
+          answered = (await h.c.exec(['test', '-e', '/srv/e2e/sipp/answered'])).code === 0;
+          if (!answered) await new Promise((r) => setTimeout(r, 200));
+        }
+        await h.c.exec(['pkill', '-f', 'sipp.*callee.xml']);
+        await answering;
+        await h.note('call 2001 -> 2002', `caller exit ${call.code} (200 OK with c=IN IP4 ${ELASTIC_IP} in its SDP, ACK, BYE, 200); callee answered: ${answered}`);
+        assert.equal(call.code, 0, `caller:\n${call.stdout.slice(-2000)}\n${call.stderr.slice(-1000)}\n${(await h.c.exec(['cat', '/srv/e2e/sipp/caller-2001-errors.log'])).stdout.slice(-3000)}`);
+        assert.ok(answered, `the callee did not answer and see the BYE:\n${(await h.c.exec(['cat', '/srv/e2e/sipp/callee-2002-errors.log'])).stdout.slice(-3000)}`);
+      });
+
+      it('reloads nothing in Asterisk when the agent restarts', async () => {
+        // At least a second and a half after the last reload, so that a new one would show.
+        await new Promise((r) => setTimeout(r, 1500));
+        const before = await h.lastReload();
+        const restart = await h.c.exec(['systemctl', 'restart', 'pbx-agent']);
+        assert.equal(restart.code, 0, restart.stderr);
+        const after = await h.lastReload();
+        const reloadAt = (x: { secondsAgo: number; at: number }) => x.at / 1000 - x.secondsAgo;
+        assert.ok(Math.abs(reloadAt(after) - reloadAt(before)) <= 1, `Asterisk reloaded: last reload ${before.secondsAgo} s ago, then ${after.secondsAgo} s ago`);
+        const journal = await h.journal();
+        const startups = journal.filter((l) => l.event === 'reconcile.finished');
+        assert.equal(startups[startups.length - 1]?.status, 'unchanged');
+        await h.note('systemctl restart pbx-agent', `startup run: ${JSON.stringify(startups[startups.length - 1])}; Asterisk's last reload unchanged`);
+      });
+
+      it('is restarted by systemd after kill -9', async () => {
+        const pid = await h.agentPid();
+        assert.ok(pid > 0);
+        await h.c.exec(['kill', '-9', String(pid)]);
+        let now = pid;
+        const deadline = Date.now() + 60_000;
+        while (Date.now() < deadline) {
+          now = await h.agentPid();
+          if (now > 0 && now !== pid && (await h.c.exec(['systemctl', 'is-active', 'pbx-agent'])).stdout.trim() === 'active') break;
+          await new Promise((r) => setTimeout(r, 500));
+        }
+        assert.ok(now > 0 && now !== pid, `pid ${pid} -> ${now}`);
+        await h.note('kill -9', `agent pid ${pid} killed; systemd started pid ${now}`);
+      });
+
+      it('changes nothing and ends OK when the bootstrap runs a second time', async () => {
+        const r = await h.bootstrap();
+        await h.note('bootstrap (second run): last lines', r.stdout.trimEnd().split('\n').slice(-4).join('\n'));
+        assert.equal(r.code, 0, r.stdout.slice(-4000));
+        assert.equal(r.lastLine, 'pbx-agent-bootstrap: OK: Asterisk and pbx-agent are running and the first sync succeeded (0 change(s))');
+        assert.ok(firstOutput.length > 0);
+      });
+
+      it('keeps the loaded unit at an exposure of 2.0 or less (systemd-analyze security)', async () => {
+        const r = await h.c.exec(['systemd-analyze', 'security', '--no-pager', 'pbx-agent.service']);
+        const m = /Overall exposure level for pbx-agent\.service: (\d+\.\d+)/.exec(r.stdout);
+        assert.ok(m, r.stdout + r.stderr);
+        const mem = await h.agentMemory();
+        await h.note('systemd-analyze security; daemon memory', `${m[0]}\ndaemon RSS now: ${mem.rss.toFixed(1)} MB (anon ${mem.anon.toFixed(1)}, file ${mem.file.toFixed(1)})`);
+        assert.ok(Number(m[1]) <= 2.0, m[0]);
+      });
+    });
+  }
+});
+
