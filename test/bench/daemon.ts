@@ -1,7 +1,9 @@
 /**
  * Section 3: the daemon as a real child process against a real git daemon and the loopback
- * Asterisk: push-to-verified latency through the webhook, the cost of a no-op scheduled run, and
- * the daemon's steady-state memory after 100 runs.
+ * Asterisk, started as the systemd unit starts it (its node flags and environment, dist/):
+ * push-to-verified latency through the webhook and the cost of a no-op scheduled run on the Node.js
+ * line the bootstrap installs by default, and the daemon's steady-state memory after 100 runs on
+ * every supported Node.js line (official binaries, test/support/node-lines.ts).
  */
 import { readFile, stat } from 'node:fs/promises';
 import path from 'node:path';
@@ -13,6 +15,7 @@ import { startPbxHost } from '../support/pbx-host.js';
 import { post, pushBody, signedHeaders } from '../support/webhook-client.js';
 import { FakeEc2, loopbackAwsEnv, referenceWorld } from '../support/ec2-server.js';
 import { FakeImds } from '../support/imds-server.js';
+import { AGENT_NODE_MAJORS, nodeBinary } from '../support/node-lines.js';
 import { unitNodeFlags } from '../support/unit-flags.js';
 import type { BenchContext, BenchSection, SectionReport } from './section.js';
 import { check, median, verdict, type BudgetCheck } from './stats.js';
@@ -33,11 +36,14 @@ async function cpuMs(pid: number): Promise<{ self: number; children: number }> {
   return { self: ((n(14) + n(15)) * 1000) / TICKS, children: ((n(16) + n(17)) * 1000) / TICKS };
 }
 
-async function rssMb(pid: number): Promise<{ rss: number; hwm: number }> {
+async function rssMb(pid: number): Promise<{ rss: number; hwm: number; anon: number; file: number }> {
   const status = await readFile(`/proc/${pid}/status`, 'utf8');
   const kb = (key: string) => Number(new RegExp(`^${key}:\\s+(\\d+) kB`, 'm').exec(status)?.[1] ?? 0);
-  return { rss: kb('VmRSS') / 1024, hwm: kb('VmHWM') / 1024 };
+  return { rss: kb('VmRSS') / 1024, hwm: kb('VmHWM') / 1024, anon: kb('RssAnon') / 1024, file: kb('RssFile') / 1024 };
 }
+
+/** The Node.js line `bootstrap.sh` installs unless told otherwise. */
+const DEFAULT_NODE_MAJOR = 24;
 
 function p95(xs: number[]): number {
   const s = [...xs].sort((a, b) => a - b);
@@ -48,7 +54,8 @@ async function run(ctx: BenchContext): Promise<SectionReport> {
   const checks: BudgetCheck[] = [];
   // As the systemd unit starts it: compiled, with the unit's node flags and environment.
   const { flags, env } = unitNodeFlags(path.join(ctx.projectRoot, 'systemd/pbx-agent.service'));
-  const unit = { compiled: true, nodeFlags: flags, env: { ...process.env, ...env } };
+  const defaultNode = await nodeBinary(DEFAULT_NODE_MAJOR);
+  const unit = { compiled: true, nodeFlags: flags, env: { ...process.env, ...env }, node: defaultNode.node };
   const host = await startPbxHost();
   const remote = await GitRemote.create();
   const numbers = Array.from({ length: 50 }, (_, i) => String(1001 + i));
@@ -59,6 +66,7 @@ async function run(ctx: BenchContext): Promise<SectionReport> {
   let daemon: DaemonProcess | undefined;
   try {
     // 1. Push to verified, through the webhook.
+    ctx.log(`push -> verified, ${PUSHES} pushes (Node.js ${defaultNode.version})`);
     daemon = DaemonProcess.start(await daemonSettings(host, { url: remote.url, webhookPort: port, sync: '0 0 1 1 *' }), unit);
     await daemon.finished(1, 'startup reconcile');
     const latencies: number[] = [];
@@ -80,6 +88,7 @@ async function run(ctx: BenchContext): Promise<SectionReport> {
     daemon = undefined;
 
     // 2. No-op scheduled runs: every second, nothing changed.
+    ctx.log(`${NOOP_RUNS} no-op scheduled runs`);
     daemon = DaemonProcess.start(await daemonSettings(host, { url: remote.url, sync: '* * * * * *' }), unit);
     await daemon.finished(1, 'startup reconcile (no-op run section)');
     const pid = daemon.child.pid!;
@@ -101,8 +110,9 @@ async function run(ctx: BenchContext): Promise<SectionReport> {
     daemon = undefined;
 
     // 3. Memory after 100 runs (SIGHUP-triggered, each waited for), without and with the cloud
-    // checks (loopback IMDS and EC2, a check every second: the EC2 SDK runs in its worker).
-    const memory = async (label: string, withCloud: boolean) => {
+    // checks (loopback IMDS and EC2, a check every second: the EC2 SDK runs in its worker), on
+    // every supported Node.js line.
+    const memory = async (node: string, label: string, withCloud: boolean) => {
       const imds = new FakeImds();
       const ec2 = new FakeEc2(referenceWorld('203.0.113.10'));
       if (withCloud) await Promise.all([imds.start(), ec2.start()]);
@@ -111,9 +121,9 @@ async function run(ctx: BenchContext): Promise<SectionReport> {
         const settingsFile = await daemonSettings(host, {
           url: remote.url,
           sync: '0 0 1 1 *',
-          ...(withCloud ? { cloudSchedule: '* * * * * *', cloud: { imds: imds.url, ec2: ec2.url } } : {}),
+          ...(withCloud ? { cloudSchedule: '*/3 * * * * *', cloud: { imds: imds.url, ec2: ec2.url } } : {}),
         });
-        daemon = DaemonProcess.start(settingsFile, { ...unit, env });
+        daemon = DaemonProcess.start(settingsFile, { ...unit, node, env });
         await daemon.finished(1, `startup reconcile (${label})`);
         const before = await rssMb(daemon.child.pid!);
         for (let i = 0; i < RSS_RUNS; i++) {
@@ -130,15 +140,33 @@ async function run(ctx: BenchContext): Promise<SectionReport> {
         if (withCloud) await Promise.all([imds.stop(), ec2.stop()]);
       }
     };
-    const plain = await memory('cloud checks off', false);
-    const cloudy = await memory('cloud checks on', true);
-    const rssCheck = check({ what: `daemon RSS after ${RSS_RUNS} runs`, limit: RSS_BUDGET_MB, unit: 'MB' }, plain.after.rss);
-    const rssCloudCheck = check({ what: `daemon RSS after ${RSS_RUNS} runs with cloud checks`, limit: RSS_BUDGET_MB, unit: 'MB' }, cloudy.after.rss);
-    checks.push(rssCheck, rssCloudCheck);
+    const memoryRows: string[][] = [];
+    for (const major of AGENT_NODE_MAJORS) {
+      const { node, version } = await nodeBinary(major);
+      for (const withCloud of [false, true]) {
+        const label = `Node.js ${version}, cloud checks ${withCloud ? 'on' : 'off'}`;
+        ctx.log(`memory: ${label}`);
+        const m = await memory(node, label, withCloud);
+        const rssCheck = check({ what: `daemon RSS after ${RSS_RUNS} runs, ${label}`, limit: RSS_BUDGET_MB, unit: 'MB' }, m.after.rss);
+        checks.push(rssCheck);
+        memoryRows.push([
+          version,
+          withCloud ? `on (${m.cloudChecks})` : 'off',
+          m.before.rss.toFixed(1),
+          m.after.rss.toFixed(1),
+          m.after.anon.toFixed(1),
+          m.after.file.toFixed(1),
+          m.after.hwm.toFixed(1),
+          `< ${RSS_BUDGET_MB}`,
+          verdict(rssCheck),
+        ]);
+      }
+    }
     const applied = (await new StateStore(host.stateDir).read()).applied?.revision;
 
+    const envText = Object.entries(env).map(([k, v]) => `${k}=${v}`).join(' ');
     const table: Table = {
-      title: `The daemon as the systemd unit runs it (node ${flags.join(' ')} dist/agent/cli/main.js run; ${Object.entries(env).map(([k, v]) => `${k}=${v}`).join(' ')}), with a real git daemon on 127.0.0.1 and the loopback FakeAsterisk; 51 extensions`,
+      title: `The daemon as the systemd unit runs it (node ${flags.join(' ')} dist/agent/cli/main.js run; ${envText}) on Node.js ${defaultNode.version}, with a real git daemon on 127.0.0.1 and the loopback FakeAsterisk; 51 extensions`,
       columns: [{ header: 'measure', align: 'left' }, { header: 'value' }, { header: 'budget' }, { header: 'result', align: 'left' }],
       rows: [
         ['push → verified via webhook, median of 20', `${ms(med)} ms`, `< ${LATENCY_BUDGET_MS} ms`, verdict(latencyCheck)],
@@ -147,18 +175,32 @@ async function run(ctx: BenchContext): Promise<SectionReport> {
         ['no-op scheduled run: git children CPU per run', `${ms((cpu1.children - cpu0.children) / NOOP_RUNS)} ms`, '', ''],
         ['no-op scheduled run: wall time of reconcile (median)', `${ms(noopDuration)} ms`, '', ''],
         ['no-op scheduled runs: files written / reloads / AMI actions', `${writes} / ${reloadsDuring} / ${amiDuring}`, '0 / 0 / 0', writes + reloadsDuring + amiDuring === 0 ? 'PASS' : 'OVER'],
-        ['daemon RSS after startup, cloud checks off', `${plain.before.rss.toFixed(1)} MB`, '', ''],
-        [`daemon RSS after ${RSS_RUNS} more runs, cloud checks off (peak ${plain.after.hwm.toFixed(1)} MB)`, `${plain.after.rss.toFixed(1)} MB`, `< ${RSS_BUDGET_MB} MB`, verdict(rssCheck)],
-        ['daemon RSS after startup, cloud checks on', `${cloudy.before.rss.toFixed(1)} MB`, '', ''],
-        [`daemon RSS after ${RSS_RUNS} more runs and ${cloudy.cloudChecks} cloud checks (peak ${cloudy.after.hwm.toFixed(1)} MB)`, `${cloudy.after.rss.toFixed(1)} MB`, `< ${RSS_BUDGET_MB} MB`, verdict(rssCloudCheck)],
       ],
       notes: [
         'Latency: from the webhook POST (after git push) to the reconcile.finished line of that commit (fetch + render + apply + reload + verify).',
         `CPU from /proc/<pid>/stat (1/${TICKS} s resolution); AMI actions exclude keepalive Pings. Applied at the end: ${applied ?? '?'}.`,
       ],
     };
+    const memoryTable: Table = {
+      title: `Daemon memory on each supported Node.js line: RSS after startup and after ${RSS_RUNS} more runs (SIGHUP; a new commit every 10), 51 extensions; with cloud checks every 3 s against loopback IMDS/EC2`,
+      columns: [
+        { header: 'node' },
+        { header: 'cloud checks', align: 'left' },
+        { header: 'RSS start MB' },
+        { header: `RSS after ${RSS_RUNS} MB` },
+        { header: 'anon MB' },
+        { header: 'file MB' },
+        { header: 'peak MB' },
+        { header: 'budget MB' },
+        { header: 'result', align: 'left' },
+      ],
+      rows: memoryRows,
+      notes: [
+        'anon: RssAnon (heap, malloc); file: RssFile (pages of the node binary, ICU data and libraries: shared and reclaimable, but counted in RSS).',
+      ],
+    };
     if (writes + reloadsDuring + amiDuring !== 0) checks.push({ what: 'no-op runs write, reload and ask nothing', limit: 1, unit: 'count', actual: writes + reloadsDuring + amiDuring, pass: false });
-    return { tables: [table], checks };
+    return { tables: [table, memoryTable], checks };
   } finally {
     await daemon?.stop();
     await remote.stopServing();
