@@ -57,21 +57,44 @@ export function planChanges(rendered: readonly RenderedFile[], onDisk: ReadonlyM
   return { files, reloads, extensions: { added, changed, removed }, restartReasons, pjsip, changed: reloads.length > 0 };
 }
 
-/**
- * Credentials are hashes, but still never shown in a diff that may end up in a log. A short
- * fingerprint stays, so that a changed credential still shows up as a changed line.
- */
-export function redactSecrets(text: string): string {
-  return text.replace(
-    /^(\s*(?:md5_cred|password)\s*=)(.*)$/gm,
-    (_m, key: string, value: string) => `${key}<redacted ${createHash('sha256').update(value).digest('hex').slice(0, 8)}>`,
-  );
+/** A short fingerprint of a secret: a changed secret still shows as a changed line, its value never does. */
+function fingerprint(value: string): string {
+  return `<redacted ${createHash('sha256').update(value).digest('hex').slice(0, 8)}>`;
 }
 
-/** A unified diff of the body for people; headers (revision lines) are left out. */
+/**
+ * Credentials are hashes, but still never shown in a diff that may end up in a log; voicemail
+ * PINs are credentials too. `file` names the managed file the text comes from: in voicemail.conf
+ * every `box => PIN,name,email` line starts with the PIN (voicemail.conf.sample), and Asterisk
+ * also reads `box = PIN,...` (main/config.c takes `=>` and `=` alike), as a hand edit may write it.
+ */
+export function redactSecrets(text: string, file = ''): string {
+  const credentials = text.replace(/^(\s*(?:md5_cred|password)\s*=)(.*)$/gm, (_m, key: string, value: string) => `${key}${fingerprint(value)}`);
+  if (!file.endsWith('voicemail.conf')) return credentials;
+  return credentials.replace(/^(\s*[^;[\s=][^=\n]*?\s*=>?\s*)([^,\n]*)/gm, (_m, key: string, pin: string) => `${key}${fingerprint(pin)}`);
+}
+
+/** Lines in a header: what a diff of the body adds to its line numbers. */
+function lineCount(text: string): number {
+  let n = 0;
+  for (let i = text.indexOf('\n'); i >= 0; i = text.indexOf('\n', i + 1)) n++;
+  return n;
+}
+
+/**
+ * A unified diff of the body for people, with credentials redacted. Headers (revision lines) are
+ * not compared, but the hunk line numbers are the lines of the files themselves.
+ */
 export function fileDiff(change: FileChange, current: string | undefined, maxLines = 200): string {
   if (change.action === 'unchanged') return '';
-  const before = current === undefined ? '' : redactSecrets(splitManagedText(current).body);
-  const after = redactSecrets(change.rendered.body);
-  return unifiedDiff(`a/${change.path}`, `b/${change.path}`, before, after, { context: 2, maxLines });
+  const old = current === undefined ? undefined : splitManagedText(current);
+  const before = old === undefined ? '' : redactSecrets(old.body, change.path);
+  const after = redactSecrets(change.rendered.body, change.path);
+  const newHeader = change.rendered.text.slice(0, change.rendered.text.length - change.rendered.body.length);
+  return unifiedDiff(old === undefined ? '/dev/null' : `a/${change.path}`, `b/${change.path}`, before, after, {
+    context: 2,
+    maxLines,
+    fromLineOffset: old === undefined ? 0 : lineCount(old.header),
+    toLineOffset: lineCount(newHeader),
+  });
 }
