@@ -59,10 +59,34 @@ describe('cli', () => {
           column: 13,
           field: 'extensions[0].number',
           message: 'expected an extension number of 2 to 12 digits, e.g. "1001"',
-          found: '"10a1"',
+          found: '10a1',
         },
       ]);
       assert.deepEqual(json.warnings, []);
+    });
+
+    it('gives machines the found value itself in JSON: text not quoted twice, numbers as numbers', async () => {
+      const dir = await makeRepo({
+        'pbx.yaml': edit(BASE_PBX, 'port_end: 20000', 'port_end: 10000'),
+        'extensions/a.yaml': edit(BASE_EXTENSIONS, 'name: Alice Example', 'name: "Ana <ana@example.com>"'),
+      });
+      const json = JSON.parse((await run(['validate', dir, '--json'])).out);
+      assert.deepEqual(
+        json.errors.map((e: { field: string; found: unknown }) => [e.field, e.found]),
+        [['extensions[0].name', 'Ana <ana@example.com>'], ['rtp.port_end', 10000]],
+      );
+    });
+
+    it('shows a line or paragraph separator, a bidi override or a C1 control from the YAML as an escape, never raw', async () => {
+      const dir = await makeRepo({
+        'pbx.yaml': BASE_PBX,
+        'extensions/a.yaml': edit(BASE_EXTENSIONS, 'name: Alice Example', 'name: "Ana\\u2028Bob\\u202eevil\\u0085"\n    "x\\u2029y": 1'),
+      });
+      const r = await run(['validate', dir]);
+      assert.equal(r.code, 1);
+      assert.ok(!/[\u2028\u2029\u202e\u0085]/.test(r.err), JSON.stringify(r.err));
+      assert.match(r.err, /^extensions\/a\.yaml:3:11: extensions\[0\]\.name: expected a display name .*, found "Ana\\u2028Bob\\u202eevil\\u0085"$/m);
+      assert.match(r.err, /^extensions\/a\.yaml:4:5: extensions\[0\]\["x\\u2029y"\]: unknown field "x\\u2029y"; expected one of: /m);
     });
   });
 

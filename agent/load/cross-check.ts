@@ -3,7 +3,7 @@
  * because getting it wrong silently breaks calls rather than failing loudly in Asterisk.
  */
 import type { ExtensionData, SiteFileData } from '../../schemas/config-repo.js';
-import { describeFound, fieldPath, type ConfigIssue } from './issues.js';
+import { fieldPath, foundValue, type ConfigIssue } from './issues.js';
 import { passwordWeakness } from './password-policy.js';
 import { locate, type ParsedYaml } from './yaml-document.js';
 
@@ -34,7 +34,8 @@ function issueAt(
     field: fieldPath(path),
     message,
   };
-  if ('found' in extra) issue.found = describeFound(extra.found);
+  const found = foundValue(extra.found);
+  if (found !== undefined) issue.found = found;
   return issue;
 }
 

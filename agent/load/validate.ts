@@ -2,7 +2,7 @@
  * Schema validation of one parsed YAML file with zod, every issue mapped back to file:line:col.
  */
 import type { z } from 'zod';
-import { describeFound, fieldPath, type ConfigIssue } from './issues.js';
+import { fieldPath, foundValue, type ConfigIssue } from './issues.js';
 import { locate, valueAt, type ParsedYaml } from './yaml-document.js';
 
 /** Fields whose values must never be echoed in a message. */
@@ -163,7 +163,8 @@ export function validateFile<S extends z.ZodType>(
       field: fieldPath(path),
       message: value === undefined ? `is missing: ${iss.message}` : iss.message,
     };
-    if (value !== undefined && !sensitive) issue.found = describeFound(value);
+    const found = sensitive ? undefined : foundValue(value);
+    if (found !== undefined) issue.found = found;
     issues.push(issue);
   }
   return { issues };
