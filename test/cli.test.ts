@@ -240,6 +240,70 @@ describe('cli', () => {
       assert.match(r.out, /^ {2}pbx-agent validate \[DIR\] \[--json\]$/m);
     });
 
+    it('answers a bad --revision as a usage error (exit 2) that says what a revision may be, without a stack trace', () => {
+      const r = runProcess(['render', 'examples/config-repo', '--out', 'unused-out', '--revision', 'a;b']);
+      assert.equal(r.code, 2);
+      assert.equal(
+        r.err,
+        'pbx-agent: --revision: expected 1 to 64 letters, digits, ".", "_", "+" or "-" (e.g. a commit or v1.4), got "a;b"\n' +
+          'Run pbx-agent render --help for usage.\n',
+      );
+    });
+
+    it('refuses an --out that is a file, or lies inside one, before rendering anything', async () => {
+      const file = path.join(await tempDir(), 'passwd');
+      await writeFile(file, 'root:x:0:0::/root:/bin/sh\n');
+      for (const out of [file, path.join(file, 'sub')]) {
+        const r = runProcess(['render', 'examples/config-repo', '--out', out]);
+        assert.equal(r.code, 2, r.err);
+        assert.match(r.err, /^pbx-agent: --out .*: (is a file|is inside .*passwd, which is a file); expected a directory to render into \(created if missing\)$/m);
+        assert.doesNotMatch(r.err, /^\s+at /m);
+      }
+      assert.equal(await readFile(file, 'utf8'), 'root:x:0:0::/root:/bin/sh\n');
+    });
+
+    it('explains an unexpected failure in one line with exit 3, never with a stack trace', async () => {
+      const out = await tempDir();
+      // Where a managed file belongs there is a directory: reading it fails with EISDIR.
+      await mkdir(path.join(out, 'pbx-agent/pjsip.conf'), { recursive: true });
+      const r = runProcess(['render', 'examples/config-repo', '--out', out]);
+      assert.equal(r.code, 3);
+      assert.equal(r.err, `pbx-agent: render: cannot read ${path.join(out, 'pbx-agent/pjsip.conf')}: is a directory, not a file (EISDIR)\n`);
+    });
+
+    it('exits quietly with its own exit code when the reader of its output goes away (| head)', async () => {
+      const out = await tempDir();
+      const child = spawn(process.execPath, ['--import', 'tsx', 'agent/cli/main.ts', 'render', 'examples/config-repo', '--out', out, '--diff'], {
+        stdio: ['ignore', 'pipe', 'pipe'],
+      });
+      // Nobody reads: every write the command makes meets a closed pipe (EPIPE).
+      child.stdout.destroy();
+      let err = '';
+      child.stderr.on('data', (d) => (err += d));
+      const code = await new Promise((resolve) => child.once('close', resolve));
+      assert.equal(err, '');
+      assert.equal(code, 0);
+      assert.match(await readFile(path.join(out, 'pbx-agent/pjsip.conf'), 'utf8'), /^\[1001\]$/m, 'the files were still rendered');
+    });
+
+    it('prints the help of one command for COMMAND --help and help COMMAND', async () => {
+      for (const args of [['render', '--help'], ['help', 'render'], ['render', '-h']]) {
+        const r = await run(args);
+        assert.equal(r.code, 0);
+        assert.match(r.out, /^Usage: pbx-agent render \[DIR\] --out OUT /);
+        assert.match(r.out, /^--watch {13}keep running and render again/m);
+        assert.doesNotMatch(r.out, /pbx-agent validate|pbx-agent md5/);
+      }
+      const plan = await run(['plan', '--help']);
+      assert.match(plan.out, /^Usage: pbx-agent plan \[DIR\]/);
+    });
+
+    it('refuses an option the command does not take instead of ignoring it', async () => {
+      const r = await run(['validate', '.', '--out', 'x']);
+      assert.equal(r.code, 2);
+      assert.equal(r.err, 'pbx-agent: validate does not take --out\nRun pbx-agent validate --help for usage.\n');
+    });
+
     it('runs when started through a symlink of any name, in a folder whose name URLs would escape', async () => {
       // /usr/local/bin/pbx-agent and npm's bin link are symlinks: node runs the target, so the
       // module's URL and argv[1] differ; `#`, `%` and spaces differ again between a URL and a path.

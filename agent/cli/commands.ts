@@ -1,6 +1,8 @@
 /**
  * The CLI commands of the config-repo contract: validate, render, schema, md5.
  */
+import { stat } from 'node:fs/promises';
+import path from 'node:path';
 import { createInterface } from 'node:readline';
 import { z } from 'zod';
 import { ExtensionsFile, SiteFile } from '../../schemas/config-repo.js';
@@ -11,7 +13,7 @@ import { renderConfigRepo } from '../pipeline.js';
 import { planChanges } from '../plan/index.js';
 import { DEFAULT_SECRETS_DIR, DirectorySecretStore, md5Credential, type HostFacts } from '../resolve/index.js';
 import { workTreeRevision } from '../source/revision.js';
-import { countLine, EXIT, issuesJson, printIssues, printPlan, UsageError, type Io } from './output.js';
+import { countLine, EXIT, issuesJson, printIssues, printPlan, UsageError, whenOutputCloses, type Io } from './output.js';
 
 export interface ValidateOptions {
   dir: string;
@@ -92,10 +94,29 @@ export async function renderWatchCommand(opts: RenderOptions, io: Io): Promise<n
     };
     process.once('SIGINT', stop);
     process.once('SIGTERM', stop);
+    // `render --watch | head`: once nobody reads, watching on is pointless.
+    whenOutputCloses(stop);
   });
 }
 
+/**
+ * --out must be a directory or not exist yet (it is created): a file there, or on the way there,
+ * is said plainly before anything is rendered.
+ */
+async function checkOutDir(out: string): Promise<void> {
+  for (let dir = path.resolve(out); ; dir = path.dirname(dir)) {
+    const st = await stat(dir).catch(() => undefined);
+    if (st?.isDirectory()) return;
+    if (st) {
+      const what = dir === path.resolve(out) ? 'is a file' : `is inside ${dir}, which is a file`;
+      throw new UsageError(`--out ${out}: ${what}; expected a directory to render into (created if missing)`);
+    }
+    if (path.dirname(dir) === dir) return;
+  }
+}
+
 export async function renderCommand(opts: RenderOptions, io: Io): Promise<number> {
+  await checkOutDir(opts.out);
   if (opts.externalAddress !== undefined && !z.ipv4().safeParse(opts.externalAddress).success) {
     throw new UsageError(`--external-address: expected an IPv4 address, got ${JSON.stringify(opts.externalAddress)}`);
   }

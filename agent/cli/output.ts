@@ -20,10 +20,61 @@ export interface Io {
   err(text: string): void;
 }
 
+/** Streams whose reader went away; what is written to them later is dropped. */
+const closedOutputs = new Set<NodeJS.WritableStream>();
+const onClosedOutput: Array<() => void> = [];
+
+function write(stream: NodeJS.WritableStream, text: string): void {
+  if (closedOutputs.has(stream)) return;
+  stream.write(text.endsWith('\n') ? text : `${text}\n`);
+}
+
 export const processIo: Io = {
-  out: (t) => process.stdout.write(t.endsWith('\n') ? t : `${t}\n`),
-  err: (t) => process.stderr.write(t.endsWith('\n') ? t : `${t}\n`),
+  out: (t) => write(process.stdout, t),
+  err: (t) => write(process.stderr, t),
 };
+
+/**
+ * A stream whose reader closed the pipe (EPIPE: `pbx-agent render ... | head`) is dropped
+ * quietly instead of ending the process with an unhandled 'error' and a stack trace; the
+ * command still ends with its own exit code.
+ */
+export function quietOnClosedOutput(stream: NodeJS.WritableStream): void {
+  // Any other write error (EIO on a vanished terminal) leaves nowhere to report it either.
+  stream.on('error', () => {
+    if (closedOutputs.has(stream)) return;
+    closedOutputs.add(stream);
+    if (stream === process.stdout) for (const fn of onClosedOutput.splice(0)) fn();
+  });
+}
+
+/** Calls `fn` once when nobody reads the standard output any more (commands that run until stopped). */
+export function whenOutputCloses(fn: () => void): void {
+  onClosedOutput.push(fn);
+}
+
+const ERRNO_WORDS: Record<string, string> = {
+  ENOENT: 'no such file or directory',
+  EACCES: 'permission denied',
+  EPERM: 'operation not permitted',
+  ENOTDIR: 'a part of the path is a file, not a directory',
+  EISDIR: 'is a directory, not a file',
+  ENOSPC: 'no space left on the device',
+  EROFS: 'the file system is read-only',
+  EEXIST: 'already exists',
+  ELOOP: 'too many levels of symbolic links',
+  ENAMETOOLONG: 'the name is too long',
+};
+
+/** An error in words for the operator: the file and what is wrong with it, never a stack trace. */
+export function describeError(e: unknown): string {
+  const err = e as NodeJS.ErrnoException;
+  if (err && typeof err.code === 'string' && ERRNO_WORDS[err.code] !== undefined) {
+    const where = err.path ? `${err.syscall ? `cannot ${err.syscall} ` : ''}${err.path}: ` : '';
+    return `${where}${ERRNO_WORDS[err.code]} (${err.code})`;
+  }
+  return err instanceof Error ? err.message : String(e);
+}
 
 export function printIssues(io: Io, issues: readonly ConfigIssue[]): void {
   for (const issue of issues) io.err(formatIssue(issue));
