@@ -332,6 +332,23 @@ describe('load: the config repo contract', () => {
         'pbx.yml: both pbx.yaml and pbx.yml exist; keep only pbx.yaml',
       ]);
     });
+    it('reports lists or maps nested thousands of levels deep as nested too deep, in every YAML style', async () => {
+      const tooDeep = 'YAML is nested too deep (more than 32 levels of lists and maps; the deepest field pbx-agent reads is 5 levels down)';
+      const found = await problems({
+        'pbx.yaml': BASE_PBX,
+        'extensions/flow.yaml': `extensions: ${'['.repeat(10_000)}${']'.repeat(10_000)}\n`,
+        'extensions/maps.yaml': `extensions: ${'{a: '.repeat(10_000)}1${'}'.repeat(10_000)}\n`,
+        'extensions/block.yaml': `extensions:\n  ${'- '.repeat(10_000)}x\n`,
+        'extensions/forty.yaml': `extensions: ${'['.repeat(40)}${']'.repeat(40)}\n`,
+      });
+      assert.deepEqual(found.map((line) => line.replace(/:\d+:\d+:/, ':')), [
+        `extensions/block.yaml: ${tooDeep}`,
+        `extensions/flow.yaml: ${tooDeep}`,
+        `extensions/forty.yaml: ${tooDeep}`,
+        `extensions/maps.yaml: ${tooDeep}`,
+      ]);
+    });
+
     it('reads extension files in nested folders, ignoring hidden ones and other file types', async () => {
       const result = await load({
         'pbx.yaml': BASE_PBX,
