@@ -332,6 +332,20 @@ describe('load: the config repo contract', () => {
         'pbx.yml: both pbx.yaml and pbx.yml exist; keep only pbx.yaml',
       ]);
     });
+    it('says a UTF-16 file is UTF-16 and to save it as UTF-8, with or without a byte order mark', async () => {
+      const dir = await makeRepo({ 'pbx.yaml': BASE_PBX });
+      const text = BASE_EXTENSIONS;
+      await makeDirAndWrite(dir, 'extensions/le.yaml', Buffer.from(`\ufeff${text}`, 'utf16le'));
+      await makeDirAndWrite(dir, 'extensions/be.yaml', Buffer.from(`\ufeff${text}`, 'utf16le').swap16());
+      await makeDirAndWrite(dir, 'extensions/nobom.yaml', Buffer.from(text, 'utf16le'));
+      const save = 'text; save it as UTF-8 (in most editors: "Save with encoding", UTF-8)';
+      assert.deepEqual(loadDesiredState(await readConfigRepo(dir)).issues.map(formatIssue), [
+        `extensions/be.yaml: is UTF-16 (big-endian) ${save}`,
+        `extensions/le.yaml: is UTF-16 (little-endian) ${save}`,
+        `extensions/nobom.yaml: is UTF-16 (little-endian) ${save}`,
+      ]);
+    });
+
     it('reports lists or maps nested thousands of levels deep as nested too deep, in every YAML style', async () => {
       const tooDeep = 'YAML is nested too deep (more than 32 levels of lists and maps; the deepest field pbx-agent reads is 5 levels down)';
       const found = await problems({
@@ -346,6 +360,69 @@ describe('load: the config repo contract', () => {
         `extensions/flow.yaml: ${tooDeep}`,
         `extensions/forty.yaml: ${tooDeep}`,
         `extensions/maps.yaml: ${tooDeep}`,
+      ]);
+    });
+
+    it('follows a folder symlink that stays inside the repo, and reads its extensions', async () => {
+      const dir = await makeRepo({ 'pbx.yaml': BASE_PBX, 'teams/sales/a.yaml': BASE_EXTENSIONS, 'extensions/.keep': '' });
+      await symlink('../teams/sales', path.join(dir, 'extensions', 'sales'));
+      const result = loadDesiredState(await readConfigRepo(dir));
+      assert.deepEqual(result.issues.map(formatIssue), []);
+      assert.deepEqual(result.state!.extensions.map((e) => [e.number, e.source.file]), [['1001', 'extensions/sales/a.yaml']]);
+    });
+
+    it('follows an extensions folder that is itself a symlink inside the repo', async () => {
+      const dir = await makeRepo({ 'pbx.yaml': BASE_PBX, 'config/phones/a.yaml': BASE_EXTENSIONS });
+      await symlink('config/phones', path.join(dir, 'extensions'));
+      const result = loadDesiredState(await readConfigRepo(dir));
+      assert.deepEqual(result.issues.map(formatIssue), []);
+      assert.equal(result.state!.extensions.length, 1);
+    });
+
+    it('never skips a folder symlink silently: outside the repo, to nothing, or a loop is an error; a second way to read files is a warning', async () => {
+      const dir = await makeRepo({ 'pbx.yaml': BASE_PBX, 'teams/sales/a.yaml': BASE_EXTENSIONS, 'extensions/.keep': '' });
+      const outside = await makeRepo({ 'b.yaml': BASE_EXTENSIONS });
+      await symlink('../teams/sales', path.join(dir, 'extensions', 'a-sales'));
+      await symlink('../teams/sales', path.join(dir, 'extensions', 'b-sales-again'));
+      await symlink(outside, path.join(dir, 'extensions', 'elsewhere'));
+      await symlink('../teams/renamed', path.join(dir, 'extensions', 'gone'));
+      await symlink('..', path.join(dir, 'extensions', 'loop'));
+      assert.deepEqual(loadDesiredState(await readConfigRepo(dir)).issues.map(formatIssue), [
+        'extensions/b-sales-again: warning: is a symbolic link to teams/sales, which is read already; the link is not followed (its files would be read twice)',
+        'extensions/elsewhere: is a symbolic link pointing outside the config repo; only files inside the repo are read: copy the folder into the repo',
+        'extensions/gone: is a symbolic link to something that does not exist; its extensions are not read: fix or remove the link',
+        'extensions/loop: is a symbolic link to the root of the repo, a folder that contains it: a loop; remove the link',
+      ]);
+    });
+
+    it('warns about YAML files that will not be read, and asks "did you mean extensions/?" for a near miss', async () => {
+      const found = await problems({
+        'pbx.yaml': BASE_PBX,
+        'extentions/a.yaml': BASE_EXTENSIONS,
+        'Extensions/b.yml': BASE_EXTENSIONS,
+        'extension/c/d.yaml': BASE_EXTENSIONS,
+        'office.yaml': BASE_EXTENSIONS,
+        'teams/x.yaml': BASE_EXTENSIONS,
+        'teams/y.yaml': BASE_EXTENSIONS,
+        // Tooling, not config: never mentioned.
+        '.github/workflows/validate.yml': 'on: push',
+        'node_modules/pkg/x.yaml': 'a: 1',
+        'docs/notes.md': '# notes',
+      });
+      const reads = '(pbx-agent reads only pbx.yaml and extensions/**/*.yaml)';
+      assert.deepEqual(found, [
+        `Extensions/: warning: holds 1 YAML file that is not read ${reads}; did you mean extensions/?`,
+        `extension/: warning: holds 1 YAML file that is not read ${reads}; did you mean extensions/?`,
+        `extentions/: warning: holds 1 YAML file that is not read ${reads}; did you mean extensions/?`,
+        `office.yaml: warning: is not read ${reads}; if it lists extensions, move it into extensions/`,
+        'pbx.yaml: warning: no extension is defined, so Asterisk would have no phones; extensions are read from extensions/**/*.yaml and from `extensions:` in this file',
+        `teams/: warning: holds 2 YAML files that are not read ${reads}`,
+      ]);
+    });
+
+    it('warns that Asterisk would have no phones when every extension is disabled', async () => {
+      assert.deepEqual(await problems(ext(md5Line, `${md5Line}\n    enabled: false`)), [
+        'pbx.yaml: warning: all 1 extension is disabled (enabled: false), so Asterisk would have no phones',
       ]);
     });
 

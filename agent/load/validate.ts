@@ -85,7 +85,7 @@ function allowedKeysAt(schema: AnySchema, path: readonly PropertyKey[]): string[
   return [];
 }
 
-function editDistance(a: string, b: string): number {
+export function editDistance(a: string, b: string): number {
   const dp = Array.from({ length: b.length + 1 }, (_, j) => j);
   for (let i = 1; i <= a.length; i++) {
     let prev = dp[0]!;
