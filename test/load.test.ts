@@ -142,6 +142,42 @@ describe('load: the config repo contract', () => {
     ]);
   });
 
+  it('refuses a context named general or globals, in any case: extensions.conf never reads them as contexts', async () => {
+    const why = 'cannot be "general" or "globals": extensions.conf reads those sections as settings, never as a dialplan context (phones in it would have no dialplan); pick another name';
+    assert.deepEqual(await problems(site('internal: {}', 'internal: {}\n    Globals: {}')), [
+      `pbx.yaml:18:5: dialplan.contexts.Globals: "Globals" is not a valid name: a context ${why}`,
+    ]);
+    assert.deepEqual(await problems(ext(md5Line, `${md5Line}\n    context: general`)), [
+      `extensions/a.yaml:5:14: extensions[0].context: a context ${why}, found "general"`,
+    ]);
+    assert.deepEqual(await problems(site('codec_profile: voice', 'codec_profile: voice\n  context: GENERAL')), [
+      `pbx.yaml:15:12: defaults.context: a context ${why}, found "GENERAL"`,
+    ]);
+  });
+
+  it("refuses including the agent's own contexts, or general or globals", async () => {
+    assert.deepEqual(await problems(site('internal: {}', 'internal: { includes: [outbound, pbx-agent-extensions, globals] }')), [
+      `pbx.yaml:17:38: dialplan.contexts.internal.includes[1]: contexts starting with "pbx-agent" are the agent's own and cannot be included by name; every context under dialplan.contexts already reaches every extension, found "pbx-agent-extensions"`,
+      'pbx.yaml:17:60: dialplan.contexts.internal.includes[2]: an included context cannot be "general" or "globals": extensions.conf reads those sections as settings, never as a dialplan context (phones in it would have no dialplan); pick another name, found "globals"',
+    ]);
+  });
+
+  it('refuses a video profile whose video list is empty, with or without max_video_streams', async () => {
+    const none = 'list at least one video codec, or leave video out for an audio-only profile, found a list';
+    assert.deepEqual(await problems(site('video: [h264, vp8] }', 'video: [], max_video_streams: 1 }')), [
+      `pbx.yaml:12:34: codec_profiles.video.video: ${none}`,
+    ]);
+    assert.deepEqual(await problems(site('video: [h264, vp8] }', 'video: [] }')), [`pbx.yaml:12:34: codec_profiles.video.video: ${none}`]);
+  });
+
+  it('refuses a STUN server port beyond 65535 or 0', async () => {
+    for (const stun of ['stun.example.org:99999', 'stun.example.org:0']) {
+      assert.deepEqual(await problems(site('port_end: 20000', `port_end: 20000\n  stun_server: ${stun}`)), [
+        `pbx.yaml:10:16: rtp.stun_server: expected a port between 1 and 65535 after the host, e.g. stun.example.org:3478, found "${stun}"`,
+      ]);
+    }
+  });
+
   it('refuses a context that includes itself', async () => {
     assert.deepEqual(await problems(site('internal: {}', 'internal: { includes: [internal] }')), [
       'pbx.yaml:17:28: dialplan.contexts.internal.includes[0]: a context cannot include itself, found "internal"',
