@@ -298,6 +298,22 @@ describe('cli', () => {
       assert.match(plan.out, /^Usage: pbx-agent plan \[DIR\]/);
     });
 
+    it('holds --external-address to the rule of pbx.yaml: no private, CGNAT or loopback address', async () => {
+      const out = await tempDir();
+      for (const [address, kind] of [['10.0.0.1', 'a private (RFC 1918)'], ['100.64.1.1', 'a carrier-grade NAT (RFC 6598)'], ['127.0.0.1', 'a loopback']]) {
+        for (const args of [['render', 'examples/config-repo', '--out', out], ['plan', 'examples/config-repo'], ['apply', 'examples/config-repo']]) {
+          const r = await run([...args, '--external-address', address!]);
+          assert.equal(r.code, 2, `${args[0]} ${address}`);
+          assert.equal(
+            r.err,
+            `pbx-agent: --external-address ${address}: is ${kind} address; it must be the instance's public Elastic IP, otherwise phones outside the VPC get one-way audio\n` +
+              `Run pbx-agent ${args[0]} --help for usage.\n`,
+          );
+        }
+      }
+      assert.equal(await readFile(path.join(out, 'pbx-agent/pjsip.conf'), 'utf8').catch(() => 'absent'), 'absent');
+    });
+
     it('refuses an option the command does not take instead of ignoring it', async () => {
       const r = await run(['validate', '.', '--out', 'x']);
       assert.equal(r.code, 2);

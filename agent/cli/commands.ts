@@ -117,9 +117,6 @@ async function checkOutDir(out: string): Promise<void> {
 
 export async function renderCommand(opts: RenderOptions, io: Io): Promise<number> {
   await checkOutDir(opts.out);
-  if (opts.externalAddress !== undefined && !z.ipv4().safeParse(opts.externalAddress).success) {
-    throw new UsageError(`--external-address: expected an IPv4 address, got ${JSON.stringify(opts.externalAddress)}`);
-  }
   const revision = opts.revision ?? (await workTreeRevision(opts.dir));
   const outcome = await renderConfigRepo(opts.dir, cliHost(opts), revision);
   if (!outcome.files) {

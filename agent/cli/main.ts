@@ -12,6 +12,8 @@ import { runCommand, statusCommand, syncCommand } from './daemon-commands.js';
 import { checkCommand } from './check-command.js';
 import { describeError, EXIT, processIo, quietOnClosedOutput, UsageError, type Io } from './output.js';
 import { REVISION_PATTERN } from '../render/index.js';
+import { nonPublicAddressKind } from '../load/cross-check.js';
+import { Ipv4 } from '../../schemas/config-repo.js';
 import { DEFAULT_SETTINGS_FILE } from '../settings.js';
 
 /** What each command is, as `pbx-agent --help` and `pbx-agent COMMAND --help` print it. */
@@ -208,6 +210,17 @@ async function dispatch(values: Values, positionals: string[], io: Io, stdin: No
   };
   if (values.revision !== undefined && !REVISION_PATTERN.test(values.revision)) {
     throw new UsageError(`--revision: expected 1 to 64 letters, digits, ".", "_", "+" or "-" (e.g. a commit or v1.4), got ${JSON.stringify(values.revision)}`);
+  }
+  const external = values['external-address'];
+  if (external !== undefined) {
+    if (!Ipv4.safeParse(external).success) throw new UsageError(`--external-address: expected an IPv4 address such as 203.0.113.10, got ${JSON.stringify(external)}`);
+    // The rule pbx.yaml's external_address obeys: the flag stands in for it.
+    const kind = nonPublicAddressKind(external);
+    if (kind) {
+      throw new UsageError(
+        `--external-address ${external}: is ${kind} address; it must be the instance's public Elastic IP, otherwise phones outside the VPC get one-way audio`,
+      );
+    }
   }
   switch (command) {
     case 'validate':
