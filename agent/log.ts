@@ -15,6 +15,7 @@ export const EVENTS = [
   'reconcile.rolled_back',
   'reconcile.failed',
   'reconcile.resumed',
+  'plan.warning',
   'reload.hung',
   'reload.failed',
   'verify.mismatch',

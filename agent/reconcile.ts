@@ -13,7 +13,7 @@ import type { AsteriskControl } from './asterisk/control.js';
 import { formatIssue, type ConfigIssue } from './load/issues.js';
 import { logEvent, type Logger } from './log.js';
 import { renderConfigRepo } from './pipeline.js';
-import { planChanges, type ReloadPlan } from './plan/index.js';
+import { planChanges, type PlanWarning, type ReloadPlan } from './plan/index.js';
 import type { AgentState, ReconcileStatus, StateStore } from './record/state.js';
 import { ReloadError, reloadModules } from './reload/index.js';
 import { restartWhenIdle } from './reload/restart.js';
@@ -48,6 +48,8 @@ export interface ReconcileOutcome {
   reloads: AsteriskModule[];
   extensions: ReloadPlan['extensions'];
   restartReasons: string[];
+  /** What the change would do to the phones beyond its diff (plan/hazards.ts). */
+  planWarnings: PlanWarning[];
   issues: ConfigIssue[];
   verification?: VerifyResult;
   /**
@@ -94,6 +96,9 @@ async function reconcileSteps(run: Run, state: AgentState): Promise<ReconcileOut
     return { onDisk: current, plan: planChanges(rendered.files!, current) };
   });
   run.outcome.liveFiles = new Map(onDisk);
+  run.outcome.planWarnings = plan.warnings;
+  for (const w of plan.warnings) logEvent(deps.log, 'warn', 'plan.warning', { revision: source.revision, kind: w.kind }, w.message);
+
   const modules = RELOAD_ORDER.filter((m) => plan.reloads.includes(m) || state.pending?.modules.includes(m));
   Object.assign(run.outcome, { reloads: modules, extensions: plan.extensions, restartReasons: plan.restartReasons });
   if (modules.length === 0) {
@@ -317,6 +322,7 @@ class Run {
       reloads: [],
       extensions: { added: [], changed: [], removed: [] },
       restartReasons: [],
+      planWarnings: [],
       issues: [],
       stages: {},
     };

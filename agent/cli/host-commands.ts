@@ -10,11 +10,11 @@ import type { AsteriskControl } from '../asterisk/control.js';
 import { createLogger, type Logger } from '../log.js';
 import { renderConfigRepo } from '../pipeline.js';
 import { planChanges } from '../plan/index.js';
-import { reconcile } from '../reconcile.js';
+import { reconcile, type ReconcileOutcome } from '../reconcile.js';
 import { DirectorySecretStore, type HostFacts } from '../resolve/index.js';
 import { cloudElasticIp, connectAsterisk, reconcileDeps, StartupError } from '../runtime.js';
 import { workTreeRevision } from '../source/revision.js';
-import { countLine, EXIT, issuesJson, printIssues, printPlan, settingsOrReport, type Io } from './output.js';
+import { countLine, EXIT, issuesJson, printIssues, printPlan, printPlanWarnings, settingsOrReport, type Io } from './output.js';
 
 export interface HostCommandOptions {
   dir: string;
@@ -45,7 +45,8 @@ export async function planCommand(opts: HostCommandOptions, io: Io): Promise<num
     io.out(JSON.stringify({
       ok: true, revision, configDir: store.root,
       files: plan.files.map((f) => ({ path: f.path, module: f.module, action: f.action })),
-      reloads: plan.reloads, extensions: plan.extensions, restartReasons: plan.restartReasons,
+      reloads: plan.reloads, extensions: plan.extensions, lockedOut: plan.lockedOut, restartReasons: plan.restartReasons,
+      planWarnings: plan.warnings,
       ...issuesJson(outcome.issues),
     }, null, 2));
     return EXIT.ok;
@@ -67,13 +68,23 @@ export async function applyCommand(opts: HostCommandOptions, io: Io): Promise<nu
     const deps = await reconcileDeps(settings, control, log, { elasticIp: elasticIp(opts, settings, log) });
     const outcome = await reconcile(deps, { dir: opts.dir, revision });
     if (opts.json) io.out(JSON.stringify(outcome, null, 2));
-    else {
-      printIssues(io, outcome.issues);
-      io.out(`${outcome.status}: revision ${revision}${outcome.reloads.length && outcome.status !== 'unchanged' ? `, reloaded ${outcome.reloads.join(', ')}` : ''}${outcome.error ? `: ${outcome.error}` : ''}`);
-    }
-    if (outcome.status === 'invalid') return EXIT.invalidConfig;
-    return outcome.status === 'applied' || outcome.status === 'unchanged' ? EXIT.ok : EXIT.failure;
+    else printOutcome(io, outcome);
+    return outcomeExitCode(outcome);
   });
+}
+
+/** One reconcile's result for people: problems, what the change does to the phones, the status line. */
+export function printOutcome(io: Io, outcome: ReconcileOutcome): void {
+  printIssues(io, outcome.issues);
+  printPlanWarnings(io, outcome.planWarnings);
+  const reloaded = outcome.reloads.length && outcome.status !== 'unchanged' ? `, reloaded ${outcome.reloads.join(', ')}` : '';
+  io.out(`${outcome.status}: revision ${outcome.revision}${reloaded}${outcome.error ? `: ${outcome.error}` : ''}`);
+}
+
+/** 0 applied or unchanged; 1 invalid (the config repo must change); 3 anything else. */
+export function outcomeExitCode(outcome: ReconcileOutcome): number {
+  if (outcome.status === 'invalid') return EXIT.invalidConfig;
+  return outcome.status === 'applied' || outcome.status === 'unchanged' ? EXIT.ok : EXIT.failure;
 }
 
 /**

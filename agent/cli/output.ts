@@ -1,6 +1,7 @@
 /** Small helpers shared by the CLI commands. */
 import { formatIssue, type ConfigIssue } from '../load/issues.js';
-import { fileDiff, type ReloadPlan } from '../plan/index.js';
+import { fileDiff, type PlanWarning, type ReloadPlan } from '../plan/index.js';
+import { listNumbers } from '../plan/hazards.js';
 import { DEFAULT_SETTINGS_FILE, loadSettings } from '../settings.js';
 
 export const EXIT = {
@@ -94,8 +95,18 @@ export function issuesJson(issues: readonly ConfigIssue[]) {
   };
 }
 
-/** Per file create/update/unchanged, optional diffs, extension changes, restart needs, reloads. */
-export function printPlan(io: Io, plan: ReloadPlan, onDisk: ReadonlyMap<string, string | undefined>, opts: { diff: boolean; verb: string }): void {
+/** The plan's warnings, each on one line that starts with WARNING: what the change would do to the phones. */
+export function printPlanWarnings(io: Io, warnings: readonly PlanWarning[]): void {
+  for (const w of warnings) io.out(`WARNING: ${w.message}`);
+}
+
+/** Per file create/update/unchanged, optional diffs, extension changes, warnings, restart needs, reloads. */
+export function printPlan(
+  io: Io,
+  plan: ReloadPlan,
+  onDisk: ReadonlyMap<string, string | undefined>,
+  opts: { diff: boolean; verb: string },
+): void {
   const width = Math.max(...plan.files.map((f) => f.path.length));
   for (const f of plan.files) io.out(`  ${f.action.padEnd(9)} ${f.path.padEnd(width)}  ${f.module}`);
   if (opts.diff) {
@@ -106,9 +117,10 @@ export function printPlan(io: Io, plan: ReloadPlan, onDisk: ReadonlyMap<string, 
   }
   const { added, changed, removed } = plan.extensions;
   if (added.length + changed.length + removed.length > 0) {
-    const list = (xs: string[]) => (xs.length > 8 ? `${xs.slice(0, 8).join(' ')} ... (${xs.length})` : xs.join(' ') || '-');
+    const list = (xs: string[]) => listNumbers(xs) || '-';
     io.out(`Extensions: added ${list(added)}; changed ${list(changed)}; removed ${list(removed)}`);
   }
+  printPlanWarnings(io, plan.warnings);
   for (const reason of plan.restartReasons) io.out(`May need an Asterisk restart (apply checks the live transports after the reload): ${reason}`);
   io.out(plan.changed ? `Asterisk ${opts.verb} reload: ${plan.reloads.join(', ')}` : 'Nothing changed: no file written, nothing to reload.');
 }

@@ -5,7 +5,9 @@
 import { createHash } from 'node:crypto';
 import { splitManagedText, type AsteriskModule, type RenderedFile } from '../render/index.js';
 import { unifiedDiff } from './diff.js';
+import { planWarnings, type PlanWarning } from './hazards.js';
 import { comparePjsip, type PjsipComparison } from './objects.js';
+export type { PlanWarning } from './hazards.js';
 
 export type FileAction = 'create' | 'update' | 'unchanged';
 
@@ -25,6 +27,12 @@ export interface ReloadPlan {
   extensions: { added: string[]; changed: string[]; removed: string[] };
   /** Why a reload is not enough and Asterisk must restart for the change to take; empty if it is. */
   restartReasons: string[];
+  /** Extensions kept whose credential can no longer match (a realm change with md5 unchanged). */
+  lockedOut: string[];
+  /** How many extensions the managed pjsip.conf has now (0 when it does not change). */
+  extensionsBefore: number;
+  /** What the change would do to the phones beyond its diff (plan/hazards.ts). */
+  warnings: PlanWarning[];
   /** The pjsip.conf comparison behind `extensions`, kept for verification (absent when unchanged). */
   pjsip?: PjsipComparison;
   changed: boolean;
@@ -48,13 +56,35 @@ export function planChanges(rendered: readonly RenderedFile[], onDisk: ReadonlyM
   const modules = new Set(files.filter((f) => f.action !== 'unchanged').map((f) => f.module));
   const reloads = RELOAD_ORDER.filter((m) => modules.has(m));
 
+  const rtpFile = files.find((f) => f.module === 'res_rtp_asterisk');
+  const rtpBefore = rtpFile && onDisk.get(rtpFile.path);
+  const rtp = { before: rtpBefore === undefined ? undefined : splitManagedText(rtpBefore).body, after: rtpFile?.rendered.body ?? '' };
   const pjsipFile = files.find((f) => f.module === 'res_pjsip' && f.action !== 'unchanged');
   if (!pjsipFile) {
-    return { files, reloads, extensions: { added: [], changed: [], removed: [] }, restartReasons: [], changed: reloads.length > 0 };
+    return {
+      files,
+      reloads,
+      extensions: { added: [], changed: [], removed: [] },
+      lockedOut: [],
+      extensionsBefore: 0,
+      restartReasons: [],
+      warnings: planWarnings(undefined, rtp),
+      changed: reloads.length > 0,
+    };
   }
   const pjsip = comparePjsip(splitManagedText(onDisk.get(pjsipFile.path) ?? '').body, pjsipFile.rendered.body);
-  const { added, changed, removed, restartReasons } = pjsip;
-  return { files, reloads, extensions: { added, changed, removed }, restartReasons, pjsip, changed: reloads.length > 0 };
+  const { added, changed, removed, restartReasons, lockedOut, extensionsBefore } = pjsip;
+  return {
+    files,
+    reloads,
+    extensions: { added, changed, removed },
+    lockedOut,
+    extensionsBefore,
+    restartReasons,
+    warnings: planWarnings(pjsip, rtp),
+    pjsip,
+    changed: reloads.length > 0,
+  };
 }
 
 /** A short fingerprint of a secret: a changed secret still shows as a changed line, its value never does. */
