@@ -15,6 +15,8 @@ export const EVENTS = [
   'reconcile.rolled_back',
   'reconcile.failed',
   'reconcile.resumed',
+  'reconcile.refused',
+  'reconcile.removal_acknowledged',
   'plan.warning',
   'reload.hung',
   'reload.failed',

@@ -318,6 +318,30 @@ export const Dialplan = z
   .describe('The internal dialplan rendered into extensions.conf.');
 
 // ---------------------------------------------------------------------------------------------
+// Removal guard
+
+export const RemovalGuard = z
+  .strictObject({
+    max_count: z
+      .number({ error: 'expected a number of extensions' })
+      .int({ error: 'expected a whole number of extensions' })
+      .min(0)
+      .max(100000)
+      .default(10)
+      .describe('One change may remove up to this many extensions without being acknowledged ...'),
+    max_percent: z
+      .number({ error: 'expected a percentage from 0 to 100' })
+      .min(0)
+      .max(100)
+      .default(25)
+      .describe('... or up to this share of them, whichever allows more.'),
+  })
+  .describe(
+    'A change that removes (or locks out) more extensions than this, or every one of them, is refused until acknowledged: ' +
+      'a commit trailer "Allow-Mass-Removal: yes", or apply/sync --allow-mass-removal.',
+  );
+
+// ---------------------------------------------------------------------------------------------
 // Files
 
 export const SiteFile = z
@@ -335,6 +359,7 @@ export const SiteFile = z
       .describe('Codec sets by name, e.g. voice: { audio: [opus, g722, ulaw, alaw] }.'),
     defaults: ExtensionDefaults.prefault({}),
     dialplan: Dialplan,
+    removal_guard: RemovalGuard.prefault({}),
     extensions: z.array(Extension, { error: 'expected a list of extensions' }).default([]),
   })
   .describe('pbx.yaml: the site-wide settings of one PBX.');

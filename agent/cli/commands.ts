@@ -10,7 +10,7 @@ import { DirectoryFileStore } from '../apply/files.js';
 import { hasErrors, loadDesiredState, readConfigRepo } from '../load/index.js';
 import { passwordWeakness } from '../load/password-policy.js';
 import { renderConfigRepo } from '../pipeline.js';
-import { planChanges } from '../plan/index.js';
+import { checkRemovals, planChanges } from '../plan/index.js';
 import { DEFAULT_SECRETS_DIR, DirectorySecretStore, md5Credential, type HostFacts } from '../resolve/index.js';
 import { workTreeRevision } from '../source/revision.js';
 import { countLine, EXIT, issuesJson, printIssues, printPlan, UsageError, whenOutputCloses, type Io } from './output.js';
@@ -132,6 +132,7 @@ export async function renderCommand(opts: RenderOptions, io: Io): Promise<number
   const onDisk = new Map<string, string | undefined>();
   for (const f of outcome.files) onDisk.set(f.path, await store.read(f.path));
   const plan = planChanges(outcome.files, onDisk);
+  const refusal = checkRemovals(plan, outcome.state!.removalGuard);
   for (const change of plan.files) if (change.action !== 'unchanged') await store.writeAtomic(change.path, change.rendered.text);
 
   if (opts.json) {
@@ -146,7 +147,10 @@ export async function renderCommand(opts: RenderOptions, io: Io): Promise<number
           files: plan.files.map((f) => ({ path: f.path, module: f.module, action: f.action, bodySha256: f.rendered.bodyHash })),
           reloads: plan.reloads,
           extensions: plan.extensions,
+          lockedOut: plan.lockedOut,
           restartReasons: plan.restartReasons,
+          planWarnings: plan.warnings,
+          wouldRefuse: refusal ?? null,
           ...issuesJson(outcome.issues),
         },
         null,
@@ -161,6 +165,8 @@ export async function renderCommand(opts: RenderOptions, io: Io): Promise<number
     `Rendered ${opts.dir} (revision ${revision}, ${extensions} extension${extensions === 1 ? '' : 's'}${disabled ? `, ${disabled} disabled` : ''}) into ${store.root}`,
   );
   printPlan(io, plan, onDisk, { diff: opts.diff, verb: 'would' });
+  // OUT is a folder, not the PBX: rendered all the same, but said as apply would say it.
+  if (refusal) io.out(`WARNING: apply would refuse this change against the files in ${store.root}: ${refusal.reason}`);
   return EXIT.ok;
 }
 

@@ -45,19 +45,24 @@ and print which files change and which modules Asterisk would reload.
     options: ['out', 'diff', 'json', 'watch', 'revision', 'external-address', 'secrets-dir'],
   },
   plan: {
-    usage: 'pbx-agent plan [DIR] [--settings FILE] [--json] [--revision REV] [--external-address IP]',
+    usage: `pbx-agent plan [DIR] [--settings FILE] [--json] [--revision REV] [--external-address IP]
+                 [--allow-mass-removal]`,
     text: `Show what apply would change in the Asterisk config directory: file diffs, extensions
-added/changed/removed, the module reloads, and changes that need a restart. Touches nothing.`,
-    options: ['settings', 'json', 'revision', 'external-address'],
+added/changed/removed, what the change would do to the phones, the module reloads, and
+changes that need a restart. Touches nothing. Exit 1 when apply would refuse the change.`,
+    options: ['settings', 'json', 'revision', 'external-address', 'allow-mass-removal'],
   },
   apply: {
-    usage: 'pbx-agent apply [DIR] [--settings FILE] [--json] [--revision REV] [--external-address IP]',
+    usage: `pbx-agent apply [DIR] [--settings FILE] [--json] [--revision REV] [--external-address IP]
+                  [--allow-mass-removal]`,
     text: `One reconcile of a local config repo: write the changed files atomically, reload only the
 changed modules through AMI, read the live state back, and roll back if Asterisk did not
 take the change. Logs (JSON lines) go to stderr. Exit 0 applied or unchanged, 1 invalid
-config, 3 rolled back or failed.
---settings  the agent's settings (default ${DEFAULT_SETTINGS_FILE}; built-in defaults if absent)`,
-    options: ['settings', 'json', 'revision', 'external-address'],
+config or refused, 3 rolled back or failed.
+--settings            the agent's settings (default ${DEFAULT_SETTINGS_FILE}; built-in defaults if absent)
+--allow-mass-removal  apply a change that removes (or locks out) every extension, or more than
+                      removal_guard in pbx.yaml allows; without it such a change is refused`,
+    options: ['settings', 'json', 'revision', 'external-address', 'allow-mass-removal'],
   },
   run: {
     usage: 'pbx-agent run [--settings FILE]',
@@ -67,9 +72,10 @@ JSON log lines on stdout. SIGTERM finishes the reconcile in progress, then exits
     options: ['settings'],
   },
   sync: {
-    usage: 'pbx-agent sync [--settings FILE] [--json]',
-    text: 'Fetch the config repo and reconcile once, now. Never overlaps a daemon run (a lock).',
-    options: ['settings', 'json'],
+    usage: 'pbx-agent sync [--settings FILE] [--json] [--allow-mass-removal]',
+    text: `Fetch the config repo and reconcile once, now. Never overlaps a daemon run (a lock).
+--allow-mass-removal  apply a change the removal guard refuses (see apply)`,
+    options: ['settings', 'json', 'allow-mass-removal'],
   },
   status: {
     usage: 'pbx-agent status [--settings FILE] [--json]',
@@ -148,6 +154,7 @@ const OPTIONS = {
   'secrets-dir': { type: 'string' },
   realm: { type: 'string' },
   settings: { type: 'string', short: 's' },
+  'allow-mass-removal': { type: 'boolean' },
 } as const;
 type OptionName = Exclude<keyof typeof OPTIONS, 'help' | 'version'>;
 
@@ -244,6 +251,7 @@ async function dispatch(values: Values, positionals: string[], io: Io, stdin: No
       if (values.settings !== undefined) opts.settingsFile = values.settings;
       if (values.revision !== undefined) opts.revision = values.revision;
       if (values['external-address'] !== undefined) opts.externalAddress = values['external-address'];
+      if (values['allow-mass-removal']) opts.allowMassRemoval = true;
       return command === 'plan' ? planCommand(opts, io) : applyCommand(opts, io);
     }
     case 'run':
@@ -251,7 +259,7 @@ async function dispatch(values: Values, positionals: string[], io: Io, stdin: No
     case 'sync':
     case 'status': {
       const opts = { json: values.json ?? false, ...(values.settings !== undefined ? { settingsFile: values.settings } : {}) };
-      return command === 'sync' ? syncCommand(opts, io) : statusCommand(opts, io);
+      return command === 'sync' ? syncCommand({ ...opts, allowMassRemoval: values['allow-mass-removal'] ?? false }, io) : statusCommand(opts, io);
     }
     case 'check':
       return checkCommand({ dir: one('directory') ?? '.', json: values.json ?? false, ...(values.settings !== undefined ? { settingsFile: values.settings } : {}) }, io);

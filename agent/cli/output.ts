@@ -1,6 +1,6 @@
 /** Small helpers shared by the CLI commands. */
 import { formatIssue, type ConfigIssue } from '../load/issues.js';
-import { fileDiff, type PlanWarning, type ReloadPlan } from '../plan/index.js';
+import { fileDiff, type PlanWarning, type ReloadPlan, type RemovalRefusal } from '../plan/index.js';
 import { listNumbers } from '../plan/hazards.js';
 import { DEFAULT_SETTINGS_FILE, loadSettings } from '../settings.js';
 
@@ -95,17 +95,36 @@ export function issuesJson(issues: readonly ConfigIssue[]) {
   };
 }
 
+/** A mass removal the guard refused, and who acknowledged it if anyone did. */
+export interface GuardOutcome {
+  refusal: RemovalRefusal;
+  acknowledged?: string;
+}
+
 /** The plan's warnings, each on one line that starts with WARNING: what the change would do to the phones. */
 export function printPlanWarnings(io: Io, warnings: readonly PlanWarning[]): void {
   for (const w of warnings) io.out(`WARNING: ${w.message}`);
 }
 
-/** Per file create/update/unchanged, optional diffs, extension changes, warnings, restart needs, reloads. */
+/** The guard's verdict, as the last word of a plan. */
+function printGuard(io: Io, guard: GuardOutcome): void {
+  if (guard.acknowledged) {
+    io.out(`Mass removal acknowledged by ${guard.acknowledged}: ${guard.refusal.reason}`);
+    return;
+  }
+  io.out(`REFUSED: apply would refuse this change: ${guard.refusal.reason}.`);
+  io.out(`Nothing would be written or reloaded; ${guard.refusal.fix}.`);
+}
+
+/**
+ * Per file create/update/unchanged, optional diffs, extension changes, warnings, restart needs,
+ * reloads; and last, when the guard refused the change, that and what to do.
+ */
 export function printPlan(
   io: Io,
   plan: ReloadPlan,
   onDisk: ReadonlyMap<string, string | undefined>,
-  opts: { diff: boolean; verb: string },
+  opts: { diff: boolean; verb: string; guard?: GuardOutcome },
 ): void {
   const width = Math.max(...plan.files.map((f) => f.path.length));
   for (const f of plan.files) io.out(`  ${f.action.padEnd(9)} ${f.path.padEnd(width)}  ${f.module}`);
@@ -122,7 +141,9 @@ export function printPlan(
   }
   printPlanWarnings(io, plan.warnings);
   for (const reason of plan.restartReasons) io.out(`May need an Asterisk restart (apply checks the live transports after the reload): ${reason}`);
-  io.out(plan.changed ? `Asterisk ${opts.verb} reload: ${plan.reloads.join(', ')}` : 'Nothing changed: no file written, nothing to reload.');
+  const refused = opts.guard !== undefined && opts.guard.acknowledged === undefined;
+  if (!refused) io.out(plan.changed ? `Asterisk ${opts.verb} reload: ${plan.reloads.join(', ')}` : 'Nothing changed: no file written, nothing to reload.');
+  if (opts.guard) printGuard(io, opts.guard);
 }
 
 /**

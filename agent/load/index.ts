@@ -93,6 +93,7 @@ function buildState(site: SiteFileData, entries: ExtensionEntry[]): DesiredState
       .map(([name, c]) => ({ name, includes: [...c.includes] }))
       .sort((a, b) => (a.name < b.name ? -1 : 1)),
     featureCodes: { voicemail: site.dialplan.feature_codes.voicemail },
+    removalGuard: { maxCount: site.removal_guard.max_count, maxPercent: site.removal_guard.max_percent },
     extensions,
   };
 }

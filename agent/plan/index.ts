@@ -7,6 +7,8 @@ import { splitManagedText, type AsteriskModule, type RenderedFile } from '../ren
 import { unifiedDiff } from './diff.js';
 import { planWarnings, type PlanWarning } from './hazards.js';
 import { comparePjsip, type PjsipComparison } from './objects.js';
+
+export { checkRemovals, ACKNOWLEDGE_HINT, MASS_REMOVAL_FLAG, MASS_REMOVAL_TRAILER, type RemovalRefusal } from './guard.js';
 export type { PlanWarning } from './hazards.js';
 
 export type FileAction = 'create' | 'update' | 'unchanged';
