@@ -19,7 +19,6 @@ export const EVENTS = [
   'reconcile.removal_acknowledged',
   'plan.warning',
   'reload.hung',
-  'reload.failed',
   'verify.mismatch',
   'rollback.failed',
   'asterisk.restart_required',

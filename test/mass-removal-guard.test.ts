@@ -5,7 +5,7 @@
  */
 import assert from 'node:assert/strict';
 import { execFileSync, spawn } from 'node:child_process';
-import { appendFile, mkdir, rename, writeFile } from 'node:fs/promises';
+import { appendFile, mkdir, readFile, rename, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { assessHealth } from '../agent/daemon/status.js';
 import { renderConfigRepo } from '../agent/pipeline.js';
@@ -185,6 +185,13 @@ describe('mass-removal guard', () => {
       assert.match(plan.out, /^REFUSED: apply would refuse this change: this change removes all 3 extensions of the PBX \(1001 1002 1003\): no phone would be left\.$/m);
       assert.match(plan.out, /^Nothing would be written or reloaded; if this is meant, acknowledge it: add the trailer "Allow-Mass-Removal: yes" to the commit message/m);
       assert.doesNotMatch(plan.out, /Asterisk would reload/);
+      // The README shows this very output: every line it quotes is a line plan prints.
+      const readme = await readFile('README.md', 'utf8');
+      const quoted = /What `plan` shows for the misspelt folder[\s\S]*?```\n([\s\S]*?)```/.exec(readme)![1]!.split('\n');
+      const printed = new Set(`${plan.err}${plan.out}`.split('\n'));
+      for (const line of quoted.filter((l) => l && l !== '...' && !l.startsWith('$ ') && !l.startsWith('Plan for '))) {
+        assert.ok(printed.has(line), `README line not printed by plan: ${line}`);
+      }
 
       const apply = await cli(['apply', dir, ...settings]);
       assert.equal(apply.code, 1);
