@@ -5,7 +5,7 @@
  */
 import assert from 'node:assert/strict';
 import { execFileSync, spawn } from 'node:child_process';
-import { appendFile, mkdir, readFile, rename, writeFile } from 'node:fs/promises';
+import { appendFile, cp, mkdir, readFile, rename, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { assessHealth } from '../agent/daemon/status.js';
 import { renderConfigRepo } from '../agent/pipeline.js';
@@ -14,7 +14,7 @@ import { reconcile } from '../agent/reconcile.js';
 import { StateStore } from '../agent/record/state.js';
 import type { RenderedFile } from '../agent/render/index.js';
 import { DirectorySecretStore, type HostFacts } from '../agent/resolve/index.js';
-import { BASE_PBX, edit, extensionsYaml, makeRepo, removeTempRepos } from './support/config-repo.js';
+import { BASE_PBX, edit, extensionsYaml, makeRepo, removeTempRepos, tempDir } from './support/config-repo.js';
 import { GitRemote } from './support/git-remote.js';
 import { startPbxHost, type PbxHost } from './support/pbx-host.js';
 
@@ -193,14 +193,27 @@ describe('mass-removal guard', () => {
         assert.ok(printed.has(line), `README line not printed by plan: ${line}`);
       }
 
+      const json = await cli(['plan', dir, ...settings, '--json']);
+      assert.equal(json.code, 1);
+      const planned = JSON.parse(json.out);
+      assert.equal(planned.ok, false);
+      assert.deepEqual([planned.refused.removed, planned.refused.before, planned.refused.limit], [['1001', '1002', '1003'], 3, 10]);
+
+      // render writes a folder, not the PBX: it renders, and says what apply would do.
+      const out = await tempDir();
+      await cp(path.join(host.configDir, 'pbx-agent'), path.join(out, 'pbx-agent'), { recursive: true });
+      const render = await cli(['render', dir, '--out', out]);
+      assert.equal(render.code, 0, render.err);
+      assert.match(render.out, /^WARNING: apply would refuse this change against the files in .*: this change removes all 3 extensions of the PBX/m);
+
       const apply = await cli(['apply', dir, ...settings]);
       assert.equal(apply.code, 1);
       assert.match(apply.out, /^refused: revision \S+: this change removes all 3 extensions of the PBX/m);
       assert.deepEqual(host.asterisk.liveEndpoints(), ['1001', '1002', '1003']);
 
-      const planned = await cli(['plan', dir, ...settings, '--allow-mass-removal']);
-      assert.equal(planned.code, 0);
-      assert.match(planned.out, /^Mass removal acknowledged by --allow-mass-removal: /m);
+      const acknowledged = await cli(['plan', dir, ...settings, '--allow-mass-removal']);
+      assert.equal(acknowledged.code, 0);
+      assert.match(acknowledged.out, /^Mass removal acknowledged by --allow-mass-removal: /m);
       const forced = await cli(['apply', dir, ...settings, '--allow-mass-removal']);
       assert.equal(forced.code, 0, forced.err);
       assert.match(forced.out, /^applied: /m);
