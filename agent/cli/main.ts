@@ -84,7 +84,8 @@ JSON log lines on stdout. SIGTERM finishes the reconcile in progress, then exits
   },
   check: {
     usage: 'pbx-agent check [DIR] [--settings FILE] [--json]',
-    text: `Cloud checks on EC2: the Elastic IP against external_address, local_net against the VPC,
+    text: `Cloud checks on EC2 of the config the agent applied (or of DIR, default . without a
+source in the settings): the Elastic IP against external_address, local_net against the VPC,
 the security groups against the SIP ports and RTP range, AMI/SSH open to the world.
 Exit 3 on error-level findings (or when the checks cannot run).`,
     options: ['settings', 'json'],
@@ -262,7 +263,7 @@ async function dispatch(values: Values, positionals: string[], io: Io, stdin: No
       return command === 'sync' ? syncCommand({ ...opts, allowMassRemoval: values['allow-mass-removal'] ?? false }, io) : statusCommand(opts, io);
     }
     case 'check':
-      return checkCommand({ dir: one('directory') ?? '.', json: values.json ?? false, ...(values.settings !== undefined ? { settingsFile: values.settings } : {}) }, io);
+      return checkCommand({ ...(rest[0] !== undefined ? { dir: one('directory')! } : {}), json: values.json ?? false, ...(values.settings !== undefined ? { settingsFile: values.settings } : {}) }, io);
     case 'schema':
       return schemaCommand(one('schema name') ?? 'pbx', io);
     case 'md5': {

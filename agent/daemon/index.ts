@@ -46,9 +46,15 @@ export async function syncOnce(
     const state = await deps.state.read();
     const fetched = await source.fetch(state.applied?.commit, signal);
     if (!fetched.ok) {
-      if (fetched.kind !== 'unreachable') {
-        await deps.state.write({ ...state, sourceRejected: { ...(fetched.commit ? { commit: fetched.commit } : {}), reason: fetched.message, at: new Date().toISOString() } });
-      }
+      // A run that could not even fetch is a failed run: `status` must count it like any other.
+      const at = new Date().toISOString();
+      const lastRun = { at, status: 'failed' as const, revision: state.applied?.revision ?? 'none', durationMs: 0, error: fetched.message };
+      await deps.state.write({
+        ...state,
+        lastRun,
+        consecutiveFailures: state.consecutiveFailures + 1,
+        ...(fetched.kind !== 'unreachable' ? { sourceRejected: { ...(fetched.commit ? { commit: fetched.commit } : {}), reason: fetched.message, at } } : {}),
+      });
       const event = fetched.kind === 'unreachable' ? 'source.unreachable' : 'source.rejected';
       logEvent(log, 'error', event, { reason, commit: fetched.commit, applied: fetched.applied }, fetched.message);
       return { ok: false };

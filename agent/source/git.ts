@@ -46,6 +46,11 @@ export class GitSource {
     return isLocalPath(this.opts.url);
   }
 
+  /** Where the config repo is checked out: the clone in the state directory, or the local path. */
+  get checkoutDir(): string {
+    return this.localPath ? this.opts.url : this.opts.workDir;
+  }
+
   /**
    * The environment every git child gets, built from scratch rather than inherited (an inherited
    * EDITOR, PAGER or GIT_* could run programs): never prompt, strict host keys, bounded connects.

@@ -28,6 +28,12 @@ VERSION_CODENAME=noble
 ID=ubuntu
 ID_LIKE=debian
 `;
+/** Debian unstable: no VERSION_ID (the end-to-end test's container runs it). */
+export const DEBIAN_SID_OS_RELEASE = `PRETTY_NAME="Debian GNU/Linux forky/sid"
+NAME="Debian GNU/Linux"
+VERSION_CODENAME=forky
+ID=debian
+`;
 export const DEBIAN_OS_RELEASE = `PRETTY_NAME="Debian GNU/Linux 12 (bookworm)"
 NAME="Debian GNU/Linux"
 VERSION_ID="12"
@@ -203,8 +209,8 @@ export interface BootstrapRun {
   lastLine: string;
 }
 
-export function runBootstrap(args: string[]): BootstrapRun {
-  const r = spawnSync('bash', [BOOTSTRAP, ...args], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'], timeout: 60_000 });
+export function runBootstrap(args: string[], env: Record<string, string> = {}): BootstrapRun {
+  const r = spawnSync('bash', [BOOTSTRAP, ...args], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'], timeout: 120_000, env: { ...process.env, ...env } });
   if (r.error) throw r.error;
   const lines = r.stdout.trimEnd().split('\n');
   return { status: r.status, stdout: r.stdout, stderr: r.stderr, lastLine: lines[lines.length - 1] ?? '' };

@@ -81,11 +81,14 @@ export class DaemonProcess {
 
   /**
    * `compiled`: run dist/ as installed hosts do (measurements), instead of the sources under tsx
-   * (tests, which must not depend on a build).
+   * (tests, which must not depend on a build). `node`: another Node.js binary than this one's.
    */
-  static start(settingsFile: string, options: { compiled?: boolean; env?: NodeJS.ProcessEnv; nodeFlags?: string[] } = {}): DaemonProcess {
+  static start(
+    settingsFile: string,
+    options: { compiled?: boolean; env?: NodeJS.ProcessEnv; nodeFlags?: string[]; node?: string } = {},
+  ): DaemonProcess {
     const entry = options.compiled ? ['dist/agent/cli/main.js'] : ['--import', 'tsx', 'agent/cli/main.ts'];
-    const child = spawn(process.execPath, [...(options.nodeFlags ?? []), ...entry, 'run', '--settings', settingsFile], {
+    const child = spawn(options.node ?? process.execPath, [...(options.nodeFlags ?? []), ...entry, 'run', '--settings', settingsFile], {
       stdio: ['ignore', 'pipe', 'pipe'],
       env: options.env ?? process.env,
     });
