@@ -55,14 +55,16 @@ describe('README', () => {
     assert.equal(r.out, `md5: ${m[3]}\n`);
   });
 
-  it('names the link the bootstrap installs on the host and the file npx runs from a clone', async () => {
+  it('names the command the bootstrap installs on the host, what it runs, and the file npx runs from a clone', async () => {
     const text = await readme();
     const bootstrap = await readFile('bootstrap/bootstrap.sh', 'utf8');
-    const link = /^ensure_symlink (\/usr\/local\/bin\/pbx-agent) (\S+)$/m.exec(bootstrap);
-    assert.ok(link, 'the bootstrap links /usr/local/bin/pbx-agent');
-    assert.ok(text.includes(`\`${link[1]}\` to \`${link[2]}\``), `README says ${link[1]} -> ${link[2]}`);
+    // The launcher the bootstrap writes to /usr/local/bin/pbx-agent: `exec NODE CLI "$@"`.
+    const launcher = /exec %s (\S+) "\$@"\\n' "\$NODE_BIN" >"\$WORK\/launcher"/.exec(bootstrap);
+    assert.ok(launcher, 'the bootstrap writes a launcher');
+    assert.match(bootstrap, /ensure_file \/usr\/local\/bin\/pbx-agent root root 0755 <"\$WORK\/launcher"/);
+    assert.ok(text.includes('`/usr/local/bin/pbx-agent` that runs `' + launcher[1] + '`'), `README says /usr/local/bin/pbx-agent runs ${launcher[1]}`);
     const bin = JSON.parse(await readFile('package.json', 'utf8')).bin['pbx-agent'];
-    assert.equal(link[2], `/opt/pbx-agent/${bin}`, 'the host runs the file npx runs');
+    assert.equal(launcher[1], `/opt/pbx-agent/${bin}`, 'the host runs the file npx runs');
     assert.match(text, /`npx pbx-agent validate \.\.\/pbx-config`/);
   });
 
