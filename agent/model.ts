@@ -85,6 +85,8 @@ export interface DesiredState {
   codecProfiles: CodecProfile[];
   contexts: DialplanContext[];
   featureCodes: { voicemail: string };
+  /** How many extensions one change may remove before it must be acknowledged (plan/guard.ts). */
+  removalGuard: { maxCount: number; maxPercent: number };
   /** Enabled extensions only, sorted by number. Disabled ones are not in Asterisk at all. */
   extensions: DesiredExtension[];
 }

@@ -13,12 +13,13 @@ import type { AsteriskControl } from './asterisk/control.js';
 import { formatIssue, type ConfigIssue } from './load/issues.js';
 import { logEvent, type Logger } from './log.js';
 import { renderConfigRepo } from './pipeline.js';
-import { planChanges, type ReloadPlan } from './plan/index.js';
+import { checkRemovals, MASS_REMOVAL_FLAG, planChanges, type PlanWarning, type ReloadPlan, type RemovalRefusal } from './plan/index.js';
 import type { AgentState, ReconcileStatus, StateStore } from './record/state.js';
 import { ReloadError, reloadModules } from './reload/index.js';
 import { restartWhenIdle } from './reload/restart.js';
 import { splitManagedText, type AsteriskModule, type RenderedFile } from './render/index.js';
 import type { HostFacts } from './resolve/index.js';
+import { massRemovalAcknowledgement } from './source/revision.js';
 import { describeMismatches, liveEndpointNames, verifyLiveState, type ModuleChange, type VerifyOptions, type VerifyResult } from './verify/index.js';
 import { comparePjsip } from './plan/objects.js';
 import type { RenderOutcome } from './pipeline.js';
@@ -31,7 +32,13 @@ export interface ReconcileDeps {
   host: HostFacts;
   log: Logger;
   now: () => Date;
-  options: { reloadTimeoutMs: number; verifyDetailLimit: number; restartPolicy: 'never' | 'when_idle' };
+  options: {
+    reloadTimeoutMs: number;
+    verifyDetailLimit: number;
+    restartPolicy: 'never' | 'when_idle';
+    /** The operator acknowledged a mass removal for this run (--allow-mass-removal). */
+    allowMassRemoval?: boolean;
+  };
 }
 
 export interface ConfigSource {
@@ -48,6 +55,12 @@ export interface ReconcileOutcome {
   reloads: AsteriskModule[];
   extensions: ReloadPlan['extensions'];
   restartReasons: string[];
+  /** What the change would do to the phones beyond its diff (plan/hazards.ts). */
+  planWarnings: PlanWarning[];
+  /** Why the mass-removal guard refused the change (status refused). */
+  refusal?: RemovalRefusal;
+  /** Who acknowledged a mass removal that was applied: the flag, or a commit's trailer. */
+  removalAcknowledgedBy?: string;
   issues: ConfigIssue[];
   verification?: VerifyResult;
   /**
@@ -94,6 +107,26 @@ async function reconcileSteps(run: Run, state: AgentState): Promise<ReconcileOut
     return { onDisk: current, plan: planChanges(rendered.files!, current) };
   });
   run.outcome.liveFiles = new Map(onDisk);
+  run.outcome.planWarnings = plan.warnings;
+  for (const w of plan.warnings) logEvent(deps.log, 'warn', 'plan.warning', { revision: source.revision, kind: w.kind }, w.message);
+
+  // A change that would take (nearly) every phone off the PBX is nearly always a typo (a renamed
+  // extensions/ folder): nothing is written until someone acknowledges it.
+  const refusal = checkRemovals(plan, rendered.state!.removalGuard);
+  if (refusal) {
+    const acknowledged = deps.options.allowMassRemoval ? MASS_REMOVAL_FLAG : await massRemovalAcknowledgement(source.dir, source.commit);
+    const fields = { revision: source.revision, removed: refusal.removed.slice(0, 50), lockedOut: refusal.lockedOut.slice(0, 50), before: refusal.before, limit: refusal.limit };
+    if (!acknowledged) {
+      run.outcome.refusal = refusal;
+      Object.assign(run.outcome, { extensions: plan.extensions });
+      logEvent(deps.log, 'error', 'reconcile.refused', { ...fields, fix: refusal.fix }, `refused, nothing was applied: ${refusal.reason}`);
+      const refused = { revision: source.revision, reason: refusal.reason, fix: refusal.fix, at: deps.now().toISOString() };
+      return run.finish({ ...state, refused }, 'refused', refusal.reason);
+    }
+    run.outcome.removalAcknowledgedBy = acknowledged;
+    logEvent(deps.log, 'warn', 'reconcile.removal_acknowledged', { ...fields, by: acknowledged }, `applying a mass removal acknowledged by ${acknowledged}: ${refusal.reason}`);
+  }
+
   const modules = RELOAD_ORDER.filter((m) => plan.reloads.includes(m) || state.pending?.modules.includes(m));
   Object.assign(run.outcome, { reloads: modules, extensions: plan.extensions, restartReasons: plan.restartReasons });
   if (modules.length === 0) {
@@ -317,6 +350,7 @@ class Run {
       reloads: [],
       extensions: { added: [], changed: [], removed: [] },
       restartReasons: [],
+      planWarnings: [],
       issues: [],
       stages: {},
     };
@@ -337,9 +371,12 @@ class Run {
     o.status = status;
     if (error !== undefined) o.error = error;
     const durationMs = Math.round(performance.now() - this.started);
-    const failedRun = status === 'invalid' || status === 'rolled_back' || status === 'failed';
+    const failedRun = status === 'invalid' || status === 'refused' || status === 'rolled_back' || status === 'failed';
     const lastRun = { at: this.deps.now().toISOString(), status, revision: this.source.revision, durationMs, ...(error ? { error } : {}) };
-    await this.deps.state.write({ ...state, lastRun, consecutiveFailures: failedRun ? state.consecutiveFailures + 1 : status === 'skipped' ? state.consecutiveFailures : 0 });
+    // A refusal stands until a run gets the files to what the config repo says.
+    const { refused: _settled, ...withoutRefusal } = state;
+    const next = status === 'applied' || status === 'unchanged' ? withoutRefusal : state;
+    await this.deps.state.write({ ...next, lastRun, consecutiveFailures: failedRun ? state.consecutiveFailures + 1 : status === 'skipped' ? state.consecutiveFailures : 0 });
 
     if (status === 'invalid') {
       logEvent(this.deps.log, 'error', 'reconcile.invalid', { revision: o.revision, errors: o.issues.filter((i) => i.severity === 'error').map(formatIssue) }, 'the config repo is invalid; nothing was applied');
@@ -355,7 +392,7 @@ class Run {
         revision: o.revision,
         status,
         changedFiles: o.changedFiles,
-        reloads: status === 'unchanged' || status === 'invalid' || status === 'skipped' ? [] : o.reloads,
+        reloads: status === 'unchanged' || status === 'invalid' || status === 'skipped' || status === 'refused' ? [] : o.reloads,
         extensions: o.extensions,
         verification: v ? { ok: v.ok, mismatches: v.mismatches.length, restartPending: v.restartPending, ...v.checked } : undefined,
         durationMs,

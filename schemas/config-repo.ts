@@ -25,9 +25,28 @@ export const Name = z
   .string({ error: `expected ${NAME_EXPECTED}` })
   .regex(NAME_RE, { error: `expected ${NAME_EXPECTED}` });
 
-export const ContextName = Name.refine((s) => !s.toLowerCase().startsWith('pbx-agent'), {
+const AGENT_CONTEXT_PREFIX = 'pbx-agent';
+/**
+ * Section names extensions.conf never treats as a dialplan context: pbx_config reads [general]
+ * and [globals] as settings and variables, compared without case (pbx/pbx_config.c,
+ * pbx_load_config: "All categories but "general" or "globals" are considered contexts").
+ */
+const NOT_A_CONTEXT = ['general', 'globals'];
+const notAContext = (s: string) => NOT_A_CONTEXT.includes(s.toLowerCase());
+const notAContextError = (what: string) =>
+  `${what} cannot be "general" or "globals": extensions.conf reads those sections as settings, never as a dialplan context (phones in it would have no dialplan); pick another name`;
+
+export const ContextName = Name.refine((s) => !s.toLowerCase().startsWith(AGENT_CONTEXT_PREFIX), {
   error: 'context names starting with "pbx-agent" are reserved for the agent\'s own dialplan',
-}).describe('A dialplan context name, e.g. "internal".');
+})
+  .refine((s) => !notAContext(s), { error: notAContextError('a context') })
+  .describe('A dialplan context name, e.g. "internal".');
+
+/** A hand-written context to include: neither one of the agent's own nor a settings section. */
+const IncludedContext = Name.refine((s) => !s.toLowerCase().startsWith(AGENT_CONTEXT_PREFIX), {
+  error:
+    'contexts starting with "pbx-agent" are the agent\'s own and cannot be included by name; every context under dialplan.contexts already reaches every extension',
+}).refine((s) => !notAContext(s), { error: notAContextError('an included context') });
 
 export const ExtensionNumber = z
   .string({ error: 'expected an extension number of 2 to 12 digits, e.g. "1001"' })
@@ -91,6 +110,9 @@ const HostPort = z
   .string({ error: 'expected host:port' })
   .regex(/^[A-Za-z0-9]([A-Za-z0-9.-]{0,252})(:[0-9]{1,5})?$/, {
     error: 'expected a host name or IPv4 address with an optional port, e.g. stun.example.org:3478',
+  })
+  .refine((s) => !s.includes(':') || (Number(s.split(':')[1]) >= 1 && Number(s.split(':')[1]) <= 65535), {
+    error: 'expected a port between 1 and 65535 after the host, e.g. stun.example.org:3478',
   });
 
 // ---------------------------------------------------------------------------------------------
@@ -180,6 +202,8 @@ export const CodecProfile = z
       .min(1, { error: 'list at least one audio codec' })
       .describe('Audio codecs in order of preference, e.g. [opus, g722, ulaw, alaw].'),
     video: uniqueList(VideoCodec, 'video')
+      // An empty list would render max_video_streams with no video codec to pass through.
+      .min(1, { error: 'list at least one video codec, or leave video out for an audio-only profile' })
       .optional()
       .describe('Video codecs passed through (Asterisk does not transcode video), e.g. [h264, vp8].'),
     max_video_streams: z
@@ -272,7 +296,7 @@ export const ExtensionDefaults = z
 export const DialplanContext = z
   .strictObject({
     includes: z
-      .array(Name, { error: 'expected a list of context names' })
+      .array(IncludedContext, { error: 'expected a list of context names' })
       .default([])
       .describe('Contexts kept by hand in /etc/asterisk/extensions.conf to include, e.g. [outbound].'),
   })
@@ -294,6 +318,30 @@ export const Dialplan = z
   .describe('The internal dialplan rendered into extensions.conf.');
 
 // ---------------------------------------------------------------------------------------------
+// Removal guard
+
+export const RemovalGuard = z
+  .strictObject({
+    max_count: z
+      .number({ error: 'expected a number of extensions' })
+      .int({ error: 'expected a whole number of extensions' })
+      .min(0)
+      .max(100000)
+      .default(10)
+      .describe('One change may remove up to this many extensions without being acknowledged ...'),
+    max_percent: z
+      .number({ error: 'expected a percentage from 0 to 100' })
+      .min(0)
+      .max(100)
+      .default(25)
+      .describe('... or up to this share of them, whichever allows more.'),
+  })
+  .describe(
+    'A change that removes (or locks out) more extensions than this, or every one of them, is refused until acknowledged: ' +
+      'a commit trailer "Allow-Mass-Removal: yes", or apply/sync --allow-mass-removal.',
+  );
+
+// ---------------------------------------------------------------------------------------------
 // Files
 
 export const SiteFile = z
@@ -311,6 +359,7 @@ export const SiteFile = z
       .describe('Codec sets by name, e.g. voice: { audio: [opus, g722, ulaw, alaw] }.'),
     defaults: ExtensionDefaults.prefault({}),
     dialplan: Dialplan,
+    removal_guard: RemovalGuard.prefault({}),
     extensions: z.array(Extension, { error: 'expected a list of extensions' }).default([]),
   })
   .describe('pbx.yaml: the site-wide settings of one PBX.');

@@ -59,6 +59,20 @@ describe('plan and apply commands', () => {
     assert.equal(second.out, 'unchanged: revision r2\n');
   });
 
+  it('plan prints what a change would do to the phones as WARNING lines, and apply logs each as plan.warning', async () => {
+    const dir = await repo(['1001', '1002']);
+    assert.equal((await cli(['apply', dir, '--settings', host.settingsFile])).code, 0);
+    await writeFile(path.join(dir, 'pbx.yaml'), BASE_PBX.replace('udp: { port: 5060 }', 'udp: { port: 5080 }'));
+    const plan = await cli(['plan', dir, '--settings', host.settingsFile]);
+    assert.equal(plan.code, 0, plan.err);
+    assert.match(plan.out, /^WARNING: transport-udp moves from port 5060 to 5080: every phone must be set to the new port/m);
+    const apply = await cli(['apply', dir, '--settings', host.settingsFile]);
+    assert.match(apply.out, /^WARNING: transport-udp moves from port 5060 to 5080/m);
+    const logged = apply.logs.find((l) => l.event === 'plan.warning');
+    assert.equal(logged?.level, 'warn');
+    assert.equal(logged?.kind, 'transport_port');
+  });
+
   it('apply with a wrong AMI password fails fast with ami.auth_failed and exit 3', async () => {
     const secretFile = path.join(path.dirname(host.settingsFile), 'ami.secret');
     await writeFile(secretFile, 'wrong-password\n');

@@ -59,10 +59,34 @@ describe('cli', () => {
           column: 13,
           field: 'extensions[0].number',
           message: 'expected an extension number of 2 to 12 digits, e.g. "1001"',
-          found: '"10a1"',
+          found: '10a1',
         },
       ]);
       assert.deepEqual(json.warnings, []);
+    });
+
+    it('gives machines the found value itself in JSON: text not quoted twice, numbers as numbers', async () => {
+      const dir = await makeRepo({
+        'pbx.yaml': edit(BASE_PBX, 'port_end: 20000', 'port_end: 10000'),
+        'extensions/a.yaml': edit(BASE_EXTENSIONS, 'name: Alice Example', 'name: "Ana <ana@example.com>"'),
+      });
+      const json = JSON.parse((await run(['validate', dir, '--json'])).out);
+      assert.deepEqual(
+        json.errors.map((e: { field: string; found: unknown }) => [e.field, e.found]),
+        [['extensions[0].name', 'Ana <ana@example.com>'], ['rtp.port_end', 10000]],
+      );
+    });
+
+    it('shows a line or paragraph separator, a bidi override or a C1 control from the YAML as an escape, never raw', async () => {
+      const dir = await makeRepo({
+        'pbx.yaml': BASE_PBX,
+        'extensions/a.yaml': edit(BASE_EXTENSIONS, 'name: Alice Example', 'name: "Ana\\u2028Bob\\u202eevil\\u0085"\n    "x\\u2029y": 1'),
+      });
+      const r = await run(['validate', dir]);
+      assert.equal(r.code, 1);
+      assert.ok(!/[\u2028\u2029\u202e\u0085]/.test(r.err), JSON.stringify(r.err));
+      assert.match(r.err, /^extensions\/a\.yaml:3:11: extensions\[0\]\.name: expected a display name .*, found "Ana\\u2028Bob\\u202eevil\\u0085"$/m);
+      assert.match(r.err, /^extensions\/a\.yaml:4:5: extensions\[0\]\["x\\u2029y"\]: unknown field "x\\u2029y"; expected one of: /m);
     });
   });
 
@@ -214,6 +238,86 @@ describe('cli', () => {
       const r = runProcess(['--help']);
       assert.equal(r.code, 0);
       assert.match(r.out, /^ {2}pbx-agent validate \[DIR\] \[--json\]$/m);
+    });
+
+    it('answers a bad --revision as a usage error (exit 2) that says what a revision may be, without a stack trace', () => {
+      const r = runProcess(['render', 'examples/config-repo', '--out', 'unused-out', '--revision', 'a;b']);
+      assert.equal(r.code, 2);
+      assert.equal(
+        r.err,
+        'pbx-agent: --revision: expected 1 to 64 letters, digits, ".", "_", "+" or "-" (e.g. a commit or v1.4), got "a;b"\n' +
+          'Run pbx-agent render --help for usage.\n',
+      );
+    });
+
+    it('refuses an --out that is a file, or lies inside one, before rendering anything', async () => {
+      const file = path.join(await tempDir(), 'passwd');
+      await writeFile(file, 'root:x:0:0::/root:/bin/sh\n');
+      for (const out of [file, path.join(file, 'sub')]) {
+        const r = runProcess(['render', 'examples/config-repo', '--out', out]);
+        assert.equal(r.code, 2, r.err);
+        assert.match(r.err, /^pbx-agent: --out .*: (is a file|is inside .*passwd, which is a file); expected a directory to render into \(created if missing\)$/m);
+        assert.doesNotMatch(r.err, /^\s+at /m);
+      }
+      assert.equal(await readFile(file, 'utf8'), 'root:x:0:0::/root:/bin/sh\n');
+    });
+
+    it('explains an unexpected failure in one line with exit 3, never with a stack trace', async () => {
+      const out = await tempDir();
+      // Where a managed file belongs there is a directory: reading it fails with EISDIR.
+      await mkdir(path.join(out, 'pbx-agent/pjsip.conf'), { recursive: true });
+      const r = runProcess(['render', 'examples/config-repo', '--out', out]);
+      assert.equal(r.code, 3);
+      assert.equal(r.err, `pbx-agent: render: cannot read ${path.join(out, 'pbx-agent/pjsip.conf')}: is a directory, not a file (EISDIR)\n`);
+    });
+
+    it('exits quietly with its own exit code when the reader of its output goes away (| head)', async () => {
+      const out = await tempDir();
+      const child = spawn(process.execPath, ['--import', 'tsx', 'agent/cli/main.ts', 'render', 'examples/config-repo', '--out', out, '--diff'], {
+        stdio: ['ignore', 'pipe', 'pipe'],
+      });
+      // Nobody reads: every write the command makes meets a closed pipe (EPIPE).
+      child.stdout.destroy();
+      let err = '';
+      child.stderr.on('data', (d) => (err += d));
+      const code = await new Promise((resolve) => child.once('close', resolve));
+      assert.equal(err, '');
+      assert.equal(code, 0);
+      assert.match(await readFile(path.join(out, 'pbx-agent/pjsip.conf'), 'utf8'), /^\[1001\]$/m, 'the files were still rendered');
+    });
+
+    it('prints the help of one command for COMMAND --help and help COMMAND', async () => {
+      for (const args of [['render', '--help'], ['help', 'render'], ['render', '-h']]) {
+        const r = await run(args);
+        assert.equal(r.code, 0);
+        assert.match(r.out, /^Usage: pbx-agent render \[DIR\] --out OUT /);
+        assert.match(r.out, /^--watch {13}keep running and render again/m);
+        assert.doesNotMatch(r.out, /pbx-agent validate|pbx-agent md5/);
+      }
+      const plan = await run(['plan', '--help']);
+      assert.match(plan.out, /^Usage: pbx-agent plan \[DIR\]/);
+    });
+
+    it('holds --external-address to the rule of pbx.yaml: no private, CGNAT or loopback address', async () => {
+      const out = await tempDir();
+      for (const [address, kind] of [['10.0.0.1', 'a private (RFC 1918)'], ['100.64.1.1', 'a carrier-grade NAT (RFC 6598)'], ['127.0.0.1', 'a loopback']]) {
+        for (const args of [['render', 'examples/config-repo', '--out', out], ['plan', 'examples/config-repo'], ['apply', 'examples/config-repo']]) {
+          const r = await run([...args, '--external-address', address!]);
+          assert.equal(r.code, 2, `${args[0]} ${address}`);
+          assert.equal(
+            r.err,
+            `pbx-agent: --external-address ${address}: is ${kind} address; it must be the instance's public Elastic IP, otherwise phones outside the VPC get one-way audio\n` +
+              `Run pbx-agent ${args[0]} --help for usage.\n`,
+          );
+        }
+      }
+      assert.equal(await readFile(path.join(out, 'pbx-agent/pjsip.conf'), 'utf8').catch(() => 'absent'), 'absent');
+    });
+
+    it('refuses an option the command does not take instead of ignoring it', async () => {
+      const r = await run(['validate', '.', '--out', 'x']);
+      assert.equal(r.code, 2);
+      assert.equal(r.err, 'pbx-agent: validate does not take --out\nRun pbx-agent validate --help for usage.\n');
     });
 
     it('runs when started through a symlink of any name, in a folder whose name URLs would escape', async () => {

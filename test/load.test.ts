@@ -142,6 +142,42 @@ describe('load: the config repo contract', () => {
     ]);
   });
 
+  it('refuses a context named general or globals, in any case: extensions.conf never reads them as contexts', async () => {
+    const why = 'cannot be "general" or "globals": extensions.conf reads those sections as settings, never as a dialplan context (phones in it would have no dialplan); pick another name';
+    assert.deepEqual(await problems(site('internal: {}', 'internal: {}\n    Globals: {}')), [
+      `pbx.yaml:18:5: dialplan.contexts.Globals: "Globals" is not a valid name: a context ${why}`,
+    ]);
+    assert.deepEqual(await problems(ext(md5Line, `${md5Line}\n    context: general`)), [
+      `extensions/a.yaml:5:14: extensions[0].context: a context ${why}, found "general"`,
+    ]);
+    assert.deepEqual(await problems(site('codec_profile: voice', 'codec_profile: voice\n  context: GENERAL')), [
+      `pbx.yaml:15:12: defaults.context: a context ${why}, found "GENERAL"`,
+    ]);
+  });
+
+  it("refuses including the agent's own contexts, or general or globals", async () => {
+    assert.deepEqual(await problems(site('internal: {}', 'internal: { includes: [outbound, pbx-agent-extensions, globals] }')), [
+      `pbx.yaml:17:38: dialplan.contexts.internal.includes[1]: contexts starting with "pbx-agent" are the agent's own and cannot be included by name; every context under dialplan.contexts already reaches every extension, found "pbx-agent-extensions"`,
+      'pbx.yaml:17:60: dialplan.contexts.internal.includes[2]: an included context cannot be "general" or "globals": extensions.conf reads those sections as settings, never as a dialplan context (phones in it would have no dialplan); pick another name, found "globals"',
+    ]);
+  });
+
+  it('refuses a video profile whose video list is empty, with or without max_video_streams', async () => {
+    const none = 'list at least one video codec, or leave video out for an audio-only profile, found a list';
+    assert.deepEqual(await problems(site('video: [h264, vp8] }', 'video: [], max_video_streams: 1 }')), [
+      `pbx.yaml:12:34: codec_profiles.video.video: ${none}`,
+    ]);
+    assert.deepEqual(await problems(site('video: [h264, vp8] }', 'video: [] }')), [`pbx.yaml:12:34: codec_profiles.video.video: ${none}`]);
+  });
+
+  it('refuses a STUN server port beyond 65535 or 0', async () => {
+    for (const stun of ['stun.example.org:99999', 'stun.example.org:0']) {
+      assert.deepEqual(await problems(site('port_end: 20000', `port_end: 20000\n  stun_server: ${stun}`)), [
+        `pbx.yaml:10:16: rtp.stun_server: expected a port between 1 and 65535 after the host, e.g. stun.example.org:3478, found "${stun}"`,
+      ]);
+    }
+  });
+
   it('refuses a context that includes itself', async () => {
     assert.deepEqual(await problems(site('internal: {}', 'internal: { includes: [internal] }')), [
       'pbx.yaml:17:28: dialplan.contexts.internal.includes[0]: a context cannot include itself, found "internal"',
@@ -332,6 +368,100 @@ describe('load: the config repo contract', () => {
         'pbx.yml: both pbx.yaml and pbx.yml exist; keep only pbx.yaml',
       ]);
     });
+    it('says a UTF-16 file is UTF-16 and to save it as UTF-8, with or without a byte order mark', async () => {
+      const dir = await makeRepo({ 'pbx.yaml': BASE_PBX });
+      const text = BASE_EXTENSIONS;
+      await makeDirAndWrite(dir, 'extensions/le.yaml', Buffer.from(`\ufeff${text}`, 'utf16le'));
+      await makeDirAndWrite(dir, 'extensions/be.yaml', Buffer.from(`\ufeff${text}`, 'utf16le').swap16());
+      await makeDirAndWrite(dir, 'extensions/nobom.yaml', Buffer.from(text, 'utf16le'));
+      const save = 'text; save it as UTF-8 (in most editors: "Save with encoding", UTF-8)';
+      assert.deepEqual(loadDesiredState(await readConfigRepo(dir)).issues.map(formatIssue), [
+        `extensions/be.yaml: is UTF-16 (big-endian) ${save}`,
+        `extensions/le.yaml: is UTF-16 (little-endian) ${save}`,
+        `extensions/nobom.yaml: is UTF-16 (little-endian) ${save}`,
+      ]);
+    });
+
+    it('reports lists or maps nested thousands of levels deep as nested too deep, in every YAML style', async () => {
+      const tooDeep = 'YAML is nested too deep (more than 32 levels of lists and maps; the deepest field pbx-agent reads is 5 levels down)';
+      const found = await problems({
+        'pbx.yaml': BASE_PBX,
+        'extensions/flow.yaml': `extensions: ${'['.repeat(10_000)}${']'.repeat(10_000)}\n`,
+        'extensions/maps.yaml': `extensions: ${'{a: '.repeat(10_000)}1${'}'.repeat(10_000)}\n`,
+        'extensions/block.yaml': `extensions:\n  ${'- '.repeat(10_000)}x\n`,
+        'extensions/forty.yaml': `extensions: ${'['.repeat(40)}${']'.repeat(40)}\n`,
+      });
+      assert.deepEqual(found.map((line) => line.replace(/:\d+:\d+:/, ':')), [
+        `extensions/block.yaml: ${tooDeep}`,
+        `extensions/flow.yaml: ${tooDeep}`,
+        `extensions/forty.yaml: ${tooDeep}`,
+        `extensions/maps.yaml: ${tooDeep}`,
+      ]);
+    });
+
+    it('follows a folder symlink that stays inside the repo, and reads its extensions', async () => {
+      const dir = await makeRepo({ 'pbx.yaml': BASE_PBX, 'teams/sales/a.yaml': BASE_EXTENSIONS, 'extensions/.keep': '' });
+      await symlink('../teams/sales', path.join(dir, 'extensions', 'sales'));
+      const result = loadDesiredState(await readConfigRepo(dir));
+      assert.deepEqual(result.issues.map(formatIssue), []);
+      assert.deepEqual(result.state!.extensions.map((e) => [e.number, e.source.file]), [['1001', 'extensions/sales/a.yaml']]);
+    });
+
+    it('follows an extensions folder that is itself a symlink inside the repo', async () => {
+      const dir = await makeRepo({ 'pbx.yaml': BASE_PBX, 'config/phones/a.yaml': BASE_EXTENSIONS });
+      await symlink('config/phones', path.join(dir, 'extensions'));
+      const result = loadDesiredState(await readConfigRepo(dir));
+      assert.deepEqual(result.issues.map(formatIssue), []);
+      assert.equal(result.state!.extensions.length, 1);
+    });
+
+    it('never skips a folder symlink silently: outside the repo, to nothing, or a loop is an error; a second way to read files is a warning', async () => {
+      const dir = await makeRepo({ 'pbx.yaml': BASE_PBX, 'teams/sales/a.yaml': BASE_EXTENSIONS, 'extensions/.keep': '' });
+      const outside = await makeRepo({ 'b.yaml': BASE_EXTENSIONS });
+      await symlink('../teams/sales', path.join(dir, 'extensions', 'a-sales'));
+      await symlink('../teams/sales', path.join(dir, 'extensions', 'b-sales-again'));
+      await symlink(outside, path.join(dir, 'extensions', 'elsewhere'));
+      await symlink('../teams/renamed', path.join(dir, 'extensions', 'gone'));
+      await symlink('..', path.join(dir, 'extensions', 'loop'));
+      assert.deepEqual(loadDesiredState(await readConfigRepo(dir)).issues.map(formatIssue), [
+        'extensions/b-sales-again: warning: is a symbolic link to teams/sales, which is read already; the link is not followed (its files would be read twice)',
+        'extensions/elsewhere: is a symbolic link pointing outside the config repo; only files inside the repo are read: copy the folder into the repo',
+        'extensions/gone: is a symbolic link to something that does not exist; its extensions are not read: fix or remove the link',
+        'extensions/loop: is a symbolic link to the root of the repo, a folder that contains it: a loop; remove the link',
+      ]);
+    });
+
+    it('warns about YAML files that will not be read, and asks "did you mean extensions/?" for a near miss', async () => {
+      const found = await problems({
+        'pbx.yaml': BASE_PBX,
+        'extentions/a.yaml': BASE_EXTENSIONS,
+        'Extensions/b.yml': BASE_EXTENSIONS,
+        'extension/c/d.yaml': BASE_EXTENSIONS,
+        'office.yaml': BASE_EXTENSIONS,
+        'teams/x.yaml': BASE_EXTENSIONS,
+        'teams/y.yaml': BASE_EXTENSIONS,
+        // Tooling, not config: never mentioned.
+        '.github/workflows/validate.yml': 'on: push',
+        'node_modules/pkg/x.yaml': 'a: 1',
+        'docs/notes.md': '# notes',
+      });
+      const reads = '(pbx-agent reads only pbx.yaml and extensions/**/*.yaml)';
+      assert.deepEqual(found, [
+        `Extensions/: warning: holds 1 YAML file that is not read ${reads}; did you mean extensions/?`,
+        `extension/: warning: holds 1 YAML file that is not read ${reads}; did you mean extensions/?`,
+        `extentions/: warning: holds 1 YAML file that is not read ${reads}; did you mean extensions/?`,
+        `office.yaml: warning: is not read ${reads}; if it lists extensions, move it into extensions/`,
+        'pbx.yaml: warning: no extension is defined, so Asterisk would have no phones; extensions are read from extensions/**/*.yaml and from `extensions:` in this file',
+        `teams/: warning: holds 2 YAML files that are not read ${reads}`,
+      ]);
+    });
+
+    it('warns that Asterisk would have no phones when every extension is disabled', async () => {
+      assert.deepEqual(await problems(ext(md5Line, `${md5Line}\n    enabled: false`)), [
+        'pbx.yaml: warning: all 1 extension is disabled (enabled: false), so Asterisk would have no phones',
+      ]);
+    });
+
     it('reads extension files in nested folders, ignoring hidden ones and other file types', async () => {
       const result = await load({
         'pbx.yaml': BASE_PBX,

@@ -1,5 +1,9 @@
 import assert from 'node:assert/strict';
+import { renderConfigRepo } from '../agent/pipeline.js';
+import { planChanges } from '../agent/plan/index.js';
 import { diffPjsipObjects, parsePjsipObjects } from '../agent/plan/objects.js';
+import { DirectorySecretStore, type HostFacts } from '../agent/resolve/index.js';
+import { BASE_PBX, edit, extensionsYaml, makeRepo, removeTempRepos, testMd5 } from './support/config-repo.js';
 
 const transport = (extra = '') => `[transport-udp]\ntype=transport\nprotocol=udp\nbind=0.0.0.0:5060\nexternal_media_address=203.0.113.10\nexternal_signaling_address=203.0.113.10\nlocal_net=172.31.0.0/16\n${extra}`;
 const ext = (n: string, maxContacts = 3) =>
@@ -36,5 +40,50 @@ describe('plan: object changes in pjsip.conf', () => {
     const tcp = '[transport-tcp]\ntype=transport\nprotocol=tcp\nbind=0.0.0.0:5060\n';
     assert.deepEqual(diffPjsipObjects(transport(), transport() + tcp).restartReasons, ['transport transport-tcp is new']);
     assert.deepEqual(diffPjsipObjects(transport() + tcp, transport()).restartReasons, ['transport transport-tcp is removed']);
+  });
+});
+
+describe('plan: what a change would do to the phones, said loudly', () => {
+  after(removeTempRepos);
+  const HOST: HostFacts = { secrets: new DirectorySecretStore('/nonexistent-secrets-dir'), elasticIp: async () => ({ problem: 'not on EC2' }) };
+  const exts = extensionsYaml(['1001', '1002']);
+  async function warnings(before: string, after: string, extsAfter = exts): Promise<string[]> {
+    const render = async (pbx: string, e: string) => (await renderConfigRepo(await makeRepo({ 'pbx.yaml': pbx, 'extensions/a.yaml': e }), HOST, 'r')).files!;
+    const was = await render(before, exts);
+    const plan = planChanges(await render(after, extsAfter), new Map(was.map((f) => [f.path, f.text])));
+    return plan.warnings.map((w) => `${w.kind}: ${w.message}`);
+  }
+
+  it('warns that a new sip.realm locks out every phone whose md5 credential did not change with it', async () => {
+    assert.deepEqual(await warnings(BASE_PBX, edit(BASE_PBX, 'rtp:', 'sip: { realm: acme }\nrtp:')), [
+      'credentials_locked_out: sip.realm changes from "asterisk" to "acme" but the md5 credential of 1001 1002 stays the same: ' +
+        'it was computed with the old realm, so these phones can no longer register (Asterisk answers 401). ' +
+        'Compute each again with `pbx-agent md5 NUMBER --realm acme`, or keep the realm',
+    ]);
+    // Credentials computed again for the new realm: nobody is locked out.
+    const recomputed = exts.replace(testMd5('1001'), 'a'.repeat(32)).replace(testMd5('1002'), 'b'.repeat(32));
+    assert.deepEqual(await warnings(BASE_PBX, edit(BASE_PBX, 'rtp:', 'sip: { realm: acme }\nrtp:'), recomputed), []);
+  });
+
+  it('warns that a new SIP port cuts every phone off until each is set to it, and that a removed transport does too', async () => {
+    assert.deepEqual(await warnings(BASE_PBX, edit(BASE_PBX, 'udp: { port: 5060 }', 'udp: { port: 5080 }')), [
+      'transport_port: transport-udp moves from port 5060 to 5080: every phone must be set to the new port, and the security group must open it; Asterisk keeps listening on 5060 until it restarts',
+    ]);
+    assert.deepEqual(await warnings(edit(BASE_PBX, 'udp: { port: 5060 }', 'udp: { port: 5060 }\n    tcp: { port: 5060 }'), BASE_PBX), [
+      'transport_removed: transport-tcp is removed: phones that reach the PBX over it can no longer do so once Asterisk restarts',
+    ]);
+  });
+
+  it('warns that a new external address or RTP range must match the Elastic IP and the security group', async () => {
+    assert.deepEqual(await warnings(BASE_PBX, edit(BASE_PBX, 'external_address: 203.0.113.10', 'external_address: 203.0.113.11')), [
+      "external_address: the external address changes from 203.0.113.10 to 203.0.113.11: unless 203.0.113.11 is this instance's Elastic IP, phones outside the VPC get one-way audio (`pbx-agent check` compares them)",
+    ]);
+    assert.deepEqual(await warnings(BASE_PBX, edit(BASE_PBX, 'port_end: 20000', 'port_end: 12000')), [
+      'rtp_range: the RTP range changes from 10000-20000 to 10000-12000: the security group must open UDP 10000-12000, or calls have no audio (`pbx-agent check` compares them)',
+    ]);
+  });
+
+  it('says nothing about an ordinary change', async () => {
+    assert.deepEqual(await warnings(BASE_PBX, BASE_PBX, extensionsYaml(['1001', '1002', '1003'])), []);
   });
 });

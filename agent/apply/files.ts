@@ -55,11 +55,15 @@ export class DirectoryFileStore implements ManagedFileStore {
   }
 
   async read(relPath: string): Promise<string | undefined> {
+    const abs = inside(this.root, relPath);
     try {
-      return await readFile(inside(this.root, relPath), 'utf8');
+      return await readFile(abs, 'utf8');
     } catch (e) {
-      if ((e as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
-      throw e;
+      const err = e as NodeJS.ErrnoException;
+      if (err.code === 'ENOENT') return undefined;
+      // Node names no file when the read itself fails (EISDIR, EIO): the operator needs to know which.
+      err.path ??= abs;
+      throw err;
     }
   }
 

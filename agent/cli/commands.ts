@@ -1,6 +1,8 @@
 /**
  * The CLI commands of the config-repo contract: validate, render, schema, md5.
  */
+import { stat } from 'node:fs/promises';
+import path from 'node:path';
 import { createInterface } from 'node:readline';
 import { z } from 'zod';
 import { ExtensionsFile, SiteFile } from '../../schemas/config-repo.js';
@@ -8,10 +10,10 @@ import { DirectoryFileStore } from '../apply/files.js';
 import { hasErrors, loadDesiredState, readConfigRepo } from '../load/index.js';
 import { passwordWeakness } from '../load/password-policy.js';
 import { renderConfigRepo } from '../pipeline.js';
-import { planChanges } from '../plan/index.js';
+import { checkRemovals, planChanges } from '../plan/index.js';
 import { DEFAULT_SECRETS_DIR, DirectorySecretStore, md5Credential, type HostFacts } from '../resolve/index.js';
 import { workTreeRevision } from '../source/revision.js';
-import { countLine, EXIT, issuesJson, printIssues, printPlan, UsageError, type Io } from './output.js';
+import { countLine, EXIT, issuesJson, printIssues, printPlan, UsageError, whenOutputCloses, type Io } from './output.js';
 
 export interface ValidateOptions {
   dir: string;
@@ -92,13 +94,29 @@ export async function renderWatchCommand(opts: RenderOptions, io: Io): Promise<n
     };
     process.once('SIGINT', stop);
     process.once('SIGTERM', stop);
+    // `render --watch | head`: once nobody reads, watching on is pointless.
+    whenOutputCloses(stop);
   });
 }
 
-export async function renderCommand(opts: RenderOptions, io: Io): Promise<number> {
-  if (opts.externalAddress !== undefined && !z.ipv4().safeParse(opts.externalAddress).success) {
-    throw new UsageError(`--external-address: expected an IPv4 address, got ${JSON.stringify(opts.externalAddress)}`);
+/**
+ * --out must be a directory or not exist yet (it is created): a file there, or on the way there,
+ * is said plainly before anything is rendered.
+ */
+async function checkOutDir(out: string): Promise<void> {
+  for (let dir = path.resolve(out); ; dir = path.dirname(dir)) {
+    const st = await stat(dir).catch(() => undefined);
+    if (st?.isDirectory()) return;
+    if (st) {
+      const what = dir === path.resolve(out) ? 'is a file' : `is inside ${dir}, which is a file`;
+      throw new UsageError(`--out ${out}: ${what}; expected a directory to render into (created if missing)`);
+    }
+    if (path.dirname(dir) === dir) return;
   }
+}
+
+export async function renderCommand(opts: RenderOptions, io: Io): Promise<number> {
+  await checkOutDir(opts.out);
   const revision = opts.revision ?? (await workTreeRevision(opts.dir));
   const outcome = await renderConfigRepo(opts.dir, cliHost(opts), revision);
   if (!outcome.files) {
@@ -114,6 +132,7 @@ export async function renderCommand(opts: RenderOptions, io: Io): Promise<number
   const onDisk = new Map<string, string | undefined>();
   for (const f of outcome.files) onDisk.set(f.path, await store.read(f.path));
   const plan = planChanges(outcome.files, onDisk);
+  const refusal = checkRemovals(plan, outcome.state!.removalGuard);
   for (const change of plan.files) if (change.action !== 'unchanged') await store.writeAtomic(change.path, change.rendered.text);
 
   if (opts.json) {
@@ -128,7 +147,10 @@ export async function renderCommand(opts: RenderOptions, io: Io): Promise<number
           files: plan.files.map((f) => ({ path: f.path, module: f.module, action: f.action, bodySha256: f.rendered.bodyHash })),
           reloads: plan.reloads,
           extensions: plan.extensions,
+          lockedOut: plan.lockedOut,
           restartReasons: plan.restartReasons,
+          planWarnings: plan.warnings,
+          wouldRefuse: refusal ?? null,
           ...issuesJson(outcome.issues),
         },
         null,
@@ -143,6 +165,8 @@ export async function renderCommand(opts: RenderOptions, io: Io): Promise<number
     `Rendered ${opts.dir} (revision ${revision}, ${extensions} extension${extensions === 1 ? '' : 's'}${disabled ? `, ${disabled} disabled` : ''}) into ${store.root}`,
   );
   printPlan(io, plan, onDisk, { diff: opts.diff, verb: 'would' });
+  // OUT is a folder, not the PBX: rendered all the same, but said as apply would say it.
+  if (refusal) io.out(`WARNING: apply would refuse this change against the files in ${store.root}: ${refusal.reason}`);
   return EXIT.ok;
 }
 

@@ -26,7 +26,7 @@ export async function runCommand(opts: { settingsFile?: string }, io: Io): Promi
   return new Promise<number>(() => undefined);
 }
 
-export async function syncCommand(opts: { settingsFile?: string; json: boolean }, io: Io): Promise<number> {
+export async function syncCommand(opts: { settingsFile?: string; json: boolean; allowMassRemoval?: boolean }, io: Io): Promise<number> {
   const settings = await settingsOrReport(opts.settingsFile, io, true);
   if (!settings) return EXIT.invalidConfig;
   if (!settings.source) {
@@ -37,11 +37,13 @@ export async function syncCommand(opts: { settingsFile?: string; json: boolean }
   return withAsterisk(settings, log, io, 'sync', async (control) => {
     const source = gitSourceFrom(settings);
     const deps = await reconcileDeps(settings, control, log);
+    if (opts.allowMassRemoval) deps.options.allowMassRemoval = true;
     const result = await syncOnce(settings, deps, source, log, 'cli');
     const o = result.outcome;
     if (opts.json) io.out(JSON.stringify(o ?? { status: 'failed', error: 'see the log lines on stderr' }, null, 2));
     else io.out(o ? `${o.status}: revision ${o.revision}${o.error ? `: ${o.error}` : ''}` : 'failed: the config repo could not be fetched (see the log lines above)');
-    if (o?.status === 'invalid') return EXIT.invalidConfig;
+    if (o?.refusal && !opts.json) io.out(`Nothing was written or reloaded; ${o.refusal.fix}.`);
+    if (o?.status === 'invalid' || o?.status === 'refused') return EXIT.invalidConfig;
     return result.ok ? EXIT.ok : EXIT.failure;
   });
 }

@@ -9,19 +9,30 @@ import type { AgentSettingsData } from '../../schemas/agent-settings.js';
 import type { AsteriskControl } from '../asterisk/control.js';
 import { createLogger, type Logger } from '../log.js';
 import { renderConfigRepo } from '../pipeline.js';
-import { planChanges } from '../plan/index.js';
-import { reconcile } from '../reconcile.js';
+import { checkRemovals, MASS_REMOVAL_FLAG, planChanges, type ReloadPlan } from '../plan/index.js';
+import { reconcile, type ReconcileOutcome } from '../reconcile.js';
+import type { ResolvedState } from '../model.js';
 import { DirectorySecretStore, type HostFacts } from '../resolve/index.js';
 import { cloudElasticIp, connectAsterisk, reconcileDeps, StartupError } from '../runtime.js';
-import { workTreeRevision } from '../source/revision.js';
-import { countLine, EXIT, issuesJson, printIssues, printPlan, settingsOrReport, type Io } from './output.js';
+import { massRemovalAcknowledgement, workTreeRevision } from '../source/revision.js';
+import { countLine, EXIT, issuesJson, printIssues, printPlan, printPlanWarnings, settingsOrReport, type GuardOutcome, type Io } from './output.js';
 
 export interface HostCommandOptions {
   dir: string;
   settingsFile?: string;
   revision?: string;
   externalAddress?: string;
+  /** --allow-mass-removal: the operator acknowledges a change the removal guard would refuse. */
+  allowMassRemoval?: boolean;
   json: boolean;
+}
+
+/** The guard's verdict on a plan: refused, acknowledged (by the flag or the commit trailer), or nothing to say. */
+async function guardOutcome(plan: ReloadPlan, state: ResolvedState, opts: HostCommandOptions): Promise<GuardOutcome | undefined> {
+  const refusal = checkRemovals(plan, state.removalGuard);
+  if (!refusal) return undefined;
+  const acknowledged = opts.allowMassRemoval ? MASS_REMOVAL_FLAG : await massRemovalAcknowledgement(opts.dir);
+  return acknowledged ? { refusal, acknowledged } : { refusal };
 }
 
 /** --external-address when given, else the instance's Elastic IP from IMDS and the EC2 API. */
@@ -41,19 +52,25 @@ export async function planCommand(opts: HostCommandOptions, io: Io): Promise<num
   const store = new DirectoryFileStore(settings.asterisk.config_dir);
   const onDisk = await readManagedFiles(store, outcome.files);
   const plan = planChanges(outcome.files, onDisk);
+  const guard = await guardOutcome(plan, outcome.state!, opts);
+  // A change apply would refuse is a problem with the config repo, as an invalid one is.
+  const code = guard && !guard.acknowledged ? EXIT.invalidConfig : EXIT.ok;
   if (opts.json) {
     io.out(JSON.stringify({
-      ok: true, revision, configDir: store.root,
+      ok: code === EXIT.ok, revision, configDir: store.root,
       files: plan.files.map((f) => ({ path: f.path, module: f.module, action: f.action })),
-      reloads: plan.reloads, extensions: plan.extensions, restartReasons: plan.restartReasons,
+      reloads: plan.reloads, extensions: plan.extensions, lockedOut: plan.lockedOut, restartReasons: plan.restartReasons,
+      planWarnings: plan.warnings,
+      refused: guard && !guard.acknowledged ? guard.refusal : null,
+      ...(guard?.acknowledged ? { removalAcknowledgedBy: guard.acknowledged } : {}),
       ...issuesJson(outcome.issues),
     }, null, 2));
-    return EXIT.ok;
+    return code;
   }
   printIssues(io, outcome.issues);
   io.out(`Plan for ${opts.dir} (revision ${revision}) against ${store.root}:`);
-  printPlan(io, plan, onDisk, { diff: true, verb: 'would' });
-  return EXIT.ok;
+  printPlan(io, plan, onDisk, { diff: true, verb: 'would', ...(guard ? { guard } : {}) });
+  return code;
 }
 
 /** `pbx-agent apply [DIR]`: one reconcile: write, reload, verify, roll back on failure. */
@@ -65,15 +82,32 @@ export async function applyCommand(opts: HostCommandOptions, io: Io): Promise<nu
   const revision = opts.revision ?? (await workTreeRevision(opts.dir));
   return withAsterisk(settings, log, io, 'apply', async (control) => {
     const deps = await reconcileDeps(settings, control, log, { elasticIp: elasticIp(opts, settings, log) });
+    if (opts.allowMassRemoval) deps.options.allowMassRemoval = true;
     const outcome = await reconcile(deps, { dir: opts.dir, revision });
     if (opts.json) io.out(JSON.stringify(outcome, null, 2));
-    else {
-      printIssues(io, outcome.issues);
-      io.out(`${outcome.status}: revision ${revision}${outcome.reloads.length && outcome.status !== 'unchanged' ? `, reloaded ${outcome.reloads.join(', ')}` : ''}${outcome.error ? `: ${outcome.error}` : ''}`);
-    }
-    if (outcome.status === 'invalid') return EXIT.invalidConfig;
-    return outcome.status === 'applied' || outcome.status === 'unchanged' ? EXIT.ok : EXIT.failure;
+    else printOutcome(io, outcome);
+    return outcomeExitCode(outcome);
   });
+}
+
+/** One reconcile's result for people: problems, warnings, the status line, and a refusal's remedy. */
+export function printOutcome(io: Io, outcome: ReconcileOutcome): void {
+  printIssues(io, outcome.issues);
+  printPlanWarnings(io, outcome.planWarnings);
+  if (outcome.refusal) {
+    io.out(`refused: revision ${outcome.revision}: ${outcome.refusal.reason}`);
+    io.out(`Nothing was written or reloaded; ${outcome.refusal.fix}.`);
+    return;
+  }
+  if (outcome.removalAcknowledgedBy) io.out(`Mass removal acknowledged by ${outcome.removalAcknowledgedBy}`);
+  const reloaded = outcome.reloads.length && outcome.status !== 'unchanged' ? `, reloaded ${outcome.reloads.join(', ')}` : '';
+  io.out(`${outcome.status}: revision ${outcome.revision}${reloaded}${outcome.error ? `: ${outcome.error}` : ''}`);
+}
+
+/** 0 applied or unchanged; 1 invalid or refused (the config repo must change); 3 anything else. */
+export function outcomeExitCode(outcome: ReconcileOutcome): number {
+  if (outcome.status === 'invalid' || outcome.status === 'refused') return EXIT.invalidConfig;
+  return outcome.status === 'applied' || outcome.status === 'unchanged' ? EXIT.ok : EXIT.failure;
 }
 
 /**

@@ -10,63 +10,125 @@ import { DEFAULT_SECRETS_DIR, md5Command, renderCommand, renderWatchCommand, sch
 import { applyCommand, planCommand, type HostCommandOptions } from './host-commands.js';
 import { runCommand, statusCommand, syncCommand } from './daemon-commands.js';
 import { checkCommand } from './check-command.js';
-import { EXIT, processIo, UsageError, type Io } from './output.js';
+import { describeError, EXIT, processIo, quietOnClosedOutput, UsageError, type Io } from './output.js';
+import { REVISION_PATTERN } from '../render/index.js';
+import { nonPublicAddressKind } from '../load/cross-check.js';
+import { Ipv4 } from '../../schemas/config-repo.js';
 import { DEFAULT_SETTINGS_FILE } from '../settings.js';
+
+/** What each command is, as `pbx-agent --help` and `pbx-agent COMMAND --help` print it. */
+interface CommandHelp {
+  usage: string;
+  text: string;
+  /** The options the command takes; any other is a usage error. */
+  options: readonly OptionName[];
+}
+
+const COMMANDS = {
+  validate: {
+    usage: 'pbx-agent validate [DIR] [--json]',
+    text: `Check a config repo (default: .). Every problem is listed with file:line:col.
+Exit 1 if there are errors. Use it in the config repo's CI and pre-commit hook.`,
+    options: ['json'],
+  },
+  render: {
+    // Continuation lines line up under [DIR] in the list of all commands.
+    usage: `pbx-agent render [DIR] --out OUT [--diff] [--json] [--watch] [--revision REV]
+                   [--external-address IP] [--secrets-dir DIR]`,
+    text: `Render the Asterisk files of a config repo into OUT (same layout as /etc/asterisk),
+and print which files change and which modules Asterisk would reload.
+--diff              show what changes in each file (credentials and PINs redacted)
+--watch             keep running and render again whenever a file in DIR changes
+--revision          the revision written into the file headers (default: the git commit)
+--external-address  the Elastic IP to use where pbx.yaml says external_address: auto
+--secrets-dir       where named secrets are read (default ${DEFAULT_SECRETS_DIR})`,
+    options: ['out', 'diff', 'json', 'watch', 'revision', 'external-address', 'secrets-dir'],
+  },
+  plan: {
+    usage: `pbx-agent plan [DIR] [--settings FILE] [--json] [--revision REV] [--external-address IP]
+                 [--allow-mass-removal]`,
+    text: `Show what apply would change in the Asterisk config directory: file diffs, extensions
+added/changed/removed, what the change would do to the phones, the module reloads, and
+changes that need a restart. Touches nothing. Exit 1 when apply would refuse the change.`,
+    options: ['settings', 'json', 'revision', 'external-address', 'allow-mass-removal'],
+  },
+  apply: {
+    usage: `pbx-agent apply [DIR] [--settings FILE] [--json] [--revision REV] [--external-address IP]
+                  [--allow-mass-removal]`,
+    text: `One reconcile of a local config repo: write the changed files atomically, reload only the
+changed modules through AMI, read the live state back, and roll back if Asterisk did not
+take the change. Logs (JSON lines) go to stderr. Exit 0 applied or unchanged, 1 invalid
+config or refused, 3 rolled back or failed.
+--settings            the agent's settings (default ${DEFAULT_SETTINGS_FILE}; built-in defaults if absent)
+--allow-mass-removal  apply a change that removes (or locks out) every extension, or more than
+                      removal_guard in pbx.yaml allows; without it such a change is refused`,
+    options: ['settings', 'json', 'revision', 'external-address', 'allow-mass-removal'],
+  },
+  run: {
+    usage: 'pbx-agent run [--settings FILE]',
+    text: `The daemon: follows the config repo of the settings (source.url), reconciles on the
+schedule, on pushes (webhook), on SIGHUP and on local edits, and watches for drift.
+JSON log lines on stdout. SIGTERM finishes the reconcile in progress, then exits 0.`,
+    options: ['settings'],
+  },
+  sync: {
+    usage: 'pbx-agent sync [--settings FILE] [--json] [--allow-mass-removal]',
+    text: `Fetch the config repo and reconcile once, now. Never overlaps a daemon run (a lock).
+--allow-mass-removal  apply a change the removal guard refuses (see apply)`,
+    options: ['settings', 'json', 'allow-mass-removal'],
+  },
+  status: {
+    usage: 'pbx-agent status [--settings FILE] [--json]',
+    text: 'What is applied, the last run, drift, and whether the agent is healthy (exit 0) or not (3).',
+    options: ['settings', 'json'],
+  },
+  check: {
+    usage: 'pbx-agent check [DIR] [--settings FILE] [--json]',
+    text: `Cloud checks on EC2 of the config the agent applied (or of DIR, default . without a
+source in the settings): the Elastic IP against external_address, local_net against the VPC,
+the security groups against the SIP ports and RTP range, AMI/SSH open to the world.
+Exit 3 on error-level findings (or when the checks cannot run).`,
+    options: ['settings', 'json'],
+  },
+  schema: {
+    usage: 'pbx-agent schema [pbx|extensions]',
+    text: 'Print the JSON Schema of pbx.yaml (default) or of an extensions file.',
+    options: [],
+  },
+  md5: {
+    usage: 'pbx-agent md5 NUMBER [--realm REALM] < password',
+    text: `Print the md5 credential of NUMBER for the YAML (the password is read from stdin and
+must pass the strength policy). --realm is sip.realm of pbx.yaml (default asterisk).`,
+    options: ['realm'],
+  },
+} satisfies Record<string, CommandHelp>;
+
+type CommandName = keyof typeof COMMANDS;
+
+const indent = (text: string, by: string) => text.split('\n').map((l) => (l ? by + l : l)).join('\n');
 
 const HELP = `pbx-agent: GitOps for Asterisk 20 on EC2. YAML in git → verified PJSIP, RTP and dialplan.
 
 Usage:
-  pbx-agent validate [DIR] [--json]
-      Check a config repo (default: .). Every problem is listed with file:line:col.
-      Exit 1 if there are errors. Use it in the config repo's CI and pre-commit hook.
-
-  pbx-agent render [DIR] --out OUT [--diff] [--json] [--watch] [--revision REV]
-                   [--external-address IP] [--secrets-dir DIR]
-      Render the Asterisk files of a config repo into OUT (same layout as /etc/asterisk),
-      and print which files change and which modules Asterisk would reload.
-      --watch             keep running and render again whenever a file in DIR changes
-      --external-address  the Elastic IP to use where pbx.yaml says external_address: auto
-      --secrets-dir       where named secrets are read (default ${DEFAULT_SECRETS_DIR})
-
-  pbx-agent plan [DIR] [--settings FILE] [--json] [--revision REV] [--external-address IP]
-      Show what apply would change in the Asterisk config directory: file diffs, extensions
-      added/changed/removed, the module reloads, and changes that need a restart. Touches nothing.
-
-  pbx-agent apply [DIR] [--settings FILE] [--json] [--revision REV] [--external-address IP]
-      One reconcile of a local config repo: write the changed files atomically, reload only the
-      changed modules through AMI, read the live state back, and roll back if Asterisk did not
-      take the change. Logs (JSON lines) go to stderr. Exit 0 applied or unchanged, 1 invalid
-      config, 3 rolled back or failed.
-      --settings  the agent's settings (default ${DEFAULT_SETTINGS_FILE}; built-in defaults if absent)
-
-  pbx-agent run [--settings FILE]
-      The daemon: follows the config repo of the settings (source.url), reconciles on the
-      schedule, on pushes (webhook), on SIGHUP and on local edits, and watches for drift.
-      JSON log lines on stdout. SIGTERM finishes the reconcile in progress, then exits 0.
-
-  pbx-agent sync [--settings FILE] [--json]
-      Fetch the config repo and reconcile once, now. Never overlaps a daemon run (a lock).
-
-  pbx-agent status [--settings FILE] [--json]
-      What is applied, the last run, drift, and whether the agent is healthy (exit 0) or not (3).
-
-  pbx-agent check [DIR] [--settings FILE] [--json]
-      Cloud checks on EC2 of the config the agent applied (or of DIR, default . without a
-      source in the settings): the Elastic IP against external_address, local_net against the VPC,
-      the security groups against the SIP ports and RTP range, AMI/SSH open to the world.
-      Exit 3 on error-level findings (or when the checks cannot run).
-
-  pbx-agent schema [pbx|extensions]
-      Print the JSON Schema of pbx.yaml (default) or of an extensions file.
-
-  pbx-agent md5 NUMBER [--realm REALM] < password
-      Print the md5 credential of NUMBER for the YAML (the password is read from stdin and
-      must pass the strength policy).
+${Object.values(COMMANDS)
+  .map((c) => `  ${c.usage}\n${indent(c.text, '      ')}`)
+  .join('\n\n')}
 
 Options:
-  -h, --help     this help
+  -h, --help     this help; pbx-agent COMMAND --help prints the help of one command
   -V, --version  print the version
 `;
+
+function commandHelp(name: CommandName): string {
+  const c = COMMANDS[name];
+  // "Usage: " is 5 characters wider than the 2-space indent of the list of all commands.
+  const usage = c.usage.replace(/\n/g, '\n     ');
+  return `Usage: ${usage}\n\n${c.text}\n\nExit codes: 0 success, 1 invalid config repo or settings, 2 usage error, 3 other failure.\nAll commands: pbx-agent --help\n`;
+}
+
+function isCommand(name: string | undefined): name is CommandName {
+  return name !== undefined && Object.hasOwn(COMMANDS, name);
+}
 
 /** The version in the package.json of this installation: the nearest one above this file. */
 function version(): string {
@@ -81,38 +143,93 @@ function version(): string {
   }
 }
 
+const OPTIONS = {
+  help: { type: 'boolean', short: 'h' },
+  version: { type: 'boolean', short: 'V' },
+  json: { type: 'boolean' },
+  diff: { type: 'boolean' },
+  watch: { type: 'boolean' },
+  out: { type: 'string', short: 'o' },
+  revision: { type: 'string' },
+  'external-address': { type: 'string' },
+  'secrets-dir': { type: 'string' },
+  realm: { type: 'string' },
+  settings: { type: 'string', short: 's' },
+  'allow-mass-removal': { type: 'boolean' },
+} as const;
+type OptionName = Exclude<keyof typeof OPTIONS, 'help' | 'version'>;
+
+/**
+ * Runs one command and answers its exit code. Never throws: a usage error is explained with
+ * exit 2, anything else with exit 3, and neither prints a stack trace (the operator can do
+ * nothing with one).
+ */
 export async function main(argv: string[], io: Io = processIo, stdin: NodeJS.ReadableStream = process.stdin): Promise<number> {
-  const { values, positionals } = parseArgs({
-    args: argv,
-    allowPositionals: true,
-    strict: true,
-    options: {
-      help: { type: 'boolean', short: 'h' },
-      version: { type: 'boolean', short: 'V' },
-      json: { type: 'boolean' },
-      diff: { type: 'boolean' },
-      watch: { type: 'boolean' },
-      out: { type: 'string', short: 'o' },
-      revision: { type: 'string' },
-      'external-address': { type: 'string' },
-      'secrets-dir': { type: 'string' },
-      realm: { type: 'string' },
-      settings: { type: 'string', short: 's' },
-    },
-  });
+  let command: string | undefined;
+  try {
+    const { values, positionals } = parseArgs({ args: argv, allowPositionals: true, strict: true, options: OPTIONS });
+    command = positionals[0];
+    return await dispatch(values, positionals, io, stdin);
+  } catch (e) {
+    if (e instanceof UsageError || isParseArgsError(e)) {
+      const hint = isCommand(command) ? `pbx-agent ${command} --help` : 'pbx-agent --help';
+      io.err(`pbx-agent: ${(e as Error).message}\nRun ${hint} for usage.`);
+      return EXIT.usage;
+    }
+    io.err(`pbx-agent: ${isCommand(command) ? `${command}: ` : ''}${describeError(e)}`);
+    return EXIT.failure;
+  }
+}
+
+function isParseArgsError(e: unknown): boolean {
+  return typeof (e as { code?: unknown })?.code === 'string' && (e as { code: string }).code.startsWith('ERR_PARSE_ARGS');
+}
+
+type Values = ReturnType<typeof parseArgs<{ options: typeof OPTIONS; allowPositionals: true }>>['values'];
+
+async function dispatch(values: Values, positionals: string[], io: Io, stdin: NodeJS.ReadableStream): Promise<number> {
   const [command, ...rest] = positionals;
   if (values.version) {
     io.out(version());
     return EXIT.ok;
   }
-  if (values.help || command === undefined || command === 'help') {
+  if (command === 'help') {
+    const topic = rest[0];
+    if (topic !== undefined && !isCommand(topic)) throw new UsageError(`help: unknown command "${topic}"`);
+    io.out(topic === undefined ? HELP : commandHelp(topic));
+    return EXIT.ok;
+  }
+  if (command === undefined) {
     io.out(HELP);
-    return command === undefined && !values.help ? EXIT.usage : EXIT.ok;
+    return values.help ? EXIT.ok : EXIT.usage;
+  }
+  if (!isCommand(command)) throw new UsageError(`unknown command "${command}"; see pbx-agent --help`);
+  if (values.help) {
+    io.out(commandHelp(command));
+    return EXIT.ok;
+  }
+  const allowed: readonly string[] = COMMANDS[command].options;
+  for (const name of Object.keys(values)) {
+    if (!allowed.includes(name)) throw new UsageError(`${command} does not take --${name}`);
   }
   const one = (what: string) => {
     if (rest.length > 1) throw new UsageError(`${command}: expected at most one ${what}, got ${rest.length}`);
     return rest[0];
   };
+  if (values.revision !== undefined && !REVISION_PATTERN.test(values.revision)) {
+    throw new UsageError(`--revision: expected 1 to 64 letters, digits, ".", "_", "+" or "-" (e.g. a commit or v1.4), got ${JSON.stringify(values.revision)}`);
+  }
+  const external = values['external-address'];
+  if (external !== undefined) {
+    if (!Ipv4.safeParse(external).success) throw new UsageError(`--external-address: expected an IPv4 address such as 203.0.113.10, got ${JSON.stringify(external)}`);
+    // The rule pbx.yaml's external_address obeys: the flag stands in for it.
+    const kind = nonPublicAddressKind(external);
+    if (kind) {
+      throw new UsageError(
+        `--external-address ${external}: is ${kind} address; it must be the instance's public Elastic IP, otherwise phones outside the VPC get one-way audio`,
+      );
+    }
+  }
   switch (command) {
     case 'validate':
       return validateCommand({ dir: one('directory') ?? '.', json: values.json ?? false }, io);
@@ -135,6 +252,7 @@ export async function main(argv: string[], io: Io = processIo, stdin: NodeJS.Rea
       if (values.settings !== undefined) opts.settingsFile = values.settings;
       if (values.revision !== undefined) opts.revision = values.revision;
       if (values['external-address'] !== undefined) opts.externalAddress = values['external-address'];
+      if (values['allow-mass-removal']) opts.allowMassRemoval = true;
       return command === 'plan' ? planCommand(opts, io) : applyCommand(opts, io);
     }
     case 'run':
@@ -142,7 +260,7 @@ export async function main(argv: string[], io: Io = processIo, stdin: NodeJS.Rea
     case 'sync':
     case 'status': {
       const opts = { json: values.json ?? false, ...(values.settings !== undefined ? { settingsFile: values.settings } : {}) };
-      return command === 'sync' ? syncCommand(opts, io) : statusCommand(opts, io);
+      return command === 'sync' ? syncCommand({ ...opts, allowMassRemoval: values['allow-mass-removal'] ?? false }, io) : statusCommand(opts, io);
     }
     case 'check':
       return checkCommand({ ...(rest[0] !== undefined ? { dir: one('directory')! } : {}), json: values.json ?? false, ...(values.settings !== undefined ? { settingsFile: values.settings } : {}) }, io);
@@ -153,8 +271,6 @@ export async function main(argv: string[], io: Io = processIo, stdin: NodeJS.Rea
       if (number === undefined) throw new UsageError('md5: expected an extension number, e.g. pbx-agent md5 1001 < password-file');
       return md5Command(number, values.realm ?? 'asterisk', io, stdin);
     }
-    default:
-      throw new UsageError(`unknown command "${command}"; see pbx-agent --help`);
   }
 }
 
@@ -175,18 +291,12 @@ export function isMainModule(argv1: string | undefined, moduleUrl: string): bool
 }
 
 if (isMainModule(process.argv[1], import.meta.url)) {
-  main(process.argv.slice(2)).then(
-    (code) => {
-      process.exitCode = code;
-    },
-    (err: unknown) => {
-      if (err instanceof UsageError || (err as { code?: string }).code?.startsWith('ERR_PARSE_ARGS')) {
-        processIo.err(`pbx-agent: ${(err as Error).message}\nRun pbx-agent --help for usage.`);
-        process.exitCode = EXIT.usage;
-      } else {
-        processIo.err(`pbx-agent: ${(err as Error).stack ?? String(err)}`);
-        process.exitCode = EXIT.failure;
-      }
-    },
-  );
+  // A reader that goes away (`pbx-agent render ... | head`) is not an error: the rest of the
+  // output is dropped and the command finishes what it is doing (an apply is never cut between
+  // writing and verifying); `render --watch` stops.
+  quietOnClosedOutput(process.stdout);
+  quietOnClosedOutput(process.stderr);
+  void main(process.argv.slice(2)).then((code) => {
+    process.exitCode = code;
+  });
 }

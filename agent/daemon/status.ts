@@ -36,6 +36,7 @@ export function assessHealth(
     );
   }
   if (state.sourceRejected) problems.push(`the source refused the newest commit: ${state.sourceRejected.reason}`);
+  if (state.refused) problems.push(`revision ${state.refused.revision} was refused and nothing was applied: ${state.refused.reason}; ${state.refused.fix}`);
   if (state.pending && opts.now.getTime() - Date.parse(state.pending.at) > STALE_PENDING_MS) {
     problems.push(`a change (revision ${state.pending.revision}) has been waiting for verification since ${state.pending.at}`);
   }

@@ -11,14 +11,14 @@ import { redactSecrets } from '../plan/index.js';
 export interface FileDrift {
   path: string;
   kind: 'modified' | 'deleted' | 'created';
-  /** A short unified diff, credentials redacted. */
+  /** A short unified diff, credentials and voicemail PINs redacted. */
   diff: string;
 }
 
 export function compareManagedFile(rel: string, expected: string | undefined, actual: string | undefined, maxLines = 40): FileDrift | undefined {
   if (expected === actual) return undefined;
   const kind = actual === undefined ? 'deleted' : expected === undefined ? 'created' : 'modified';
-  const diff = unifiedDiff(`applied/${rel}`, `on-disk/${rel}`, redactSecrets(expected ?? ''), redactSecrets(actual ?? ''), { context: 1, maxLines });
+  const diff = unifiedDiff(`applied/${rel}`, `on-disk/${rel}`, redactSecrets(expected ?? '', rel), redactSecrets(actual ?? '', rel), { context: 1, maxLines });
   return { path: rel, kind, diff };
 }
 

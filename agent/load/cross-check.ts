@@ -3,7 +3,7 @@
  * because getting it wrong silently breaks calls rather than failing loudly in Asterisk.
  */
 import type { ExtensionData, SiteFileData } from '../../schemas/config-repo.js';
-import { describeFound, fieldPath, type ConfigIssue } from './issues.js';
+import { fieldPath, foundValue, type ConfigIssue } from './issues.js';
 import { passwordWeakness } from './password-policy.js';
 import { locate, type ParsedYaml } from './yaml-document.js';
 
@@ -34,7 +34,8 @@ function issueAt(
     field: fieldPath(path),
     message,
   };
-  if ('found' in extra) issue.found = describeFound(extra.found);
+  const found = foundValue(extra.found);
+  if (found !== undefined) issue.found = found;
   return issue;
 }
 
@@ -62,6 +63,14 @@ const NON_PUBLIC = [
   ['224.0.0.0/3', 'a multicast or reserved'],
 ] as const;
 
+/**
+ * Why `ip` can never be an Elastic IP ("a private (RFC 1918)", ...), or undefined for a public
+ * address. The same rule for pbx.yaml and for --external-address.
+ */
+export function nonPublicAddressKind(ip: string): string | undefined {
+  return NON_PUBLIC.find(([cidr]) => inCidr(ip, cidr))?.[1];
+}
+
 export function checkSite(site: SiteFileData, parsed: ParsedYaml): ConfigIssue[] {
   const issues: ConfigIssue[] = [];
   const { network, rtp } = site;
@@ -71,14 +80,14 @@ export function checkSite(site: SiteFileData, parsed: ParsedYaml): ConfigIssue[]
   let externalIsPublic = network.external_address !== 'auto';
   if (network.external_address !== 'auto') {
     const ext = network.external_address;
-    const block = NON_PUBLIC.find(([cidr]) => inCidr(ext, cidr));
-    if (block) {
+    const kind = nonPublicAddressKind(ext);
+    if (kind) {
       externalIsPublic = false;
       issues.push(
         issueAt(
           parsed,
           ['network', 'external_address'],
-          `is ${block[1]} address; it must be the instance's public Elastic IP (or "auto"), otherwise phones outside the VPC get one-way audio`,
+          `is ${kind} address; it must be the instance's public Elastic IP (or "auto"), otherwise phones outside the VPC get one-way audio`,
           { found: ext },
         ),
       );

@@ -93,8 +93,25 @@ function buildState(site: SiteFileData, entries: ExtensionEntry[]): DesiredState
       .map(([name, c]) => ({ name, includes: [...c.includes] }))
       .sort((a, b) => (a.name < b.name ? -1 : 1)),
     featureCodes: { voicemail: site.dialplan.feature_codes.voicemail },
+    removalGuard: { maxCount: site.removal_guard.max_count, maxPercent: site.removal_guard.max_percent },
     extensions,
   };
+}
+
+/**
+ * A valid repo that leaves Asterisk without a single phone is almost always a mistake (a renamed
+ * extensions folder, every extension switched off); plan and apply refuse to remove the last
+ * extensions of a PBX unless told to, and validate says so first.
+ */
+function noPhonesWarnings(siteFile: string, extensions: number, disabled: number): ConfigIssue[] {
+  const warn = (message: string): ConfigIssue => ({ ...fileIssue(siteFile, message), severity: 'warning' });
+  if (extensions === 0) {
+    return [warn('no extension is defined, so Asterisk would have no phones; extensions are read from extensions/**/*.yaml and from `extensions:` in this file')];
+  }
+  if (disabled === extensions) {
+    return [warn(`all ${extensions} extension${extensions === 1 ? ' is' : 's are'} disabled (enabled: false), so Asterisk would have no phones`)];
+  }
+  return [];
 }
 
 export function loadDesiredState(snapshot: RepoSnapshot): LoadResult {
@@ -142,8 +159,9 @@ export function loadDesiredState(snapshot: RepoSnapshot): LoadResult {
     return parsed ? locate(parsed, ref.path) : { line: 0, column: 0 };
   };
 
-  const sorted = sortIssues(issues);
   const disabled = entries.filter((e) => !e.data.enabled).length;
+  if (site && siteParsed && !hasErrors(issues)) issues.push(...noPhonesWarnings(siteParsed.file, entries.length, disabled));
+  const sorted = sortIssues(issues);
   const summary = {
     files: (snapshot.site ? 1 : 0) + snapshot.extensionFiles.length,
     extensions: entries.length - disabled,

@@ -15,17 +15,36 @@ export interface ConfigIssue {
   field: string;
   /** What was expected (or what is wrong), in words an operator acts on. */
   message: string;
-  /** What was found, already shortened and quoted; absent when nothing was there. */
-  found?: string;
+  /** What was found (text shortened to 60 characters); absent when nothing was there. */
+  found?: Found;
 }
+
+/**
+ * A found value as machines get it in JSON: the text itself (not quoted again), a number, true
+ * or false, null for an empty value, or only the kind of a list or map.
+ */
+export type Found = string | number | boolean | null | { type: 'list' | 'map' };
 
 /** `extensions/sales.yaml:12:13: extensions[3].number: expected ..., found "10a1"` */
 export function formatIssue(issue: ConfigIssue): string {
   const where = issue.line > 0 ? `${issue.file}:${issue.line}:${issue.column}` : issue.file;
   const field = issue.field ? ` ${issue.field}:` : '';
-  const found = issue.found !== undefined ? `, found ${issue.found}` : '';
+  const found = issue.found !== undefined ? `, found ${describeFound(issue.found)}` : '';
   const level = issue.severity === 'warning' ? ' warning:' : '';
-  return `${where}:${level}${field} ${issue.message}${found}`;
+  return printable(`${where}:${level}${field} ${issue.message}${found}`);
+}
+
+/**
+ * Characters a terminal would act on rather than show, escaped as \uXXXX: control characters
+ * (C0 and C1), the line and paragraph separators (JSON.stringify leaves U+2028/U+2029 raw, and
+ * some terminals and log viewers break the line there), and the bidirectional overrides that make
+ * text display in another order than it is read ("Trojan Source", CVE-2021-42574).
+ */
+const UNPRINTABLE = /[\u0000-\u001f\u007f-\u009f\u061c\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069\ufeff]/g;
+
+/** A line of text output that shows every character of YAML-supplied text instead of obeying it. */
+export function printable(text: string): string {
+  return text.replace(UNPRINTABLE, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
 }
 
 /** A problem with a file as a whole (no line or field). */
@@ -49,17 +68,23 @@ export function fieldPath(path: readonly PropertyKey[]): string {
   return out;
 }
 
-/** A short, safe rendering of a found value: never more than 60 characters, control characters escaped. */
-export function describeFound(value: unknown): string {
-  if (value === undefined) return 'nothing';
-  if (value === null) return 'an empty value';
-  if (Array.isArray(value)) return 'a list';
-  if (typeof value === 'object') return 'a map';
-  if (typeof value === 'string') {
-    const shown = JSON.stringify(value.length > 60 ? `${value.slice(0, 57)}...` : value);
-    return shown;
-  }
+/** A found value for an issue: text longer than 60 characters is shortened. Undefined: nothing was there. */
+export function foundValue(value: unknown): Found | undefined {
+  if (value === undefined) return undefined;
+  if (value === null) return null;
+  if (Array.isArray(value)) return { type: 'list' };
+  if (typeof value === 'object') return { type: 'map' };
+  if (typeof value === 'string') return value.length > 60 ? `${value.slice(0, 57)}...` : value;
+  if (typeof value === 'number' || typeof value === 'boolean') return value;
   return String(value);
+}
+
+/** A found value in words: text quoted with its escapes, numbers as they are, "a list", "a map". */
+export function describeFound(found: Found): string {
+  if (found === null) return 'an empty value';
+  if (typeof found === 'object') return found.type === 'list' ? 'a list' : 'a map';
+  if (typeof found === 'string') return JSON.stringify(found);
+  return String(found);
 }
 
 /** Issues sorted by file, line, column so output is stable and readable. */

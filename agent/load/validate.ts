@@ -2,7 +2,7 @@
  * Schema validation of one parsed YAML file with zod, every issue mapped back to file:line:col.
  */
 import type { z } from 'zod';
-import { describeFound, fieldPath, type ConfigIssue } from './issues.js';
+import { fieldPath, foundValue, type ConfigIssue } from './issues.js';
 import { locate, valueAt, type ParsedYaml } from './yaml-document.js';
 
 /** Fields whose values must never be echoed in a message. */
@@ -85,7 +85,7 @@ function allowedKeysAt(schema: AnySchema, path: readonly PropertyKey[]): string[
   return [];
 }
 
-function editDistance(a: string, b: string): number {
+export function editDistance(a: string, b: string): number {
   const dp = Array.from({ length: b.length + 1 }, (_, j) => j);
   for (let i = 1; i <= a.length; i++) {
     let prev = dp[0]!;
@@ -163,7 +163,8 @@ export function validateFile<S extends z.ZodType>(
       field: fieldPath(path),
       message: value === undefined ? `is missing: ${iss.message}` : iss.message,
     };
-    if (value !== undefined && !sensitive) issue.found = describeFound(value);
+    const found = sensitive ? undefined : foundValue(value);
+    if (found !== undefined) issue.found = found;
     issues.push(issue);
   }
   return { issues };

@@ -100,8 +100,41 @@ function parsePositioned(text: string): { doc: Document; lineCounter: LineCounte
   return { doc, lineCounter };
 }
 
+/**
+ * Lists and maps nested deeper than this are refused: the deepest field of the contract is five
+ * levels down (extensions[0].voicemail.email), and both YAML parsers recurse once per level, so
+ * thousands of levels would end in "Maximum call stack size exceeded" instead of a message.
+ */
+export const MAX_NESTING = 32;
+
+function nestedTooDeep(file: string, where: Position = { line: 0, column: 0 }): ConfigIssue {
+  return {
+    severity: 'error',
+    file,
+    line: where.line,
+    column: where.column,
+    field: '',
+    message: `YAML is nested too deep (more than ${MAX_NESTING} levels of lists and maps; the deepest field pbx-agent reads is 5 levels down)`,
+  };
+}
+
+/** Deeper than MAX_NESTING? Walked with an explicit stack, so that depth itself cannot overflow it. */
+function tooDeep(data: unknown): boolean {
+  const stack: Array<[unknown, number]> = [[data, 0]];
+  while (stack.length > 0) {
+    const [node, depth] = stack.pop()!;
+    if (node === null || typeof node !== 'object') continue;
+    if (depth >= MAX_NESTING) return true;
+    for (const child of Object.values(node)) stack.push([child, depth + 1]);
+  }
+  return false;
+}
+
+const STACK_OVERFLOW = /maximum call stack size exceeded/i;
+
 export function parseYaml(file: RepoFile): { parsed?: ParsedYaml; issues: ConfigIssue[] } {
   const fast = parseFast(file);
+  if (fast !== NOT_FAST && tooDeep(fast)) return { issues: [nestedTooDeep(file.path)] };
   if (fast !== NOT_FAST) {
     let positioned: { doc: Document; lineCounter: LineCounter } | undefined;
     return {
@@ -110,10 +143,19 @@ export function parseYaml(file: RepoFile): { parsed?: ParsedYaml; issues: Config
     };
   }
 
-  const { doc, lineCounter } = parsePositioned(file.text);
+  let positioned: ReturnType<typeof parsePositioned>;
+  try {
+    positioned = parsePositioned(file.text);
+  } catch (e) {
+    if (e instanceof RangeError || STACK_OVERFLOW.test(String(e))) return { issues: [nestedTooDeep(file.path)] };
+    throw e;
+  }
+  const { doc, lineCounter } = positioned;
   const issues: ConfigIssue[] = [];
   for (const err of doc.errors) {
     const pos = err.linePos?.[0];
+    // The parser gives up once per level it unwinds; one message says it all.
+    if (STACK_OVERFLOW.test(err.message)) return { issues: [nestedTooDeep(file.path, pos ? { line: pos.line, column: pos.col } : undefined)] };
     issues.push({
       severity: 'error',
       file: file.path,
@@ -130,6 +172,7 @@ export function parseYaml(file: RepoFile): { parsed?: ParsedYaml; issues: Config
     data = doc.toJS({ maxAliasCount: MAX_ALIAS_COUNT });
   } catch (e) {
     const msg = e instanceof Error ? e.message : String(e);
+    if (STACK_OVERFLOW.test(msg)) return { issues: [nestedTooDeep(file.path)] };
     if (/excessive alias count/i.test(msg)) {
       issues.push(fileIssue(file.path, `YAML aliases expand too far (more than ${MAX_ALIAS_COUNT} alias uses); write the values out instead`));
       return { issues };
@@ -156,6 +199,7 @@ export function parseYaml(file: RepoFile): { parsed?: ParsedYaml; issues: Config
     });
     return { issues };
   }
+  if (tooDeep(data)) return { issues: [nestedTooDeep(file.path)] };
   return { parsed: { file: file.path, data, positioned: () => ({ doc, lineCounter }) }, issues };
 }
 

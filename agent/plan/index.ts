@@ -5,7 +5,11 @@
 import { createHash } from 'node:crypto';
 import { splitManagedText, type AsteriskModule, type RenderedFile } from '../render/index.js';
 import { unifiedDiff } from './diff.js';
+import { planWarnings, type PlanWarning } from './hazards.js';
 import { comparePjsip, type PjsipComparison } from './objects.js';
+
+export { checkRemovals, ACKNOWLEDGE_HINT, MASS_REMOVAL_FLAG, MASS_REMOVAL_TRAILER, type RemovalRefusal } from './guard.js';
+export type { PlanWarning } from './hazards.js';
 
 export type FileAction = 'create' | 'update' | 'unchanged';
 
@@ -25,6 +29,12 @@ export interface ReloadPlan {
   extensions: { added: string[]; changed: string[]; removed: string[] };
   /** Why a reload is not enough and Asterisk must restart for the change to take; empty if it is. */
   restartReasons: string[];
+  /** Extensions kept whose credential can no longer match (a realm change with md5 unchanged). */
+  lockedOut: string[];
+  /** How many extensions the managed pjsip.conf has now (0 when it does not change). */
+  extensionsBefore: number;
+  /** What the change would do to the phones beyond its diff (plan/hazards.ts). */
+  warnings: PlanWarning[];
   /** The pjsip.conf comparison behind `extensions`, kept for verification (absent when unchanged). */
   pjsip?: PjsipComparison;
   changed: boolean;
@@ -48,30 +58,75 @@ export function planChanges(rendered: readonly RenderedFile[], onDisk: ReadonlyM
   const modules = new Set(files.filter((f) => f.action !== 'unchanged').map((f) => f.module));
   const reloads = RELOAD_ORDER.filter((m) => modules.has(m));
 
+  const rtpFile = files.find((f) => f.module === 'res_rtp_asterisk');
+  const rtpBefore = rtpFile && onDisk.get(rtpFile.path);
+  const rtp = { before: rtpBefore === undefined ? undefined : splitManagedText(rtpBefore).body, after: rtpFile?.rendered.body ?? '' };
   const pjsipFile = files.find((f) => f.module === 'res_pjsip' && f.action !== 'unchanged');
   if (!pjsipFile) {
-    return { files, reloads, extensions: { added: [], changed: [], removed: [] }, restartReasons: [], changed: reloads.length > 0 };
+    return {
+      files,
+      reloads,
+      extensions: { added: [], changed: [], removed: [] },
+      lockedOut: [],
+      extensionsBefore: 0,
+      restartReasons: [],
+      warnings: planWarnings(undefined, rtp),
+      changed: reloads.length > 0,
+    };
   }
   const pjsip = comparePjsip(splitManagedText(onDisk.get(pjsipFile.path) ?? '').body, pjsipFile.rendered.body);
-  const { added, changed, removed, restartReasons } = pjsip;
-  return { files, reloads, extensions: { added, changed, removed }, restartReasons, pjsip, changed: reloads.length > 0 };
+  const { added, changed, removed, restartReasons, lockedOut, extensionsBefore } = pjsip;
+  return {
+    files,
+    reloads,
+    extensions: { added, changed, removed },
+    lockedOut,
+    extensionsBefore,
+    restartReasons,
+    warnings: planWarnings(pjsip, rtp),
+    pjsip,
+    changed: reloads.length > 0,
+  };
+}
+
+/** A short fingerprint of a secret: a changed secret still shows as a changed line, its value never does. */
+function fingerprint(value: string): string {
+  return `<redacted ${createHash('sha256').update(value).digest('hex').slice(0, 8)}>`;
 }
 
 /**
- * Credentials are hashes, but still never shown in a diff that may end up in a log. A short
- * fingerprint stays, so that a changed credential still shows up as a changed line.
+ * Credentials are hashes, but still never shown in a diff that may end up in a log; voicemail
+ * PINs are credentials too. `file` names the managed file the text comes from: in voicemail.conf
+ * every `box => PIN,name,email` line starts with the PIN (voicemail.conf.sample), and Asterisk
+ * also reads `box = PIN,...` (main/config.c takes `=>` and `=` alike), as a hand edit may write it.
  */
-export function redactSecrets(text: string): string {
-  return text.replace(
-    /^(\s*(?:md5_cred|password)\s*=)(.*)$/gm,
-    (_m, key: string, value: string) => `${key}<redacted ${createHash('sha256').update(value).digest('hex').slice(0, 8)}>`,
-  );
+export function redactSecrets(text: string, file = ''): string {
+  const credentials = text.replace(/^(\s*(?:md5_cred|password)\s*=)(.*)$/gm, (_m, key: string, value: string) => `${key}${fingerprint(value)}`);
+  if (!file.endsWith('voicemail.conf')) return credentials;
+  return credentials.replace(/^(\s*[^;[\s=][^=\n]*?\s*=>?\s*)([^,\n]*)/gm, (_m, key: string, pin: string) => `${key}${fingerprint(pin)}`);
 }
 
-/** A unified diff of the body for people; headers (revision lines) are left out. */
+/** Lines in a header: what a diff of the body adds to its line numbers. */
+function lineCount(text: string): number {
+  let n = 0;
+  for (let i = text.indexOf('\n'); i >= 0; i = text.indexOf('\n', i + 1)) n++;
+  return n;
+}
+
+/**
+ * A unified diff of the body for people, with credentials redacted. Headers (revision lines) are
+ * not compared, but the hunk line numbers are the lines of the files themselves.
+ */
 export function fileDiff(change: FileChange, current: string | undefined, maxLines = 200): string {
   if (change.action === 'unchanged') return '';
-  const before = current === undefined ? '' : redactSecrets(splitManagedText(current).body);
-  const after = redactSecrets(change.rendered.body);
-  return unifiedDiff(`a/${change.path}`, `b/${change.path}`, before, after, { context: 2, maxLines });
+  const old = current === undefined ? undefined : splitManagedText(current);
+  const before = old === undefined ? '' : redactSecrets(old.body, change.path);
+  const after = redactSecrets(change.rendered.body, change.path);
+  const newHeader = change.rendered.text.slice(0, change.rendered.text.length - change.rendered.body.length);
+  return unifiedDiff(old === undefined ? '/dev/null' : `a/${change.path}`, `b/${change.path}`, before, after, {
+    context: 2,
+    maxLines,
+    fromLineOffset: old === undefined ? 0 : lineCount(old.header),
+    toLineOffset: lineCount(newHeader),
+  });
 }

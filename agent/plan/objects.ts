@@ -24,12 +24,38 @@ export interface ObjectChanges {
   restartReasons: string[];
 }
 
-/** The object changes together with the objects of `after`. */
+/** The object changes together with the objects of `after` (and of `before`, for what a change loses). */
 export interface PjsipComparison extends ObjectChanges {
+  /** How many extensions `before` has: what a removal is measured against. */
+  extensionsBefore: number;
+  /** Changed extensions whose credential can no longer match (see lockedOut below). */
+  lockedOut: string[];
   /** An object of `after`, parsed on demand. */
   object(type: string, name: string): PjsipObject | undefined;
+  /** An object of `before`, parsed on demand. */
+  objectBefore(type: string, name: string): PjsipObject | undefined;
   /** Every transport of `after`. */
   transports(): PjsipObject[];
+  /** Every transport of `before`. */
+  transportsBefore(): PjsipObject[];
+}
+
+/** The value of `key=` in an object, or undefined. */
+export function optionOf(o: PjsipObject | undefined, key: string): string | undefined {
+  const line = o?.options.find((l) => l.startsWith(`${key}=`));
+  return line?.slice(key.length + 1);
+}
+
+/**
+ * An auth whose realm changed while its md5_cred did not: md5_cred is md5("user:realm:password")
+ * (res_pjsip auth, DESIGN.md), so a digest made for the old realm matches no password under the
+ * new one and the phone is refused with 401. A secret or plain password is hashed again with the
+ * new realm and changes with it; an `md5:` line written in the YAML does not.
+ */
+function lockedOut(before: PjsipObject | undefined, after: PjsipObject | undefined): boolean {
+  if (!before || !after) return false;
+  const realm = (o: PjsipObject) => optionOf(o, 'realm') ?? 'asterisk';
+  return realm(before) !== realm(after) && optionOf(before, 'md5_cred') !== undefined && optionOf(before, 'md5_cred') === optionOf(after, 'md5_cred');
 }
 
 interface Section {
@@ -124,15 +150,20 @@ export function comparePjsip(before: string, after: string): PjsipComparison {
   }
 
   const byNumber = (x: string, y: string) => Number(x) - Number(y) || (x < y ? -1 : x > y ? 1 : 0);
+  const parsed = (m: Map<string, Section>, type: string, name: string) => {
+    const section = m.get(objectKey(type, name));
+    return section ? parseSection(section) : undefined;
+  };
   return {
     added: added.sort(byNumber),
     changed: changed.sort(byNumber),
     removed: removed.sort(byNumber),
     restartReasons,
-    object: (type, name) => {
-      const section = now.get(objectKey(type, name));
-      return section ? parseSection(section) : undefined;
-    },
+    extensionsBefore: oldExt.size,
+    lockedOut: changed.filter((n) => !same(objectKey('auth', n)) && lockedOut(parsed(old, 'auth', n), parsed(now, 'auth', n))),
+    object: (type, name) => parsed(now, type, name),
+    objectBefore: (type, name) => parsed(old, type, name),
     transports: () => [...now.values()].filter((s) => s.type === 'transport').map(parseSection),
+    transportsBefore: () => [...old.values()].filter((s) => s.type === 'transport').map(parseSection),
   };
 }

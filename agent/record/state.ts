@@ -20,7 +20,7 @@ export interface RunRecord {
   error?: string;
 }
 
-export type ReconcileStatus = 'applied' | 'unchanged' | 'invalid' | 'skipped' | 'rolled_back' | 'failed';
+export type ReconcileStatus = 'applied' | 'unchanged' | 'invalid' | 'skipped' | 'refused' | 'rolled_back' | 'failed';
 
 export interface AgentState {
   applied?: { revision: string; commit?: string; fingerprint: string; at: string; files: Record<string, string> };
@@ -29,6 +29,11 @@ export interface AgentState {
   /** Drift found by the watchers, by kind; cleared when it goes away. */
   drift?: Record<string, { message: string; since: string }>;
   pending?: { revision: string; fingerprint: string; modules: AsteriskModule[]; paths: string[]; at: string };
+  /**
+   * The newest configuration was refused by the mass-removal guard (plan/guard.ts); cleared by
+   * the next run that applies or finds nothing to change.
+   */
+  refused?: { revision: string; reason: string; fix: string; at: string };
   /** A desired state that failed verification: not retried until the config changes. */
   failed?: { revision: string; fingerprint: string; reason: string; at: string };
   /** Changes that need an Asterisk restart to take effect (transport bind, protocol, TLS). */

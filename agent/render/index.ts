@@ -75,8 +75,14 @@ export function hashBody(body: string): string {
   return createHash('sha256').update(body).digest('hex');
 }
 
+/**
+ * What a revision in a header may be: a commit, a tag, `unversioned`, `abc123+local`. It goes into
+ * a comment line, so nothing that could end the line or the comment.
+ */
+export const REVISION_PATTERN = /^[A-Za-z0-9._+-]{1,64}$/;
+
 export function renderAsteriskFiles(state: ResolvedState, revision: string): RenderedFile[] {
-  if (!/^[A-Za-z0-9._+-]{1,64}$/.test(revision)) throw new Error(`invalid revision ${JSON.stringify(revision)}`);
+  if (!REVISION_PATTERN.test(revision)) throw new Error(`invalid revision ${JSON.stringify(revision)}`);
   return MANAGED_FILES.map((spec) => {
     const body = spec.render(state);
     return { path: spec.path, module: spec.module, text: renderHeader(spec, revision) + body, body, bodyHash: hashBody(body) };
