@@ -17,7 +17,8 @@ import { checkRemovals, MASS_REMOVAL_FLAG, planChanges, type PlanWarning, type R
 import type { AgentState, ReconcileStatus, StateStore } from './record/state.js';
 import { ReloadError, reloadModules } from './reload/index.js';
 import { restartWhenIdle } from './reload/restart.js';
-import { splitManagedText, type AsteriskModule, type RenderedFile } from './render/index.js';
+import type { RenderedFile } from './render/index.js';
+import { inReloadOrder, splitManagedText, type AsteriskModule } from './managed-files.js';
 import type { HostFacts } from './resolve/index.js';
 import { massRemovalAcknowledgement } from './source/revision.js';
 import { describeMismatches, liveEndpointNames, verifyLiveState, type ModuleChange, type VerifyOptions, type VerifyResult } from './verify/index.js';
@@ -74,7 +75,7 @@ export interface ReconcileOutcome {
   stages: Record<string, number>;
 }
 
-const RELOAD_ORDER: AsteriskModule[] = ['res_rtp_asterisk', 'res_pjsip', 'app_voicemail', 'pbx_config'];
+
 
 export async function reconcile(deps: ReconcileDeps, source: ConfigSource): Promise<ReconcileOutcome> {
   const run = new Run(deps, source);
@@ -127,7 +128,7 @@ async function reconcileSteps(run: Run, state: AgentState): Promise<ReconcileOut
     logEvent(deps.log, 'warn', 'reconcile.removal_acknowledged', { ...fields, by: acknowledged }, `applying a mass removal acknowledged by ${acknowledged}: ${refusal.reason}`);
   }
 
-  const modules = RELOAD_ORDER.filter((m) => plan.reloads.includes(m) || state.pending?.modules.includes(m));
+  const modules = inReloadOrder([...plan.reloads, ...(state.pending?.modules ?? [])]);
   Object.assign(run.outcome, { reloads: modules, extensions: plan.extensions, restartReasons: plan.restartReasons });
   if (modules.length === 0) {
     // The files already say what this commit says: it is the applied one now.

@@ -2,7 +2,7 @@
  * What the reconcile pipeline needs from Asterisk, as a small interface of our own. The real
  * implementation is the AMI adapter (ami.ts); tests run the same adapter against a loopback fake.
  */
-import type { AsteriskModule } from '../render/index.js';
+import type { AsteriskModule } from '../managed-files.js';
 import type { AmiClient, EndpointDetails, EndpointSummary } from './ami.js';
 
 export interface AsteriskControl {

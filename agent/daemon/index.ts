@@ -20,7 +20,7 @@ import { DriftReporter } from '../drift/reporter.js';
 import { logEvent, type Logger } from '../log.js';
 import { reconcile, type ReconcileDeps, type ReconcileOutcome } from '../reconcile.js';
 import { StateStore, type AgentState } from '../record/state.js';
-import { MANAGED_FILES } from '../render/index.js';
+import { MANAGED_FILES, splitManagedText } from '../managed-files.js';
 import { readSecretFile } from '../resolve/index.js';
 import { gitSourceFrom, reconcileDeps, StartupError } from '../runtime.js';
 import type { GitSource } from '../source/git.js';
@@ -250,7 +250,6 @@ export class Daemon {
     const pjsip = this.expected.get('pbx-agent/pjsip.conf');
     const rtp = this.expected.get('pbx-agent/rtp.conf');
     if (pjsip === undefined || rtp === undefined) return;
-    const { splitManagedText } = await import('../render/index.js');
     try {
       const mismatches = await findAsteriskDrift(this.asterisk, splitManagedText(pjsip).body, splitManagedText(rtp).body);
       const summary = mismatches.length ? describeMismatches(mismatches) : undefined;

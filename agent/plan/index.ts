@@ -3,7 +3,8 @@
  * Asterisk modules to reload. Pure. Nothing changed → nothing written, nothing reloaded.
  */
 import { createHash } from 'node:crypto';
-import { splitManagedText, type AsteriskModule, type RenderedFile } from '../render/index.js';
+import type { RenderedFile } from '../render/index.js';
+import { inReloadOrder, splitManagedText, type AsteriskModule } from '../managed-files.js';
 import { unifiedDiff } from './diff.js';
 import { planWarnings, type PlanWarning } from './hazards.js';
 import { comparePjsip, type PjsipComparison } from './objects.js';
@@ -40,7 +41,7 @@ export interface ReloadPlan {
   changed: boolean;
 }
 
-const RELOAD_ORDER: AsteriskModule[] = ['res_rtp_asterisk', 'res_pjsip', 'app_voicemail', 'pbx_config'];
+
 
 /**
  * `onDisk` maps each managed path to its current text, or undefined when the file is missing.
@@ -56,7 +57,7 @@ export function planChanges(rendered: readonly RenderedFile[], onDisk: ReadonlyM
     return { path: file.path, module: file.module, action, rendered: file };
   });
   const modules = new Set(files.filter((f) => f.action !== 'unchanged').map((f) => f.module));
-  const reloads = RELOAD_ORDER.filter((m) => modules.has(m));
+  const reloads = inReloadOrder(modules);
 
   const rtpFile = files.find((f) => f.module === 'res_rtp_asterisk');
   const rtpBefore = rtpFile && onDisk.get(rtpFile.path);

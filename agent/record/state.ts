@@ -10,7 +10,7 @@
 import { mkdir } from 'node:fs/promises';
 import path from 'node:path';
 import { DirectoryFileStore } from '../apply/files.js';
-import type { AsteriskModule } from '../render/index.js';
+import type { AsteriskModule } from '../managed-files.js';
 
 export interface RunRecord {
   at: string;

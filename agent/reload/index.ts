@@ -5,7 +5,7 @@
  */
 import { AmiError } from '../asterisk/ami.js';
 import type { AsteriskControl } from '../asterisk/control.js';
-import type { AsteriskModule } from '../render/index.js';
+import type { AsteriskModule } from '../managed-files.js';
 
 export class ReloadError extends Error {
   constructor(

@@ -10,7 +10,7 @@
 import { AmiError, header, headerAll, type AmiHeaders, type EndpointDetails } from '../asterisk/ami.js';
 import type { AsteriskControl } from '../asterisk/control.js';
 import { comparePjsip, type PjsipComparison, type PjsipObject } from '../plan/objects.js';
-import type { AsteriskModule } from '../render/index.js';
+import type { AsteriskModule } from '../managed-files.js';
 import { EXTENSIONS_CONTEXT } from '../render/extensions.js';
 import { VOICEMAIL_CONTEXT } from '../render/voicemail.js';
 

@@ -15,7 +15,8 @@ import { checkExtensions, checkSite, type ExtensionEntry } from '../../agent/loa
 import { loadDesiredState, readConfigRepo } from '../../agent/load/index.js';
 import { validateFile } from '../../agent/load/validate.js';
 import { parseYaml } from '../../agent/load/yaml-document.js';
-import { MANAGED_FILES, renderAsteriskFiles, hashBody } from '../../agent/render/index.js';
+import { RENDERERS, renderAsteriskFiles } from '../../agent/render/index.js';
+import { MANAGED_FILES, hashBody } from '../../agent/managed-files.js';
 import { renderConfigRepo } from '../../agent/pipeline.js';
 import { resolveDesiredState, DirectorySecretStore } from '../../agent/resolve/index.js';
 import { generateConfigRepo } from './gen-repo.js';
@@ -65,7 +66,7 @@ try {
     const loaded = time('load: loadDesiredState (all of the above + buildState)', () => loadDesiredState(snapshot));
     const { resolved } = await resolveDesiredState(loaded.state!, host, loaded.locate);
     for (const spec of MANAGED_FILES) {
-      const body = time(`render: ${spec.path}`, () => spec.render(resolved!));
+      const body = time(`render: ${spec.path}`, () => RENDERERS[spec.module](resolved!));
       time(`render: sha256 ${spec.path}`, () => hashBody(body));
     }
     time('render: renderAsteriskFiles (all)', () => renderAsteriskFiles(resolved!, 'bench'));
