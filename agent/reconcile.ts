@@ -9,9 +9,11 @@
 import { createHash } from 'node:crypto';
 import { readManagedFiles, restoreFiles, writeChangedFiles } from './apply/index.js';
 import type { ManagedFileStore } from './apply/files.js';
+import { AmiError } from './asterisk/ami.js';
 import type { AsteriskControl } from './asterisk/control.js';
+import { describeMissingRights } from './asterisk/rights.js';
 import { formatIssue, type ConfigIssue } from './load/issues.js';
-import { logEvent, type Logger } from './log.js';
+import { logEvent, type EventName, type Logger } from './log.js';
 import { renderConfigRepo } from './pipeline.js';
 import { checkRemovals, MASS_REMOVAL_FLAG, planChanges, type PlanWarning, type ReloadPlan, type RemovalRefusal } from './plan/index.js';
 import type { AgentState, ReconcileStatus, StateStore } from './record/state.js';
@@ -145,6 +147,14 @@ async function reconcileSteps(run: Run, state: AgentState): Promise<ReconcileOut
 
   // Endpoints Asterisk has that are not the agent's: an extension with the same name would make
   // two endpoint sections, and res_pjsip then keeps every endpoint on its old configuration.
+  // The AMI user's rights, before anything is written: without them the change would be written
+  // and reloaded and then misread as rejected (agent/asterisk/rights.ts).
+  const missingRights = await run.stage('preflight', () => deps.asterisk.missingRights());
+  if (missingRights.length > 0) {
+    const message = describeMissingRights(missingRights, deps.asterisk.username);
+    logEvent(deps.log, 'error', 'ami.permission_denied', { missing: missingRights.map((m) => `${m.direction} ${m.class}`) }, message);
+    return run.finish(state, 'failed', message);
+  }
   const foreign = await run.stage('preflight', () => foreignEndpoints(deps.asterisk, changes));
   const collisions = plan.extensions.added.filter((n) => foreign.has(n));
   if (collisions.length > 0) {
@@ -154,7 +164,12 @@ async function reconcileSteps(run: Run, state: AgentState): Promise<ReconcileOut
 
   const pending = { revision: source.revision, fingerprint, modules, paths: [...previous.keys()], at: deps.now().toISOString() };
   await deps.state.write({ ...state, pending });
-  if (state.pending) logEvent(deps.log, 'warn', 'reconcile.resumed', { revision: state.pending.revision, modules: state.pending.modules }, 'finishing a change that was interrupted before it was verified');
+  if (state.pending) {
+    const why = state.pending.lastError
+      ? `finishing a change left pending by a run that failed (${state.pending.lastError})`
+      : 'finishing a change that was interrupted before it was verified (the agent stopped mid-run)';
+    logEvent(deps.log, 'warn', 'reconcile.resumed', { revision: state.pending.revision, modules: state.pending.modules, ...(state.pending.lastError ? { lastError: state.pending.lastError } : {}) }, why);
+  }
 
   run.outcome.changedFiles = await run.stage('apply', () => writeChangedFiles(deps.files, plan));
   for (const f of plan.files) if (f.action !== 'unchanged') run.outcome.liveFiles!.set(f.path, f.rendered.text);
@@ -180,14 +195,34 @@ async function reconcileSteps(run: Run, state: AgentState): Promise<ReconcileOut
       : state.restartPending ? await transportsAwaitingRestart(deps, pjsipBody) : [];
     return run.finish(await settleRestart(run, { ...rest, applied }, reasons, pjsipBody), 'applied');
   } catch (e) {
-    if (e instanceof ReloadError && e.kind !== 'refused') {
-      // Asterisk is away or stuck, which says nothing about the config: keep the change pending
-      // so that the next run reloads and verifies it, rather than blaming this revision.
-      logEvent(deps.log, 'error', e.kind === 'hung' ? 'reload.hung' : 'ami.unreachable', { module: e.module }, e.message);
-      return run.finish(after, 'failed', e.message);
+    const transient = notTheConfigsFault(e);
+    if (transient) {
+      // Asterisk is away, stuck, busy or forbids the action, which says nothing about the config:
+      // keep the change pending so that the next run reloads and verifies it, rather than
+      // blaming this revision and rolling back a good change.
+      logEvent(deps.log, 'error', transient, { ...(e instanceof ReloadError ? { module: e.module } : {}) }, (e as Error).message);
+      return run.finish({ ...after, pending: { ...pending, lastError: (e as Error).message } }, 'failed', (e as Error).message);
     }
     return await rollBack(run, after, previous, changes, verifyOptions, e instanceof Error ? e.message : String(e));
   }
+}
+
+/**
+ * The event for a failure that says nothing about the config (Asterisk down, hung, busy with
+ * another reload, shutting down, or the AMI user lacking a right), or undefined when Asterisk
+ * answered and the answer is a verdict on the change.
+ */
+function notTheConfigsFault(e: unknown): EventName | undefined {
+  if (e instanceof ReloadError) {
+    const events: Record<ReloadError['kind'], EventName | undefined> = { hung: 'reload.hung', unavailable: 'ami.unreachable', busy: 'reload.busy', forbidden: 'ami.permission_denied', refused: undefined };
+    return events[e.kind];
+  }
+  if (e instanceof AmiError) {
+    if (e.code === 'ami.permission_denied') return 'ami.permission_denied';
+    if (e.code === 'ami.shutting_down') return 'reload.busy';
+    if (['ami.unreachable', 'ami.disconnected', 'ami.closed', 'ami.timeout'].includes(e.code)) return 'ami.unreachable';
+  }
+  return undefined;
 }
 
 /** Restores the last-known-good files, reloads, verifies that, and remembers the failure. */
@@ -362,7 +397,7 @@ class Run {
     try {
       return await fn();
     } finally {
-      this.outcome.stages[name] = Math.round((performance.now() - t0) * 10) / 10;
+      this.outcome.stages[name] = Math.round(((this.outcome.stages[name] ?? 0) + performance.now() - t0) * 10) / 10;
     }
   }
 

@@ -158,6 +158,48 @@ describe('reconcile against a loopback Asterisk', () => {
     assert.equal((await new StateStore(host.stateDir).read()).pending, undefined);
   });
 
+  for (const [answer, why] of [
+    ['A reload is in progress', 'another reload holds Asterisk\'s reload lock (transcript t_)'],
+    ['Asterisk is shutting down', 'Asterisk is on its way down (transcript u_)'],
+  ] as const) {
+    it(`keeps the change pending and rolls nothing back when a reload is answered "${answer}": ${why}`, async () => {
+      await run(await repo(TWO), 'r1');
+      host.asterisk.failNextAction('Reload', answer);
+      const next = await repo([...TWO, { number: '1003' }]);
+      const out = await run(next, 'r2');
+      assert.equal(out.status, 'failed');
+      assert.match(out.error!, new RegExp(`put off by Asterisk: .*${answer}.*stays pending`));
+      assert.equal(events('reload.busy').length, 1);
+      assert.equal(events('verify.mismatch').length, 0, 'not treated as Asterisk rejecting the change');
+      assert.equal(events('rollback.failed').length, 0);
+      const state = await new StateStore(host.stateDir).read();
+      assert.equal(state.pending?.revision, 'r2');
+      assert.equal(state.failed, undefined, 'the revision is not barred');
+
+      const resumed = await run(next, 'r2');
+      assert.equal(resumed.status, 'applied', resumed.error);
+      assert.deepEqual(host.asterisk.liveEndpoints(), ['1001', '1002', '1003']);
+      const [event] = events('reconcile.resumed');
+      assert.match(String(event!.msg), /left pending by a run that failed/);
+      assert.match(String(event!.lastError), new RegExp(answer));
+    });
+  }
+
+  it('says "interrupted" only for a change the agent left mid-run, not for one a failed run left pending', async () => {
+    await run(await repo(TWO), 'r1');
+    const state = new StateStore(host.stateDir);
+    // What a kill -9 between writing and verifying leaves: pending without lastError.
+    const next = await repo([...TWO, { number: '1003' }]);
+    host.asterisk.hangReloads('res_pjsip');
+    await run(next, 'r2', { reloadTimeoutMs: 200 });
+    host.asterisk.hangReloads(null);
+    const { lastError: _gone, ...interrupted } = (await state.read()).pending!;
+    await state.write({ ...(await state.read()), pending: interrupted });
+    await run(next, 'r2');
+    const [event] = events('reconcile.resumed');
+    assert.match(String(event!.msg), /interrupted before it was verified \(the agent stopped mid-run\)/);
+  });
+
   it('survives Asterisk restarting in the middle of a reload', async () => {
     await run(await repo(TWO), 'r1');
     host.asterisk.hangReloads('res_pjsip');
@@ -176,6 +218,43 @@ describe('reconcile against a loopback Asterisk', () => {
     const out = await run(await repo([...TWO, { number: '1003' }]), 'r2');
     assert.equal(out.status, 'applied', out.error);
     assert.deepEqual(host.asterisk.liveEndpoints(), ['1001', '1002', '1003']);
+  });
+});
+
+describe('reconcile: the AMI user\'s rights are checked before anything is written', () => {
+  after(removeTempRepos);
+  const cases = [
+    { rights: { read: ['system'], write: ['system', 'config'] }, missing: /lacks write command \(needed for reading transports/, fix: /write = system,command/ },
+    { rights: { read: ['call'], write: ['system', 'config', 'command'] }, missing: /lacks read system \(needed for the FullyBooted and Reload events/, fix: /read = system/ },
+  ];
+  for (const c of cases) {
+    it(`names the missing right (read = ${c.rights.read}, write = ${c.rights.write}) and writes nothing`, async () => {
+      const host = await startPbxHost({ amiRights: c.rights });
+      try {
+        const out = await reconcile(host.deps(), { dir: await repo(TWO), revision: 'r1' });
+        assert.equal(out.status, 'failed');
+        assert.match(out.error!, c.missing);
+        assert.match(out.error!, c.fix);
+        assert.match(out.error!, /manager reload/);
+        assert.deepEqual(out.changedFiles, []);
+        assert.equal(host.asterisk.reloadCount(), 0, 'no reload');
+        await assert.rejects(readFile(path.join(host.configDir, 'pbx-agent/pjsip.conf')), /ENOENT/);
+        assert.equal(host.events.filter((e) => e.event === 'ami.permission_denied').length, 1);
+        assert.equal(host.events.filter((e) => e.event === 'rollback.failed').length, 0);
+      } finally {
+        await host.stop();
+      }
+    });
+  }
+
+  it('goes ahead with the rights the bootstrap grants (read = system, write = system,config,command)', async () => {
+    const host = await startPbxHost();
+    try {
+      const out = await reconcile(host.deps(), { dir: await repo(TWO), revision: 'r1' });
+      assert.equal(out.status, 'applied', out.error);
+    } finally {
+      await host.stop();
+    }
   });
 });
 

@@ -75,10 +75,19 @@ export type AmiErrorCode =
   | 'ami.no_such_module' // Reload: "No such module"
   | 'ami.reload_in_progress' // Reload: "A reload is in progress" (an earlier reload is hung)
   | 'ami.reload_failed' // Reload: any other error
+  | 'ami.permission_denied' // Response: Error "Permission denied": the AMI user lacks the write class
+  | 'ami.shutting_down' // Response: Error "Asterisk is shutting down" (manager.c, any action)
   | 'ami.no_such_command' // Command: unknown CLI command
   | 'ami.command_failed' // Command: Response: Error
   | 'ami.invalid_config' // GetConfig: "Config file has invalid format"
   | 'ami.config_not_found'; // GetConfig: "Config file not found"
+
+/** Error answers that say nothing about the request itself: who asks, or when. */
+function refusalCode(message: string): AmiErrorCode | undefined {
+  if (/^Permission denied/i.test(message)) return 'ami.permission_denied';
+  if (/shutting down/i.test(message)) return 'ami.shutting_down';
+  return undefined;
+}
 
 export class AmiError extends Error {
   readonly code: AmiErrorCode;
@@ -559,6 +568,11 @@ export class AmiClient extends EventEmitter<AmiClientEvents> {
   private idCounter = 0;
   private readonly fingerprintKey = randomBytes(32);
 
+  /** The AMI user this client logs in as. */
+  get username(): string {
+    return this.opts.username;
+  }
+
   constructor(options: AmiConnectionOptions) {
     super();
     this.opts = {
@@ -781,7 +795,7 @@ export class AmiClient extends EventEmitter<AmiClientEvents> {
     }
     if (response.response !== 'Success') {
       const code: AmiErrorCode = /no such module/i.test(response.message) ? 'ami.no_such_module'
-        : /reload is in progress/i.test(response.message) ? 'ami.reload_in_progress' : 'ami.reload_failed';
+        : /reload is in progress/i.test(response.message) ? 'ami.reload_in_progress' : refusalCode(response.message) ?? 'ami.reload_failed';
       throw new AmiError(code, `Reload of module '${module}' failed: ${response.message || response.response}`,
         { action: 'Reload', module, response });
     }
@@ -894,10 +908,29 @@ export class AmiClient extends EventEmitter<AmiClientEvents> {
     const output = headerAll(r.headers, 'Output').map((line) => this.redactOutputLine(line));
     if (r.response !== 'Success') {
       const first = output[0] ?? r.message;
-      const code: AmiErrorCode = /^No such command/i.test(first) ? 'ami.no_such_command' : 'ami.command_failed';
+      const code: AmiErrorCode = /^No such command/i.test(first) ? 'ami.no_such_command' : refusalCode(r.message) ?? 'ami.command_failed';
       throw new AmiError(code, `Command '${text}' failed: ${first}`, { action: 'Command', response: r });
     }
     return output;
+  }
+
+  /**
+   * ListCommands: the actions this AMI user may send, name → the classes that allow it. Asterisk
+   * lists only those the user's write classes cover (manager.c action_listcommands), so this is
+   * how the agent learns its own rights without reading manager.conf.
+   */
+  async listCommands(options: { timeoutMs?: number } = {}): Promise<Map<string, string[]>> {
+    const r = await this.action({ Action: 'ListCommands' }, options);
+    if (r.response !== 'Success') {
+      throw new AmiError(refusalCode(r.message) ?? 'ami.action_failed', `ListCommands failed: ${r.message}`, { action: 'ListCommands', response: r });
+    }
+    const out = new Map<string, string[]>();
+    for (const name of Object.keys(r.headers)) {
+      // "Command: Execute Asterisk CLI Command. (Priv: command,all)"
+      const priv = /\(Priv: ([^)]*)\)\s*$/.exec(header(r.headers, name) ?? '');
+      if (priv) out.set(name.toLowerCase(), priv[1]!.split(',').map((p) => p.trim()));
+    }
+    return out;
   }
 
   /** Ping; resolves with the round-trip time in ms. */

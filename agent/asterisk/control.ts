@@ -4,6 +4,7 @@
  */
 import type { AsteriskModule } from '../managed-files.js';
 import type { AmiClient, EndpointDetails, EndpointSummary } from './ami.js';
+import { missingAmiRights, type MissingRight } from './rights.js';
 
 export interface AsteriskControl {
   /** Reload one module; resolves when Asterisk answered (which proves nothing about the result). */
@@ -14,6 +15,10 @@ export interface AsteriskControl {
   command(text: string): Promise<string[]>;
   /** The stand-in the adapter returns for a secret read back from Asterisk. */
   secretFingerprint(secret: string): string;
+  /** Rights the AMI user lacks for what the agent does (empty: all there). See rights.ts. */
+  missingRights(): Promise<MissingRight[]>;
+  /** The AMI user's name, for messages. */
+  readonly username: string;
   /** Resolves once Asterisk has fully booted (reloads before that are only queued). */
   whenFullyBooted(timeoutMs: number): Promise<boolean>;
   /** Resolves true once the connection has dropped, come back, and Asterisk has fully booted again. */
@@ -29,6 +34,8 @@ export function amiControl(client: AmiClient): AsteriskControl {
     showEndpoint: (name) => client.showEndpoint(name),
     command: (text) => client.command(text),
     secretFingerprint: (secret) => client.secretFingerprint(secret),
+    missingRights: () => missingAmiRights(client, client.username),
+    username: client.username,
     whenRestarted: (timeoutMs) =>
       new Promise<boolean>((resolve) => {
         let dropped = false;

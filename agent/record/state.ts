@@ -28,7 +28,8 @@ export interface AgentState {
   sourceRejected?: { commit?: string; reason: string; at: string };
   /** Drift found by the watchers, by kind; cleared when it goes away. */
   drift?: Record<string, { message: string; since: string }>;
-  pending?: { revision: string; fingerprint: string; modules: AsteriskModule[]; paths: string[]; at: string };
+  /** lastError: why the last run left it pending (absent: the agent stopped mid-run). */
+  pending?: { revision: string; fingerprint: string; modules: AsteriskModule[]; paths: string[]; at: string; lastError?: string };
   /**
    * The newest configuration was refused by the mass-removal guard (plan/guard.ts); cleared by
    * the next run that applies or finds nothing to change.

@@ -37,6 +37,12 @@ export interface FakeAsteriskOptions {
   unknownOptions?: string[];
   /** Real Asterisk sleeps 1 s before answering a failed Login (manager.c action_login). Default 0. */
   authFailureDelayMs?: number;
+  /**
+   * manager.conf read/write classes per user (default: read = all, write = all). Actions need a
+   * write class (ACTION_CLASSES), events reach only sessions whose read classes include theirs:
+   * reference transcripts-20.6 r_ (no write command) and s_ (no read system).
+   */
+  permissions?: Record<string, { read: string[]; write: string[] }>;
   /** CoreSettings CoreRunUser/CoreRunGroup (the transcripts show root). Default 'asterisk'. */
   runUser?: string;
   runGroup?: string;
@@ -95,6 +101,8 @@ class Session {
   authenticated = false;
   user = '';
   events = true;
+  readClasses: ReadonlySet<string> = new Set(['all']);
+  writeClasses: ReadonlySet<string> = new Set(['all']);
   queue: Message[] = [];
   busy = false;
   closed = false;
@@ -110,6 +118,37 @@ class Session {
     this.closed = true;
     this.socket.end();
   }
+}
+
+/**
+ * The write classes each action is registered with (manager.c __init_manager, res_pjsip's
+ * ast_manager_register_xml calls); an empty list means anyone logged in (authority 0).
+ */
+const ACTION_CLASSES: Record<string, string[]> = {
+  ping: [], events: [], logoff: [], login: [], listcommands: [], challenge: [],
+  command: ['command'],
+  reload: ['system', 'config'],
+  getconfig: ['system', 'config'],
+  coresettings: ['system', 'reporting'],
+  corestatus: ['system', 'reporting'],
+  pjsipshowendpoints: ['system'],
+  pjsipshowendpoint: ['system'],
+  pjsipshowaors: ['system'],
+};
+const ACTION_NAMES: Record<string, string> = {
+  ping: 'Ping', events: 'Events', logoff: 'Logoff', login: 'Login', listcommands: 'ListCommands', challenge: 'Challenge',
+  command: 'Command', reload: 'Reload', getconfig: 'GetConfig', coresettings: 'CoreSettings', corestatus: 'CoreStatus',
+  pjsipshowendpoints: 'PJSIPShowEndpoints', pjsipshowendpoint: 'PJSIPShowEndpoint', pjsipshowaors: 'PJSIPShowAors',
+};
+/** manager.c perms[], in its order. */
+const ALL_CLASSES = ['system', 'call', 'log', 'verbose', 'command', 'agent', 'user', 'config', 'dtmf', 'reporting', 'cdr', 'dialplan', 'originate', 'agi', 'cc', 'aoc', 'test', 'security', 'message'];
+
+function mayWrite(s: Session, classes: readonly string[]): boolean {
+  return s.writeClasses.has('all') || classes.some((c) => s.writeClasses.has(c));
+}
+
+function mayRead(s: Session, cls: string): boolean {
+  return s.readClasses.has('all') || s.readClasses.has(cls);
 }
 
 /** Module names Asterisk 20 would find (ast_module_reload matches them with or without .so). */
@@ -151,6 +190,8 @@ export function normalizeModule(name: string): string {
 export class FakeAsterisk {
   readonly configDir: string;
   private readonly users: Record<string, string>;
+  private readonly permissions: Record<string, { read: string[]; write: string[] }>;
+  private shuttingDownState = false;
   private readonly version: string;
   private readonly authFailureDelayMs: number;
   private readonly runUser: string;
@@ -188,6 +229,7 @@ export class FakeAsterisk {
   constructor(options: FakeAsteriskOptions) {
     this.configDir = realpathSync(path.resolve(options.configDir));
     this.users = options.users ?? { gitops: 'gitops-secret' };
+    this.permissions = options.permissions ?? {};
     this.version = options.version ?? '20.6.0';
     this.bootingState = options.booting ?? false;
     this.authFailureDelayMs = options.authFailureDelayMs ?? 0;
@@ -312,6 +354,14 @@ export class FakeAsterisk {
   /** The next action with this name ('*' = any) is answered `Response: Error` with this message. */
   failNextAction(action: string, message = 'Internal failure'): void {
     this.failures.push({ action: action.toLowerCase(), message });
+  }
+
+  /**
+   * Asterisk on its way down (`core stop gracefully` waiting for calls): every action is answered
+   * "Asterisk is shutting down" (manager.c process_message, transcript u_).
+   */
+  shuttingDown(on = true): void {
+    this.shuttingDownState = on;
   }
 
   get booting(): boolean {
@@ -499,10 +549,13 @@ export class FakeAsterisk {
 
   private async dispatch(s: Session, m: Message, action: string): Promise<void> {
     if (!action) return this.sendError(s, m, 'Missing action in request');
+    if (this.shuttingDownState) return this.sendError(s, m, 'Asterisk is shutting down');
     const lower = action.toLowerCase();
     if (!s.authenticated && lower !== 'login' && lower !== 'logoff' && lower !== 'challenge') {
       return this.sendError(s, m, 'Permission denied');
     }
+    const needs = ACTION_CLASSES[lower];
+    if (s.authenticated && needs && needs.length > 0 && !mayWrite(s, needs)) return this.sendError(s, m, 'Permission denied');
     const failure = this.failures.findIndex((f) => f.action === '*' || f.action === lower);
     if (failure >= 0) {
       const [f] = this.failures.splice(failure, 1);
@@ -522,6 +575,7 @@ export class FakeAsterisk {
       case 'pjsipshowendpoints': return this.showEndpoints(s, m);
       case 'pjsipshowendpoint': return this.showEndpoint(s, m);
       case 'pjsipshowaors': return this.showAors(s, m);
+      case 'listcommands': return this.listCommands(s, m);
       default:
         return this.sendError(s, m, `Invalid/unknown command: ${action}. Use Action: ListCommands to show available commands.`);
     }
@@ -572,8 +626,9 @@ export class FakeAsterisk {
 
   /** manager_event(): to every logged-in session that wants events. */
   private broadcast(event: string, fields: Fields): void {
+    // Every event the fake sends (FullyBooted, Reload, PeerStatus, ...) is of class system.
     const text = formatEvent(event, fields);
-    for (const s of this.sessions) if (s.authenticated && s.events) s.write(text);
+    for (const s of this.sessions) if (s.authenticated && s.events && mayRead(s, 'system')) s.write(text);
   }
 
   private broadcastChanges(changes: ReachabilityChange[]): void {
@@ -598,17 +653,30 @@ export class FakeAsterisk {
     }
     s.authenticated = true;
     s.user = user;
+    const perms = this.permissions[user];
+    if (perms) {
+      s.readClasses = new Set(perms.read);
+      s.writeClasses = new Set(perms.write);
+    }
     const events = m.get('Events');
     if (events) s.events = !/^(off|no|false|0)$/i.test(events.trim());
     this.addLog('VERBOSE', 'manager.c', `Manager '${user}' logged on from 127.0.0.1`);
     this.sendAck(s, m, 'Authentication accepted');
-    if (s.events && !this.bootingState) {
+    if (s.events && mayRead(s, 'system') && !this.bootingState) {
       s.write(formatEvent('FullyBooted', [
         ['Uptime', String(this.uptime())],
         ['LastReload', String(this.sinceReload())],
         ['Status', 'Fully Booted'],
       ]));
     }
+  }
+
+  /** manager.c action_listcommands: the actions the user's write classes allow, "Name: synopsis (Priv: classes)". */
+  private listCommands(s: Session, m: Message): void {
+    const lines = Object.entries(ACTION_CLASSES)
+      .filter(([, classes]) => classes.length === 0 || mayWrite(s, classes))
+      .map(([action, classes]) => `${ACTION_NAMES[action] ?? action}: ${ACTION_NAMES[action] ?? action} (Priv: ${classes.length ? [...classes, 'all'].join(',') : '<none>'})\r\n`);
+    s.write(`Response: Success\r\n${this.idLine(m)}${lines.join('')}\r\n`);
   }
 
   private logoff(s: Session, m: Message): void {
@@ -732,6 +800,7 @@ export class FakeAsterisk {
     if (is('pjsip', 'show', 'endpoints') && words.length === 3) output = this.pjsip.cliShowEndpoints();
     else if (is('pjsip', 'show', 'transport') && words.length === 4) output = this.pjsip.cliShowTransport(words[3] ?? '');
     else if (is('rtp', 'show', 'settings') && words.length === 3) output = this.rtp.cliShowSettings();
+    else if (is('manager', 'show', 'user') && words.length === 4) output = this.cliShowManagerUser(words[3] ?? '');
     else if (is('dialplan', 'show') && words.length <= 3) [ok, output] = this.dialplan.cliShow(words[2]);
     else if (is('voicemail', 'show', 'users')) {
       output = this.voicemail.cliShowUsers(words[3]?.toLowerCase() === 'for' ? words[4] : undefined);
@@ -777,6 +846,23 @@ export class FakeAsterisk {
     s.write(`Response: ${ok ? 'Success' : 'Error'}\r\n${this.idLine(m)}Message: Command output follows\r\n` +
       output.map((l) => `Output: ${l}\r\n`).join('') + '\r\n');
     for (const f of after) f();
+  }
+
+  /** manager.c handle_showmanager (user_authority_to_str: "all" expands to every class, then "all"). */
+  private cliShowManagerUser(name: string): string[] {
+    if (!Object.prototype.hasOwnProperty.call(this.users, name)) return [`There is no manager called ${name}`];
+    const perms = this.permissions[name] ?? { read: ['all'], write: ['all'] };
+    const show = (classes: string[]) => (classes.includes('all') ? [...ALL_CLASSES, 'all'] : ALL_CLASSES.filter((c) => classes.includes(c))).join(',') || '<none>';
+    return [
+      '',
+      `          username: ${name}`,
+      '            secret: <Set>',
+      '               ACL: no',
+      `         read perm: ${show(perms.read)}`,
+      `        write perm: ${show(perms.write)}`,
+      '   displayconnects: yes',
+      'allowmultiplelogin: yes',
+    ];
   }
 
   /** manager.c action_getconfig(): Asterisk's parser run on the file, uncached. */

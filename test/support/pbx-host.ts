@@ -39,7 +39,12 @@ export interface PbxHost {
   stop(): Promise<void>;
 }
 
-export async function startPbxHost(options: { operatorPjsip?: string; unknownOptions?: string[] } = {}): Promise<PbxHost> {
+/** The AMI user's classes as the bootstrap writes them (bootstrap.sh, manager.d/pbx-agent.conf). */
+export const AMI_RIGHTS = { read: ['system'], write: ['system', 'config', 'command'] };
+
+export async function startPbxHost(
+  options: { operatorPjsip?: string; unknownOptions?: string[]; amiRights?: { read: string[]; write: string[] } } = {},
+): Promise<PbxHost> {
   const root = await tempDir('pbx-agent-host-');
   const configDir = path.join(root, 'etc/asterisk');
   const stateDir = path.join(root, 'var/lib/pbx-agent');
@@ -52,12 +57,13 @@ export async function startPbxHost(options: { operatorPjsip?: string; unknownOpt
   // As the bootstrap leaves it: the stock rtp.conf kept aside, rtp.conf a symlink to the agent's.
   await writeFile(path.join(configDir, 'rtp.conf.dpkg-dist'), STOCK_RTP);
   await symlink('pbx-agent/rtp.conf', path.join(configDir, 'rtp.conf'));
-  await writeFile(path.join(configDir, 'manager.conf'), `[general]\nenabled = yes\nbindaddr = 127.0.0.1\nport = 5038\n\n[${AMI_USER}]\nsecret = ${AMI_SECRET}\nread = system\nwrite = system,config,command\n`);
+  const rights = options.amiRights ?? AMI_RIGHTS;
+  await writeFile(path.join(configDir, 'manager.conf'), `[general]\nenabled = yes\nbindaddr = 127.0.0.1\nport = 5038\n\n[${AMI_USER}]\nsecret = ${AMI_SECRET}\nread = ${rights.read.join(',')}\nwrite = ${rights.write.join(',')}\n`);
   const secretFile = path.join(agentDir, 'ami.secret');
   await writeFile(secretFile, `${AMI_SECRET}\n`);
   await chmod(secretFile, 0o600);
 
-  const asterisk = new FakeAsterisk({ configDir, users: { [AMI_USER]: AMI_SECRET }, unknownOptions: options.unknownOptions ?? [] });
+  const asterisk = new FakeAsterisk({ configDir, users: { [AMI_USER]: AMI_SECRET }, permissions: { [AMI_USER]: rights }, unknownOptions: options.unknownOptions ?? [] });
   const port = await asterisk.start();
 
   const settingsFile = path.join(agentDir, 'agent.yaml');
