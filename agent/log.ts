@@ -18,6 +18,7 @@ export const EVENTS = [
   'reconcile.refused',
   'reconcile.removal_acknowledged',
   'plan.warning',
+  'apply.leftovers_removed',
   'reload.hung',
   'reload.busy',
   'verify.mismatch',

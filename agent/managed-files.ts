@@ -8,6 +8,9 @@ import { createHash } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 
+/** The one directory under /etc/asterisk the agent writes in. */
+export const MANAGED_DIR = 'pbx-agent';
+
 /** The Asterisk module that reads a file, i.e. what `Reload` must name when it changes. */
 export type AsteriskModule = 'res_pjsip' | 'res_rtp_asterisk' | 'pbx_config' | 'app_voicemail';
 

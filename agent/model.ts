@@ -91,7 +91,20 @@ export interface DesiredState {
   extensions: DesiredExtension[];
 }
 
+/**
+ * The address Asterisk advertises (external_media_address / external_signaling_address) and
+ * where it came from: pbx.yaml as written, the Elastic IP for `auto`, or an Elastic IP adopted
+ * over pbx.yaml's address (cloud.eip_policy: adopt).
+ */
+export interface AdvertisedAddress {
+  address: string;
+  source: 'config' | 'elastic_ip' | 'adopted';
+  /** external_address as pbx.yaml has it ("auto" or an address). */
+  configured: string;
+}
+
 /** The state render takes: every address concrete, every credential an md5 digest. */
 export interface ResolvedState extends DesiredState {
   extensions: Array<DesiredExtension & { credential: { kind: 'md5'; hash: string } }>;
+  advertised: AdvertisedAddress;
 }

@@ -16,11 +16,12 @@ import { formatIssue, type ConfigIssue } from './load/issues.js';
 import { logEvent, type EventName, type Logger } from './log.js';
 import { renderConfigRepo } from './pipeline.js';
 import { checkRemovals, MASS_REMOVAL_FLAG, planChanges, type PlanWarning, type ReloadPlan, type RemovalRefusal } from './plan/index.js';
-import type { AgentState, ReconcileStatus, StateStore } from './record/state.js';
+import { appliedNetworkOf, type AgentState, type ReconcileStatus, type StateStore } from './record/state.js';
+import type { ResolvedState } from './model.js';
 import { ReloadError, reloadModules } from './reload/index.js';
 import { restartWhenIdle } from './reload/restart.js';
 import type { RenderedFile } from './render/index.js';
-import { inReloadOrder, splitManagedText, type AsteriskModule } from './managed-files.js';
+import { inReloadOrder, MANAGED_DIR, splitManagedText, type AsteriskModule } from './managed-files.js';
 import type { HostFacts } from './resolve/index.js';
 import { massRemovalAcknowledgement } from './source/revision.js';
 import { describeMismatches, liveEndpointNames, verifyLiveState, type ModuleChange, type VerifyOptions, type VerifyResult } from './verify/index.js';
@@ -73,6 +74,8 @@ export interface ReconcileOutcome {
    */
   liveFiles?: Map<string, string | undefined>;
   error?: string;
+  /** The stable code of a failure (the event that reported it); absent when applied or unchanged. */
+  code?: EventName;
   /** Milliseconds per stage. */
   stages: Record<string, number>;
 }
@@ -82,6 +85,10 @@ export interface ReconcileOutcome {
 export async function reconcile(deps: ReconcileDeps, source: ConfigSource): Promise<ReconcileOutcome> {
   const run = new Run(deps, source);
   const state = await deps.state.read();
+  // Callers hold the reconcile lock, so no writer of ours is mid-write: any temp file is a
+  // leftover of a killed run, possibly holding credentials.
+  const leftovers = [...(await deps.files.removeLeftovers(MANAGED_DIR)), ...(await deps.state.removeLeftovers())];
+  if (leftovers.length > 0) logEvent(deps.log, 'info', 'apply.leftovers_removed', { files: leftovers }, `removed ${leftovers.length} temp file(s) left by an interrupted write`);
   try {
     return await reconcileSteps(run, state);
   } catch (e) {
@@ -96,7 +103,9 @@ export async function reconcile(deps: ReconcileDeps, source: ConfigSource): Prom
 async function reconcileSteps(run: Run, state: AgentState): Promise<ReconcileOutcome> {
   const { deps, source } = run;
 
-  const rendered = await run.stage('render', () => renderConfigRepo(source.dir, deps.host, source.revision));
+  // An adopted Elastic IP is a request recorded in the state (by the cloud checks), not a field.
+  const host = state.adopted ? { ...deps.host, adoptedAddress: () => state.adopted?.address } : deps.host;
+  const rendered = await run.stage('render', () => renderConfigRepo(source.dir, host, source.revision));
   run.outcome.issues = rendered.issues;
   if (!rendered.files) return run.finish(state, 'invalid', rendered.issues.filter((i) => i.severity === 'error').map(formatIssue).join('; '));
 
@@ -131,10 +140,13 @@ async function reconcileSteps(run: Run, state: AgentState): Promise<ReconcileOut
   }
 
   const modules = inReloadOrder([...plan.reloads, ...(state.pending?.modules ?? [])]);
-  Object.assign(run.outcome, { reloads: modules, extensions: plan.extensions, restartReasons: plan.restartReasons });
+  Object.assign(run.outcome, { extensions: plan.extensions, restartReasons: plan.restartReasons });
+  state = withAdvertised(state, rendered.state!);
   if (modules.length === 0) {
     // The files already say what this commit says: it is the applied one now.
-    if (source.commit && state.applied) state = { ...state, applied: { ...state.applied, revision: source.revision, commit: source.commit } };
+    if (state.applied) {
+      state = { ...state, applied: { ...state.applied, ...(source.commit ? { revision: source.revision, commit: source.commit } : {}), network: appliedNetworkOf(rendered.state!) } };
+    }
     if (!state.restartPending) return run.finish(state, 'unchanged');
     const pjsipBody = rendered.files.find((f) => f.module === 'res_pjsip')!.body;
     return run.finish(await settleRestart(run, state, await transportsAwaitingRestart(deps, pjsipBody), pjsipBody), 'unchanged');
@@ -153,7 +165,7 @@ async function reconcileSteps(run: Run, state: AgentState): Promise<ReconcileOut
   if (missingRights.length > 0) {
     const message = describeMissingRights(missingRights, deps.asterisk.username);
     logEvent(deps.log, 'error', 'ami.permission_denied', { missing: missingRights.map((m) => `${m.direction} ${m.class}`) }, message);
-    return run.finish(state, 'failed', message);
+    return run.finish(state, 'failed', message, 'ami.permission_denied');
   }
   const foreign = await run.stage('preflight', () => foreignEndpoints(deps.asterisk, changes));
   const collisions = plan.extensions.added.filter((n) => foreign.has(n));
@@ -176,7 +188,8 @@ async function reconcileSteps(run: Run, state: AgentState): Promise<ReconcileOut
   const after = { ...state, pending };
   const verifyOptions = { detailLimit: deps.options.verifyDetailLimit, foreign };
   try {
-    await run.stage('reload', () => reloadModules(deps.asterisk, modules, deps.options.reloadTimeoutMs));
+    const reloaded = await run.stage('reload', () => reloadModules(deps.asterisk, modules, deps.options.reloadTimeoutMs));
+    run.outcome.reloads = reloaded.map((r) => r.module);
     const verification = await run.stage('verify', () => verifyLiveState(deps.asterisk, changes, verifyOptions));
     run.outcome.verification = verification;
     if (!verification.ok) return await rollBack(run, after, previous, changes, verifyOptions, describeMismatches(verification.mismatches));
@@ -187,6 +200,7 @@ async function reconcileSteps(run: Run, state: AgentState): Promise<ReconcileOut
       fingerprint,
       at: deps.now().toISOString(),
       files: hashes(rendered.files),
+      network: appliedNetworkOf(rendered.state!),
     };
     // What still differs live (bind, protocol, TLS) is what needs a restart; the plan's guess is not.
     const pjsipBody = rendered.files.find((f) => f.module === 'res_pjsip')!.body;
@@ -201,10 +215,20 @@ async function reconcileSteps(run: Run, state: AgentState): Promise<ReconcileOut
       // keep the change pending so that the next run reloads and verifies it, rather than
       // blaming this revision and rolling back a good change.
       logEvent(deps.log, 'error', transient, { ...(e instanceof ReloadError ? { module: e.module } : {}) }, (e as Error).message);
-      return run.finish({ ...after, pending: { ...pending, lastError: (e as Error).message } }, 'failed', (e as Error).message);
+      return run.finish({ ...after, pending: { ...pending, lastError: (e as Error).message } }, 'failed', (e as Error).message, transient);
     }
     return await rollBack(run, after, previous, changes, verifyOptions, e instanceof Error ? e.message : String(e));
   }
+}
+
+/**
+ * An adoption stands while pbx.yaml names another address; once it names the adopted one, or
+ * says auto, there is nothing left to override.
+ */
+function withAdvertised(state: AgentState, resolved: ResolvedState): AgentState {
+  if (!state.adopted || resolved.advertised.source === 'adopted') return state;
+  const { adopted: _settled, ...rest } = state;
+  return rest;
 }
 
 /**
@@ -252,7 +276,7 @@ async function rollBack(
     const message = e instanceof Error ? e.message : String(e);
     logEvent(deps.log, 'fatal', 'rollback.failed', { revision: source.revision, reason }, `rolling back failed: ${message}`);
     // Pending stays: the next run finishes the job once Asterisk answers again.
-    return run.finish({ ...state, failed }, 'failed', `${reason}; rollback failed: ${message}`);
+    return run.finish({ ...state, failed }, 'failed', `${reason}; rollback failed: ${message}`, 'rollback.failed');
   }
   logEvent(deps.log, 'error', 'reconcile.rolled_back', { revision: source.revision, reason, objects: [...new Set(offending)].slice(0, 20) }, 'the change was rolled back to the last-known-good configuration');
   const { pending: _p, ...rest } = state;
@@ -373,6 +397,14 @@ function hashes(files: readonly RenderedFile[]): Record<string, string> {
   return Object.fromEntries(files.map((f) => [f.path, f.bodyHash]));
 }
 
+/** The code a run of each failing status records when no more specific one is known. */
+const FAILURE_CODES: Partial<Record<ReconcileStatus, EventName>> = {
+  invalid: 'reconcile.invalid',
+  refused: 'reconcile.refused',
+  rolled_back: 'reconcile.rolled_back',
+  failed: 'reconcile.failed',
+};
+
 /** Stage timings, the outcome being built, and the record stage at the end. */
 class Run {
   readonly outcome: ReconcileOutcome;
@@ -402,13 +434,15 @@ class Run {
   }
 
   /** record: state file and the one `reconcile.finished` line. */
-  async finish(state: AgentState, status: ReconcileStatus, error?: string): Promise<ReconcileOutcome> {
+  async finish(state: AgentState, status: ReconcileStatus, error?: string, code?: EventName): Promise<ReconcileOutcome> {
     const o = this.outcome;
     o.status = status;
     if (error !== undefined) o.error = error;
+    const failureCode = code ?? FAILURE_CODES[status];
+    if (failureCode) o.code = failureCode;
     const durationMs = Math.round(performance.now() - this.started);
     const failedRun = status === 'invalid' || status === 'refused' || status === 'rolled_back' || status === 'failed';
-    const lastRun = { at: this.deps.now().toISOString(), status, revision: this.source.revision, durationMs, ...(error ? { error } : {}) };
+    const lastRun = { at: this.deps.now().toISOString(), status, revision: this.source.revision, durationMs, ...(error ? { error } : {}), ...(failureCode ? { code: failureCode } : {}) };
     // A refusal stands until a run gets the files to what the config repo says.
     const { refused: _settled, ...withoutRefusal } = state;
     const next = status === 'applied' || status === 'unchanged' ? withoutRefusal : state;

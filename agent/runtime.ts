@@ -32,24 +32,85 @@ export async function groupId(name: string, groupFile = '/etc/group'): Promise<n
   throw new StartupError('settings.invalid', `group "${name}" (asterisk.file_group) does not exist on this host`);
 }
 
-/** Connects and logs in to AMI, with the secret from its root-only file. */
-export async function connectAsterisk(settings: AgentSettingsData, log: Logger): Promise<{ client: AmiClient; control: AsteriskControl }> {
+/** The AMI client for the settings: the one place it is built (the daemon and the CLI). */
+export function amiClientFor(settings: AgentSettingsData, secret: string, options: { keepaliveMs?: number } = {}): AmiClient {
   const ami = settings.asterisk.ami;
-  const exposure = await readManagerExposure(settings.asterisk.config_dir);
-  if (exposure?.exposed) {
-    logEvent(log, 'warn', 'ami.exposed', { bindaddr: exposure.bindaddr, port: exposure.port },
-      `AMI listens on ${exposure.bindaddr}:${exposure.port}; set bindaddr = 127.0.0.1 in manager.conf [general] so that only this host can reach it`);
-  }
-  const secret = await readSecretFile(ami.secret_file);
-  if ('problem' in secret) throw new StartupError('ami.secret', `AMI secret: ${secret.problem}`);
-  const client = new AmiClient({
+  return new AmiClient({
     host: ami.host,
     port: ami.port,
     username: ami.username,
-    secret: secret.value,
+    secret,
     connectTimeoutMs: ami.connect_timeout_seconds * 1000,
     actionTimeoutMs: ami.action_timeout_seconds * 1000,
+    ...(options.keepaliveMs ? { keepaliveMs: options.keepaliveMs } : {}),
   });
+}
+
+function warnIfExposed(exposure: Awaited<ReturnType<typeof readManagerExposure>>, log: Logger): void {
+  if (!exposure?.exposed) return;
+  logEvent(log, 'warn', 'ami.exposed', { bindaddr: exposure.bindaddr, port: exposure.port },
+    `AMI listens on ${exposure.bindaddr}:${exposure.port}; set bindaddr = 127.0.0.1 in manager.conf [general] so that only this host can reach it`);
+}
+
+/**
+ * The daemon's AMI connection: connected in the background and kept up. The client itself
+ * reconnects after a drop; a first connection that fails is retried every 10 s, each failure
+ * logged (ami.unreachable / ami.auth_failed) and kept as `lastError` for the runs that cannot
+ * go ahead meanwhile.
+ */
+export class AmiConnection {
+  readonly client: AmiClient;
+  readonly control: AsteriskControl;
+  lastError: string | undefined;
+  private timer: NodeJS.Timeout | undefined;
+  private closed = false;
+  private first: Promise<void> | undefined;
+  private onConnected: () => void = () => undefined;
+
+  constructor(settings: AgentSettingsData, secret: string, private readonly log: Logger) {
+    this.client = amiClientFor(settings, secret, { keepaliveMs: 30_000 });
+    this.control = amiControl(this.client);
+  }
+
+  /** Starts connecting; `onConnected` runs after a connection that followed a failed attempt. */
+  keepConnecting(onConnected: () => void): void {
+    this.onConnected = onConnected;
+    this.first = this.attempt(false);
+  }
+
+  /** Resolves once the first attempt has succeeded or failed. */
+  async firstAttempt(): Promise<void> {
+    await this.first;
+  }
+
+  private async attempt(retry: boolean): Promise<void> {
+    if (this.closed) return;
+    try {
+      await this.client.connect();
+      this.lastError = undefined;
+      if (retry) this.onConnected();
+    } catch (e) {
+      const code = (e as { code?: string }).code === 'ami.auth_failed' ? 'ami.auth_failed' : 'ami.unreachable';
+      this.lastError = (e as Error).message;
+      logEvent(this.log, 'error', code, {}, `${(e as Error).message}; retrying in 10 s`);
+      this.timer = setTimeout(() => void this.attempt(true), 10_000);
+    }
+  }
+
+  async close(): Promise<void> {
+    this.closed = true;
+    clearTimeout(this.timer);
+    await this.client.close().catch(() => undefined);
+  }
+}
+
+/** Connects and logs in to AMI, with the secret from its root-only file (the CLI's commands). */
+export async function connectAsterisk(settings: AgentSettingsData, log: Logger): Promise<{ client: AmiClient; control: AsteriskControl }> {
+  const ami = settings.asterisk.ami;
+  warnIfExposed(await readManagerExposure(settings.asterisk.config_dir), log);
+  const secret = await readSecretFile(ami.secret_file);
+  if ('problem' in secret) throw new StartupError('ami.secret', `AMI secret: ${secret.problem}`);
+  const client = amiClientFor(settings, secret.value);
   try {
     await client.connect();
   } catch (e) {

@@ -98,6 +98,8 @@ export const DriftSettings = z
   .strictObject({
     file_policy: z.enum(['alert', 'restore'], { error: 'expected alert or restore' }).default('alert')
       .describe('A managed file edited by hand: alert only, or also put the managed version back.'),
+    reminder_minutes: z.number().int().min(1).max(10080).optional()
+      .describe('How often a drift of any kind that persists is logged again (default: cloud.reminder_minutes, its earlier name, or 60).'),
   })
   .describe('What to do about drift.');
 

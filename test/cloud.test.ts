@@ -411,10 +411,10 @@ describe('pbx-agent check', function () {
     const settingsFile = path.join(host, 'agent.yaml');
     await writeFile(
       settingsFile,
-      [`secrets_dir: ${path.join(host, 'secrets')}`, 'asterisk:', `  config_dir: ${configDir}`, 'cloud:', `  imds_endpoint: ${imds.url}`, `  ec2_endpoint: ${ec2.url}`, settingsExtra, ''].join('\n'),
+      [`secrets_dir: ${path.join(host, 'secrets')}`, `state_dir: ${path.join(host, 'state')}`, 'asterisk:', `  config_dir: ${configDir}`, 'cloud:', `  imds_endpoint: ${imds.url}`, `  ec2_endpoint: ${ec2.url}`, settingsExtra, ''].join('\n'),
     );
     const dir = await makeRepo({ 'pbx.yaml': pbx, 'extensions/staff.yaml': BASE_EXTENSIONS });
-    return { dir, settingsFile, configDir };
+    return { dir, settingsFile, configDir, stateDir: path.join(host, 'state') };
   }
 
   function io() {
@@ -442,9 +442,15 @@ describe('pbx-agent check', function () {
 
   it('prints each finding with expected, actual and fix, and exits non-zero on an error-level finding', async () => {
     ec2.world = world({ rules: [...REFERENCE_RULES, { protocol: 'tcp', fromPort: 5038, toPort: 5038, cidrs: ['0.0.0.0/0'] }] });
-    const { dir, settingsFile, configDir } = await setup(BASE_PBX);
-    await mkdir(path.join(configDir, 'pbx-agent'));
-    await writeFile(path.join(configDir, 'pbx-agent/pjsip.conf'), `[transport-udp]\ntype=transport\nexternal_media_address=${EIP}\n`);
+    const { dir, settingsFile, stateDir } = await setup(BASE_PBX);
+    // What Asterisk advertises comes from the applied record in the state, not from the text.
+    await new StateStore(stateDir).write({
+      consecutiveFailures: 0,
+      applied: {
+        revision: 'r1', fingerprint: 'f', at: new Date().toISOString(), files: {},
+        network: { advertised: { address: EIP, source: 'config', configured: EIP }, localNets: [], transports: [{ protocol: 'udp', port: 5060 }], rtp: { portStart: 10000, portEnd: 20000 } },
+      },
+    });
     const o = io();
     const code = await checkCommand({ dir, settingsFile, json: false }, o.sink);
     const text = o.out();
@@ -477,7 +483,7 @@ describe('pbx-agent check', function () {
     const commit = await remote.commit({ 'pbx.yaml': AUTO_PBX, 'extensions/staff.yaml': BASE_EXTENSIONS });
     await remote.push();
     const stateDir = path.join(path.dirname(settingsFile), 'state');
-    await writeFile(settingsFile, `${await readFile(settingsFile, 'utf8')}state_dir: ${stateDir}\nsource:\n  url: file://${remote.bare}\n`);
+    await writeFile(settingsFile, `${await readFile(settingsFile, 'utf8')}source:\n  url: file://${remote.bare}\n`);
 
     const before = io();
     assert.equal(await checkCommand({ settingsFile, json: false }, before.sink), 3);

@@ -1,13 +1,13 @@
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { writeFile } from 'node:fs/promises';
+import { readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { HeapTrimmer } from '../agent/daemon/heap.js';
-import { acquireLock, LockTimeoutError } from '../agent/daemon/lock.js';
+import { acquireLock, LockTimeoutError } from '../agent/record/lock.js';
 import { SyncRunner, type TriggerReason } from '../agent/daemon/runner.js';
 import { assessHealth } from '../agent/daemon/status.js';
-import { verifyWebhook } from '../agent/daemon/webhook.js';
-import { DriftReporter } from '../agent/drift/reporter.js';
+import { RateLimitedLog, verifyWebhook } from '../agent/daemon/webhook.js';
+import { DriftRecorder, readDrifts } from '../agent/drift/recorder.js';
 import { removeTempRepos, tempDir } from './support/config-repo.js';
 import { signedHeaders } from './support/webhook-client.js';
 
@@ -45,21 +45,38 @@ describe('daemon parts', () => {
       assert.equal(runner.stats.collapsed, 10);
     });
 
-    it('waits for a burst of pushes to go quiet and then runs once', async () => {
+    it('starts on the first push at once and folds the rest of the burst into one follow-up run', async () => {
       const reasons: TriggerReason[] = [];
+      const gate = deferred();
       const runner = new SyncRunner(async (reason) => {
         reasons.push(reason);
+        if (reasons.length === 1) await gate.promise;
         return { ok: true };
-      }, { backoffBaseMs: 1000, backoffMaxMs: 8000, quietMs: 30, maxWaitMs: 1000 });
-      for (let i = 0; i < 10; i++) {
-        runner.request('webhook');
-        await new Promise((r) => setTimeout(r, 5));
-      }
-      assert.equal(reasons.length, 0, 'nothing runs while pushes keep coming');
-      assert.equal(runner.busy, true);
-      while (runner.busy) await new Promise((r) => setTimeout(r, 10));
-      assert.deepEqual(reasons, ['webhook']);
-      assert.equal(runner.stats.collapsed, 9);
+      }, { backoffBaseMs: 1000, backoffMaxMs: 8000 });
+      for (let i = 0; i < 10; i++) runner.request('webhook');
+      assert.deepEqual(reasons, ['webhook'], 'the first push started a run without waiting for quiet');
+      gate.resolve();
+      await runner.idle();
+      assert.deepEqual(reasons, ['webhook', 'webhook'], 'the other nine became one follow-up');
+      assert.equal(runner.stats.collapsed, 8);
+      await runner.stop();
+    });
+
+    it('retries sooner when the job asks for it (a config repo out of reach is probed), whatever the backoff', async () => {
+      let now = 0;
+      let result: { ok: boolean; retryInMs?: number } = { ok: false, retryInMs: 100 };
+      const runs: TriggerReason[] = [];
+      const runner = new SyncRunner(async (reason) => {
+        runs.push(reason);
+        return result;
+      }, { backoffBaseMs: 60_000, backoffMaxMs: 600_000, now: () => now });
+      runner.request('schedule');
+      await runner.idle();
+      now = 150;
+      result = { ok: true };
+      runner.request('schedule');
+      await runner.idle();
+      assert.deepEqual(runs, ['schedule', 'schedule'], 'not held back by the 60 s backoff');
       await runner.stop();
     });
 
@@ -127,7 +144,9 @@ describe('daemon parts', () => {
       const dir = await tempDir();
       const file = path.join(dir, 'reconcile.lock');
       const release = await acquireLock(file, 0);
-      await assert.rejects(acquireLock(file, 150), LockTimeoutError);
+      const waitedFor: number[] = [];
+      await assert.rejects(acquireLock(file, 150, (pid) => waitedFor.push(pid)), LockTimeoutError);
+      assert.deepEqual(waitedFor, [process.pid], 'told once whom it waits for');
       await release();
       const again = await acquireLock(file, 0);
       await again();
@@ -138,8 +157,12 @@ describe('daemon parts', () => {
       const child = spawn(process.execPath, ['-e', '0']);
       await new Promise((r) => child.once('exit', r));
       await writeFile(file, String(child.pid));
-      const release = await acquireLock(file, 0);
+      let waited = false;
+      const release = await acquireLock(file, 0, () => (waited = true));
+      assert.equal(waited, false, 'a dead holder is not waited for');
+      assert.equal((await readFile(file, 'utf8')).trim(), String(process.pid), 'the lock now names this process');
       await release();
+      await assert.rejects(readFile(file, 'utf8'), /ENOENT/);
     });
   });
 
@@ -165,22 +188,60 @@ describe('daemon parts', () => {
       ]);
       assert.deepEqual(h.notes, ['the daemon is not running (no live pid in the state directory)']);
     });
+    it('is unhealthy while an error-level drift is open, and only notes a warning-level one', () => {
+      const h = assessHealth(base, {
+        unhealthyAfterFailures: 3, now, daemonPid: 42,
+        drifts: {
+          'cloud:drift.eip:eip': { kind: 'cloud', severity: 'error', message: 'Asterisk advertises 203.0.113.10 but the Elastic IP is 203.0.113.99', since: '2026-11-28T11:30:00Z' },
+          'file:pbx-agent/pjsip.conf': { kind: 'file', severity: 'warning', message: 'pbx-agent/pjsip.conf modified by hand', since: '2026-11-28T11:40:00Z' },
+        },
+      });
+      assert.equal(h.healthy, false);
+      assert.deepEqual(h.problems, ['drift (cloud:drift.eip:eip) since 2026-11-28T11:30:00Z: Asterisk advertises 203.0.113.10 but the Elastic IP is 203.0.113.99']);
+      assert.deepEqual(h.notes, ['drift (file:pbx-agent/pjsip.conf) since 2026-11-28T11:40:00Z: pbx-agent/pjsip.conf modified by hand']);
+    });
   });
 
-  describe('DriftReporter', () => {
-    it('logs a drift when it appears or changes, reminds after the interval, and reports it resolved', () => {
+  describe('DriftRecorder', () => {
+    it('logs a drift when it appears or changes, reminds after the interval, reports it resolved, and keeps the open ones in drift.json', async () => {
+      let t = Date.parse('2026-12-02T10:00:00Z');
+      const start = t;
+      const dir = await tempDir();
+      const r = new DriftRecorder(dir, 60_000, () => t);
+      assert.equal(await r.observe('cloud:drift.eip:eip', 'cloud', { severity: 'error', message: 'a' }), 'new');
+      t = start + 30_000;
+      assert.equal(await r.observe('cloud:drift.eip:eip', 'cloud', { severity: 'error', message: 'a' }), 'none');
+      assert.equal(await r.observe('cloud:drift.eip:eip', 'cloud', { severity: 'error', message: 'b' }), 'changed');
+      t = start + 89_999;
+      assert.equal(await r.observe('cloud:drift.eip:eip', 'cloud', { severity: 'error', message: 'b' }), 'none');
+      t = start + 90_000;
+      assert.equal(await r.observe('cloud:drift.eip:eip', 'cloud', { severity: 'error', message: 'b' }), 'reminder');
+      assert.equal(await r.observe('file:pbx-agent/pjsip.conf', 'file', { severity: 'warning', message: 'edited' }), 'new');
+      assert.deepEqual(await readDrifts(dir), {
+        'cloud:drift.eip:eip': { kind: 'cloud', severity: 'error', message: 'b', since: '2026-12-02T10:00:00.000Z', lastReminder: '2026-12-02T10:01:30.000Z' },
+        'file:pbx-agent/pjsip.conf': { kind: 'file', severity: 'warning', message: 'edited', since: '2026-12-02T10:01:30.000Z' },
+      });
+      assert.equal(await r.observe('cloud:drift.eip:eip', 'cloud', undefined), 'resolved');
+      assert.equal(await r.observe('cloud:drift.eip:eip', 'cloud', undefined), 'none');
+      assert.deepEqual(Object.keys(await readDrifts(dir)), ['file:pbx-agent/pjsip.conf']);
+
+      // A restarted daemon picks the open drifts up: not "new" again, and the reminder clock goes on.
+      const again = new DriftRecorder(dir, 60_000, () => t);
+      await again.load();
+      assert.equal(await again.observe('file:pbx-agent/pjsip.conf', 'file', { severity: 'warning', message: 'edited' }), 'none');
+    });
+  });
+
+  describe('RateLimitedLog', () => {
+    it('writes the first line of a burst, then one per interval with the count left out', () => {
       let t = 0;
-      const r = new DriftReporter(60_000, () => t);
-      assert.equal(r.observe('eip', 'a').log, 'new');
-      t = 30_000;
-      assert.equal(r.observe('eip', 'a').log, 'none');
-      assert.equal(r.observe('eip', 'b').log, 'changed');
-      t = 89_999;
-      assert.equal(r.observe('eip', 'b').log, 'none');
-      t = 90_000;
-      assert.equal(r.observe('eip', 'b').log, 'reminder');
-      assert.equal(r.observe('eip', undefined).log, 'resolved');
-      assert.equal(r.observe('eip', undefined).log, 'none');
+      const lines: number[] = [];
+      const limited = new RateLimitedLog(60_000, () => t);
+      for (let i = 0; i < 1000; i++) limited.note((suppressed) => lines.push(suppressed));
+      assert.deepEqual(lines, [0]);
+      t = 60_000;
+      limited.note((suppressed) => lines.push(suppressed));
+      assert.deepEqual(lines, [0, 999]);
     });
   });
 });

@@ -7,6 +7,8 @@ import { spawn } from 'node:child_process';
 import { readFile, writeFile, chmod, mkdir } from 'node:fs/promises';
 import path from 'node:path';
 import { StateStore } from '../agent/record/state.js';
+import { readDrifts } from '../agent/drift/recorder.js';
+import { acquireLock, LOCK_FILE } from '../agent/record/lock.js';
 import { BASE_PBX, extensionsYaml, removeTempRepos, tempDir, testMd5 } from './support/config-repo.js';
 import { daemonSettings, DaemonProcess, freePort, WEBHOOK_SECRET } from './support/daemon-process.js';
 import { GitRemote } from './support/git-remote.js';
@@ -106,7 +108,9 @@ describe('daemon', function () {
     assert.equal((await post(port, tampered, signedHeaders('github', body, WEBHOOK_SECRET))).status, 401, 'signature over a different body');
     const huge = Buffer.alloc(70_000, 0x20);
     assert.equal((await post(port, huge, signedHeaders('github', huge.toString(), WEBHOOK_SECRET))).status, 413);
-    await d.waitFor((l) => l.filter((x) => x.event === 'webhook.rejected').length >= 4, 'four webhook.rejected lines');
+    // Every refused request was answered 401; the log has one line for the burst, not four.
+    await d.waitFor((l) => l.some((x) => x.event === 'webhook.rejected'), 'a webhook.rejected line');
+    assert.equal(d.events('webhook.rejected').length, 1, 'refusals within a minute are not logged one by one');
     assert.equal(d.events('reconcile.finished').length, 1, 'no sync was triggered');
     assert.deepEqual(host.asterisk.liveEndpoints(), ['1001']);
   });
@@ -231,26 +235,33 @@ describe('daemon', function () {
     await d.waitFor((l) => l.some((x) => x.event === 'drift.asterisk'), 'drift.asterisk');
     const drift = d.events('drift.asterisk')[0]!;
     assert.match(String(drift.msg), /endpoint 1001 presence: expected present, Asterisk has missing/);
-    assert.match((await new StateStore(host.stateDir).read()).drift?.asterisk?.message ?? '', /endpoint 1001 presence/);
+    assert.match((await readDrifts(host.stateDir)).asterisk?.message ?? '', /endpoint 1001 presence/);
   });
 
-  it('collapses 100 pushes in a few seconds into a handful of reconciles that end at the last commit', async () => {
+  it('folds the pushes that arrive while a run is in progress into one follow-up: 100 pushes, at most two runs', async () => {
     const d = await startDaemon();
     const commits: string[] = [];
     for (let i = 0; i < 100; i++) commits.push(await remote.commit({ 'extensions/staff.yaml': extensionsYaml(['1001', String(2000 + i)]) }, `push ${i}`));
-    const started = Date.now();
+    // Holding the reconcile lock keeps the first push's run waiting while the other 99 arrive.
+    const release = await acquireLock(path.join(host.stateDir, LOCK_FILE), 0);
     for (const commit of commits) {
       await remote.pushCommit(commit);
       const body = pushBody('main', commit);
-      void post(port, body, signedHeaders('github', body, WEBHOOK_SECRET));
+      assert.equal((await post(port, body, signedHeaders('github', body, WEBHOOK_SECRET))).status, 202);
     }
-    assert.ok(Date.now() - started < 10_000, 'the 100 pushes took under 10 s');
+    await d.waitFor((l) => l.filter((x) => x.event === 'webhook.push').length === 100, 'all 100 pushes received');
+    assert.equal(d.events('reconcile.finished').length, 1, 'only the startup run so far: the first push\'s run waits for the lock');
+    await release();
     const last = commits[commits.length - 1]!;
-    await d.waitFor((l) => l.some((x) => x.event === 'reconcile.finished' && x.revision === last.slice(0, 12)), 'a reconcile of the last commit');
-    const runs = d.events('reconcile.finished').length - 1;
-    assert.ok(runs <= 10, `${runs} reconciles for 100 pushes`);
+    await d.waitFor((l) => l.some((x) => x.event === 'reconcile.finished' && x.revision === last.slice(0, 12) && x.status === 'applied'), 'the last commit applied');
+    await d.waitFor((l) => l.filter((x) => x.event === 'reconcile.finished').length >= 3, 'the follow-up run');
+    const runs = d.events('reconcile.finished').slice(1);
+    const told = runs.map((r) => `${r.revision} ${r.status}`).join(', ');
+    assert.equal(runs[0]?.revision, last.slice(0, 12), told);
+    assert.equal(runs.length, 2, told);
+    assert.equal(runs[1]?.status, 'unchanged', told);
     assert.deepEqual(host.asterisk.liveEndpoints(), ['1001', '2099']);
-  });
+  }).timeout(300_000); // 100 commits and pushes: slow on a loaded machine, and not what is measured
 
   it('re-renders at once when a file changes in a local-path config repo', async () => {
     const local = await tempDir('pbx-agent-local-');

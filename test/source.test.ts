@@ -9,6 +9,7 @@ import path from 'node:path';
 import { promisify } from 'node:util';
 import { GitSource, type GitSourceOptions } from '../agent/source/git.js';
 import { removeTempRepos, tempDir } from './support/config-repo.js';
+import { freePort } from './support/net.js';
 
 const run = promisify(execFile);
 
@@ -83,6 +84,14 @@ describe('git source', () => {
     assert.equal(gone.ok, false);
     assert.equal(!gone.ok && gone.kind, 'unreachable');
     assert.match(!gone.ok ? gone.message : '', /^cannot clone file:\/\/.*nowhere\.git: fatal: /);
+  });
+
+  it('keeps the reason git gives on its next line: "unable to connect to 127.0.0.1:" is followed by the errno', async () => {
+    const port = await freePort(); // nothing listens there
+    const remote = await signedRemote();
+    const gone = await new GitSource({ ...remote.options(path.join(remote.dir, 'c3')), url: `git://127.0.0.1:${port}/pbx.git` }).fetch();
+    assert.equal(!gone.ok && gone.kind, 'unreachable');
+    assert.match(!gone.ok ? gone.message : '', /fatal: unable to connect to 127\.0\.0\.1: .*Connection refused/);
   });
 
   it('reads a local directory as it is, uncommitted edits included', async () => {

@@ -7,7 +7,7 @@
  * unchanged, so a preserved mtime could hide a same-length change (DESIGN.md, Asterisk facts).
  */
 import { randomBytes } from 'node:crypto';
-import { mkdir, open, readFile, rename, rm } from 'node:fs/promises';
+import { mkdir, open, readdir, readFile, rename, rm } from 'node:fs/promises';
 import path from 'node:path';
 
 /** Managed files hold credentials (md5): readable by Asterisk's group, not by the world. */
@@ -19,6 +19,20 @@ export interface ManagedFileStore {
   read(relPath: string): Promise<string | undefined>;
   writeAtomic(relPath: string, text: string): Promise<void>;
   remove(relPath: string): Promise<void>;
+  /** Removes temp files a killed writer left in `relDir`; returns their names. */
+  removeLeftovers(relDir: string): Promise<string[]>;
+}
+
+/** `.pjsip.conf.1a2b3c4d5e6f.tmp`: what writeAtomic writes before its rename. */
+const TEMP_NAME = /^\..+\.[0-9a-f]{12}\.tmp$/;
+
+/** Node names no file for a failed write through a handle (ENOSPC, EIO): say which file it was. */
+function withPath(e: unknown, file: string): unknown {
+  const err = e as NodeJS.ErrnoException;
+  if (!(err instanceof Error) || err.path !== undefined) return e;
+  err.path = file;
+  err.message = `${err.message} (writing ${file})`;
+  return err;
 }
 
 function inside(root: string, relPath: string): string {
@@ -54,6 +68,15 @@ export class DirectoryFileStore implements ManagedFileStore {
     await rm(inside(this.root, relPath), { force: true });
   }
 
+  async removeLeftovers(relDir: string): Promise<string[]> {
+    const dir = inside(this.root, relDir);
+    const names = await readdir(dir).catch(() => [] as string[]);
+    const leftovers = names.filter((n) => TEMP_NAME.test(n));
+    // A kill -9 between open and rename leaves a full-size temp file, credentials included.
+    for (const n of leftovers) await rm(path.join(dir, n), { force: true });
+    return leftovers;
+  }
+
   async read(relPath: string): Promise<string | undefined> {
     const abs = inside(this.root, relPath);
     try {
@@ -72,7 +95,9 @@ export class DirectoryFileStore implements ManagedFileStore {
     const dir = path.dirname(target);
     await mkdir(dir, { recursive: true, mode: this.dirMode });
     const tmp = path.join(dir, `.${path.basename(target)}.${randomBytes(6).toString('hex')}.tmp`);
-    const fh = await open(tmp, 'wx', this.mode);
+    const fh = await open(tmp, 'wx', this.mode).catch((e: unknown) => {
+      throw withPath(e, target);
+    });
     try {
       await fh.writeFile(text, 'utf8');
       // The umask may have narrowed the mode given to open(); set it exactly. The group comes
@@ -83,14 +108,14 @@ export class DirectoryFileStore implements ManagedFileStore {
     } catch (e) {
       await fh.close();
       await rm(tmp, { force: true });
-      throw e;
+      throw withPath(e, target);
     }
     await fh.close();
     try {
       await rename(tmp, target);
     } catch (e) {
       await rm(tmp, { force: true });
-      throw e;
+      throw withPath(e, target);
     }
     const dh = await open(dir, 'r');
     try {

@@ -7,7 +7,7 @@
  * error-level finding, a render that fails with these host facts, or checks that could not run
  * (not on EC2, IMDS off, IMDSv1 only, hop limit).
  */
-import { readFile, stat } from 'node:fs/promises';
+import { stat } from 'node:fs/promises';
 import path from 'node:path';
 import { cloudDesiredFrom, elasticIpFor, gatherCloudFacts, runCloudChecks, type CloudReport, type Finding, type GatheredFacts } from '../cloud/index.js';
 import { hasErrors, loadDesiredState, readConfigRepo, type ConfigIssue } from '../load/index.js';
@@ -28,14 +28,9 @@ export interface CheckOptions {
   json: boolean;
 }
 
-/** The external address in the applied pjsip.conf (what Asterisk advertises now), if readable. */
-async function appliedExternalAddress(configDir: string): Promise<string | undefined> {
-  try {
-    const text = await readFile(path.join(configDir, 'pbx-agent/pjsip.conf'), 'utf8');
-    return /^external_media_address=(\S+)\s*$/m.exec(text)?.[1];
-  } catch {
-    return undefined;
-  }
+/** The address Asterisk advertises now, from the state's applied record, if there is one. */
+async function appliedExternalAddress(stateDir: string): Promise<string | undefined> {
+  return (await new StateStore(stateDir).read().catch(() => undefined))?.applied?.network?.advertised.address;
 }
 
 /**
@@ -96,7 +91,7 @@ export async function checkCommand(opts: CheckOptions, io: Io): Promise<number> 
   const revision = target.revision ?? (await workTreeRevision(dir));
   const outcome = await renderConfigRepo(dir, host, revision);
   const rendered = outcome.state?.network.externalAddress;
-  const applied = await appliedExternalAddress(settings.asterisk.config_dir);
+  const applied = await appliedExternalAddress(settings.state_dir);
   const live = applied ?? rendered;
   const desired = cloudDesiredFrom(loaded.state, { amiPort: settings.asterisk.ami.port, ...(live !== undefined ? { liveExternalAddress: live } : {}) });
   const report = await runCloudChecks({ desired, facts: gathered }, { settings: cloud }, log);

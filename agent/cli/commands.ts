@@ -78,7 +78,7 @@ export async function renderWatchCommand(opts: RenderOptions, io: Io): Promise<n
       // A failed render waits for the next edit, not for a retry.
       return { ok: code === EXIT.ok || code === EXIT.invalidConfig };
     },
-    { backoffBaseMs: 0, backoffMaxMs: 0, quietMs: 200, maxWaitMs: 2000 },
+    { backoffBaseMs: 0, backoffMaxMs: 0 },
   );
   const watcher = watch(opts.dir, {
     ignoreInitial: true,

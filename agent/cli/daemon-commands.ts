@@ -4,6 +4,7 @@
 import { Daemon, syncOnce } from '../daemon/index.js';
 import { assessHealth, formatStatus, runningDaemonPid } from '../daemon/status.js';
 import { createLogger } from '../log.js';
+import { readDrifts } from '../drift/recorder.js';
 import { StateStore } from '../record/state.js';
 import { gitSourceFrom, reconcileDeps, StartupError } from '../runtime.js';
 import { withAsterisk } from './host-commands.js';
@@ -38,10 +39,15 @@ export async function syncCommand(opts: { settingsFile?: string; json: boolean; 
     const source = gitSourceFrom(settings);
     const deps = await reconcileDeps(settings, control, log);
     if (opts.allowMassRemoval) deps.options.allowMassRemoval = true;
-    const result = await syncOnce(settings, deps, source, log, 'cli');
+    const result = await syncOnce(settings, deps, source, log, 'cli', {
+      onWait: (pid) => io.err(`sync: waiting for the reconcile in progress (pid ${pid}) to finish`),
+    });
     const o = result.outcome;
-    if (opts.json) io.out(JSON.stringify(o ?? { status: 'failed', error: 'see the log lines on stderr' }, null, 2));
-    else io.out(o ? `${o.status}: revision ${o.revision}${o.error ? `: ${o.error}` : ''}` : 'failed: the config repo could not be fetched (see the log lines above)');
+    const f = result.fetchFailure;
+    if (opts.json) io.out(JSON.stringify(o ?? { status: 'failed', code: f?.kind === 'unreachable' ? 'source.unreachable' : 'source.rejected', error: f?.message }, null, 2));
+    else if (o) io.out(`${o.status}: revision ${o.revision}${o.error ? `: ${o.error}` : ''}`);
+    else if (f?.kind === 'unreachable') io.out(`failed: the config repo could not be fetched: ${f.message}`);
+    else io.out(`refused: the config repo's newest commit was not applied: ${f?.message ?? 'see the log lines above'}`);
     if (o?.refusal && !opts.json) io.out(`Nothing was written or reloaded; ${o.refusal.fix}.`);
     if (o?.status === 'invalid' || o?.status === 'refused') return EXIT.invalidConfig;
     return result.ok ? EXIT.ok : EXIT.failure;
@@ -53,8 +59,12 @@ export async function statusCommand(opts: { settingsFile?: string; json: boolean
   if (!settings) return EXIT.invalidConfig;
   const state = await new StateStore(settings.state_dir).read();
   const daemonPid = await runningDaemonPid(settings.state_dir);
-  const health = assessHealth(state, { unhealthyAfterFailures: settings.unhealthy_after_failures, now: new Date(), daemonPid });
-  if (opts.json) io.out(JSON.stringify({ ...health, daemonPid: daemonPid ?? null, state }, null, 2));
+  const drifts = await readDrifts(settings.state_dir);
+  const health = assessHealth(state, { unhealthyAfterFailures: settings.unhealthy_after_failures, now: new Date(), daemonPid, drifts });
+  if (opts.json) {
+    const list = Object.entries(drifts).map(([key, d]) => ({ key, ...d }));
+    io.out(JSON.stringify({ ...health, daemonPid: daemonPid ?? null, drifts: list, state }, null, 2));
+  }
   else io.out(formatStatus(state, health, daemonPid));
   return health.healthy ? EXIT.ok : EXIT.failure;
 }

@@ -11,6 +11,7 @@ import { createLogger, type Logger } from '../log.js';
 import { renderConfigRepo } from '../pipeline.js';
 import { checkRemovals, MASS_REMOVAL_FLAG, planChanges, type ReloadPlan } from '../plan/index.js';
 import { reconcile, type ReconcileOutcome } from '../reconcile.js';
+import { withReconcileLock } from '../record/lock.js';
 import type { ResolvedState } from '../model.js';
 import { DirectorySecretStore, type HostFacts } from '../resolve/index.js';
 import { cloudElasticIp, connectAsterisk, reconcileDeps, StartupError } from '../runtime.js';
@@ -83,7 +84,9 @@ export async function applyCommand(opts: HostCommandOptions, io: Io): Promise<nu
   return withAsterisk(settings, log, io, 'apply', async (control) => {
     const deps = await reconcileDeps(settings, control, log, { elasticIp: elasticIp(opts, settings, log) });
     if (opts.allowMassRemoval) deps.options.allowMassRemoval = true;
-    const outcome = await reconcile(deps, { dir: opts.dir, revision });
+    // One reconcile at a time: a daemon run in progress is waited for, not taken for a crash.
+    const outcome = await withReconcileLock(settings.state_dir, (pid) => io.err(`apply: waiting for the reconcile in progress (pid ${pid}) to finish`), () =>
+      reconcile(deps, { dir: opts.dir, revision }));
     if (opts.json) io.out(JSON.stringify(outcome, null, 2));
     else printOutcome(io, outcome);
     return outcomeExitCode(outcome);
@@ -100,7 +103,8 @@ export function printOutcome(io: Io, outcome: ReconcileOutcome): void {
     return;
   }
   if (outcome.removalAcknowledgedBy) io.out(`Mass removal acknowledged by ${outcome.removalAcknowledgedBy}`);
-  const reloaded = outcome.reloads.length && outcome.status !== 'unchanged' ? `, reloaded ${outcome.reloads.join(', ')}` : '';
+  // `reloads` lists the modules Asterisk did reload, none when the run stopped before that.
+  const reloaded = outcome.reloads.length ? `, reloaded ${outcome.reloads.join(', ')}` : '';
   io.out(`${outcome.status}: revision ${outcome.revision}${reloaded}${outcome.error ? `: ${outcome.error}` : ''}`);
 }
 

@@ -1,23 +1,23 @@
 /**
- * One reconcile at a time. Triggers that arrive while a run is in progress collapse into a single
- * follow-up run; after a failed run, scheduled triggers wait out a doubling backoff (with a cap)
- * instead of hammering git or Asterisk, and a retry is scheduled at its end.
+ * One reconcile at a time. A trigger starts a run at once when none is running; triggers that
+ * arrive during a run (a push of ten commits, an editor saving twice) fold into a single
+ * follow-up run, which sees all of them. After a failed run, scheduled triggers wait out a
+ * doubling backoff (with a cap) instead of hammering git or Asterisk, and a retry is scheduled
+ * at its end; a job may ask for an earlier retry (a probe of a config repo that was out of reach).
  */
 export type TriggerReason = 'startup' | 'schedule' | 'webhook' | 'signal' | 'file' | 'drift' | 'retry' | 'cli';
 
 export interface RunnerOptions {
   backoffBaseMs: number;
   backoffMaxMs: number;
-  /**
-   * Pushes and file edits come in bursts (a push of ten commits, an editor saving twice): such a
-   * trigger starts a run after this much quiet, or `maxWaitMs` after the first, whichever is first.
-   */
-  quietMs?: number;
-  maxWaitMs?: number;
   now?: () => number;
 }
 
-const BURSTY: ReadonlySet<TriggerReason> = new Set(['webhook', 'file', 'drift']);
+export interface JobResult {
+  ok: boolean;
+  /** After a failure: retry no later than this (the backoff may say later). */
+  retryInMs?: number;
+}
 
 export class SyncRunner {
   private running: Promise<void> | undefined;
@@ -26,13 +26,10 @@ export class SyncRunner {
   private notBefore = 0;
   private retryTimer: NodeJS.Timeout | undefined;
   private stopped = false;
-  private quietTimer: NodeJS.Timeout | undefined;
-  private burstStarted = 0;
-  private burstReason: TriggerReason | undefined;
   readonly stats = { runs: 0, collapsed: 0, skippedForBackoff: 0 };
 
   constructor(
-    private readonly job: (reason: TriggerReason) => Promise<{ ok: boolean }>,
+    private readonly job: (reason: TriggerReason) => Promise<JobResult>,
     private readonly options: RunnerOptions,
     private readonly onSkip: (reason: TriggerReason, retryInMs: number) => void = () => undefined,
   ) {}
@@ -49,42 +46,11 @@ export class SyncRunner {
       this.onSkip(reason, this.notBefore - this.now());
       return;
     }
-    const quiet = this.options.quietMs ?? 0;
-    if (!this.running && quiet > 0 && BURSTY.has(reason)) {
-      if (this.burstReason !== undefined) this.stats.collapsed++;
-      else this.burstStarted = this.now();
-      this.burstReason = reason;
-      clearTimeout(this.quietTimer);
-      const wait = Math.max(0, Math.min(quiet, this.burstStarted + (this.options.maxWaitMs ?? quiet * 10) - this.now()));
-      this.quietTimer = setTimeout(() => this.startBurst(), wait);
-      return;
-    }
-    this.requestNow(reason);
-  }
-
-  private startBurst(): void {
-    const reason = this.burstReason;
-    this.burstReason = undefined;
-    this.quietTimer = undefined;
-    if (reason !== undefined && !this.stopped) this.requestNow(reason);
-  }
-
-  /** Starts now, or folds into the run in progress. */
-  private requestNow(reason: TriggerReason): void {
     if (this.running) {
+      // Folded into one follow-up run, which starts when this one ends and sees every change.
       if (this.followUp !== undefined) this.stats.collapsed++;
       this.followUp = reason;
       return;
-    }
-    this.start(reason);
-  }
-
-  private start(reason: TriggerReason): void {
-    if (this.burstReason !== undefined) {
-      // A direct trigger takes the waiting burst along.
-      clearTimeout(this.quietTimer);
-      this.burstReason = undefined;
-      this.stats.collapsed++;
     }
     this.running = this.loop(reason);
   }
@@ -94,19 +60,19 @@ export class SyncRunner {
     while (reason !== undefined && !this.stopped) {
       this.followUp = undefined;
       this.stats.runs++;
-      let ok = false;
+      let result: JobResult = { ok: false };
       try {
-        ok = (await this.job(reason)).ok;
+        result = await this.job(reason);
       } catch {
-        ok = false;
+        result = { ok: false };
       }
-      this.settle(ok);
+      this.settle(result);
       reason = this.followUp;
     }
     this.running = undefined;
   }
 
-  private settle(ok: boolean): void {
+  private settle({ ok, retryInMs }: JobResult): void {
     clearTimeout(this.retryTimer);
     this.retryTimer = undefined;
     if (ok) {
@@ -115,7 +81,8 @@ export class SyncRunner {
       return;
     }
     this.failures++;
-    const delay = Math.min(this.options.backoffMaxMs, this.options.backoffBaseMs * 2 ** (this.failures - 1));
+    const backoff = Math.min(this.options.backoffMaxMs, this.options.backoffBaseMs * 2 ** (this.failures - 1));
+    const delay = retryInMs === undefined ? backoff : Math.min(backoff, retryInMs);
     this.notBefore = this.now() + delay;
     if (!this.stopped) {
       this.retryTimer = setTimeout(() => this.request('retry'), delay);
@@ -132,13 +99,12 @@ export class SyncRunner {
   async stop(): Promise<void> {
     this.stopped = true;
     clearTimeout(this.retryTimer);
-    clearTimeout(this.quietTimer);
     await this.idle();
   }
 
-  /** A run is in progress or about to start (a burst is waiting for quiet). */
+  /** A run is in progress (or its follow-up is about to start). */
   get busy(): boolean {
-    return this.running !== undefined || this.burstReason !== undefined;
+    return this.running !== undefined;
   }
 
   get consecutiveFailures(): number {

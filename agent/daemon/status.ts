@@ -3,6 +3,7 @@
  */
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
+import type { DriftEntry } from '../drift/recorder.js';
 import type { AgentState } from '../record/state.js';
 
 export interface Health {
@@ -20,7 +21,7 @@ const STALE_PENDING_MS = 15 * 60_000;
 
 export function assessHealth(
   state: AgentState,
-  opts: { unhealthyAfterFailures: number; now: Date; daemonPid?: number | undefined },
+  opts: { unhealthyAfterFailures: number; now: Date; daemonPid?: number | undefined; drifts?: Record<string, DriftEntry> },
 ): Health {
   const problems: string[] = [];
   const notes: string[] = [];
@@ -41,7 +42,10 @@ export function assessHealth(
     problems.push(`a change (revision ${state.pending.revision}) has been waiting for verification since ${state.pending.at}`);
   }
   if (state.restartPending) notes.push(`waiting for an Asterisk restart since ${state.restartPending.since}: ${state.restartPending.reasons.join('; ')}`);
-  for (const [kind, d] of Object.entries(state.drift ?? {})) notes.push(`drift (${kind}) since ${d.since}: ${d.message}`);
+  // An error-level drift means Asterisk or the instance is not what `applied` says.
+  for (const [key, d] of Object.entries(opts.drifts ?? {})) {
+    (d.severity === 'error' ? problems : notes).push(`drift (${key}) since ${d.since}: ${d.message}`);
+  }
   return { healthy: problems.length === 0, problems, notes };
 }
 
@@ -64,7 +68,7 @@ export function formatStatus(state: AgentState, health: Health, daemonPid: numbe
     `  applied:   ${state.applied ? `revision ${state.applied.revision} at ${state.applied.at}` : 'nothing yet'}`,
     `  last run:  ${state.lastRun ? `${state.lastRun.status} (revision ${state.lastRun.revision}) at ${state.lastRun.at}, ${state.lastRun.durationMs} ms` : 'never'}`,
   ];
-  if (state.lastRun?.error) lines.push(`  last error: ${state.lastRun.error}`);
+  if (state.lastRun?.error) lines.push(`  last error: ${state.lastRun.code ? `[${state.lastRun.code}] ` : ''}${state.lastRun.error}`);
   for (const p of health.problems) lines.push(`  problem:   ${p}`);
   for (const n of health.notes) lines.push(`  note:      ${n}`);
   return lines.join('\n');

@@ -108,3 +108,26 @@ export function startWebhookServer(opts: WebhookOptions): Promise<Server> {
     server.listen(opts.port, opts.host, () => resolve(server));
   });
 }
+
+/**
+ * Logs the first of a burst at once, then at most one line per `intervalMs` saying how many
+ * were left out: a thousand forged requests are each answered, but not each logged.
+ */
+export class RateLimitedLog {
+  private lastAt = -Infinity;
+  private suppressed = 0;
+
+  constructor(private readonly intervalMs: number, private readonly now: () => number = Date.now) {}
+
+  note(write: (suppressed: number) => void): void {
+    const t = this.now();
+    if (t - this.lastAt < this.intervalMs) {
+      this.suppressed++;
+      return;
+    }
+    const suppressed = this.suppressed;
+    this.suppressed = 0;
+    this.lastAt = t;
+    write(suppressed);
+  }
+}

@@ -10,6 +10,8 @@
 import { mkdir } from 'node:fs/promises';
 import path from 'node:path';
 import { DirectoryFileStore } from '../apply/files.js';
+import type { EventName } from '../log.js';
+import type { AdvertisedAddress, DesiredTransport, ResolvedState } from '../model.js';
 import type { AsteriskModule } from '../managed-files.js';
 
 export interface RunRecord {
@@ -18,16 +20,38 @@ export interface RunRecord {
   revision: string;
   durationMs: number;
   error?: string;
+  /**
+   * Why the run failed, as a stable code: the name of the log event that reported it
+   * (source.unreachable, ami.unreachable, reload.busy, reconcile.rolled_back, ...). Shared by
+   * the log, `status` and `--json`.
+   */
+  code?: EventName;
 }
 
 export type ReconcileStatus = 'applied' | 'unchanged' | 'invalid' | 'skipped' | 'refused' | 'rolled_back' | 'failed';
 
+/**
+ * What Asterisk was given, beyond the files: the network facts the cloud checks and `check`
+ * compare with the instance, so that they never re-load the repo or read the rendered text.
+ */
+export interface AppliedNetwork {
+  advertised: AdvertisedAddress;
+  localNets: string[];
+  transports: Array<{ protocol: DesiredTransport['protocol']; port: number }>;
+  allowedNetworks?: string[];
+  rtp: { portStart: number; portEnd: number };
+}
+
 export interface AgentState {
-  applied?: { revision: string; commit?: string; fingerprint: string; at: string; files: Record<string, string> };
+  applied?: { revision: string; commit?: string; fingerprint: string; at: string; files: Record<string, string>; network?: AppliedNetwork };
+  /**
+   * An Elastic IP to advertise instead of pbx.yaml's external_address (cloud.eip_policy: adopt),
+   * asked for by the cloud checks and used by the next reconcile; dropped once pbx.yaml names
+   * that address itself or says auto.
+   */
+  adopted?: { address: string; previous?: string; at: string };
   /** The source refused the newest commit (history rewrite, missing signature). */
   sourceRejected?: { commit?: string; reason: string; at: string };
-  /** Drift found by the watchers, by kind; cleared when it goes away. */
-  drift?: Record<string, { message: string; since: string }>;
   /** lastError: why the last run left it pending (absent: the agent stopped mid-run). */
   pending?: { revision: string; fingerprint: string; modules: AsteriskModule[]; paths: string[]; at: string; lastError?: string };
   /**
@@ -67,6 +91,11 @@ export class StateStore {
     }
   }
 
+  /** Removes temp files a killed writer left here (they may hold last-known-good credentials). */
+  async removeLeftovers(): Promise<string[]> {
+    return [...(await this.store.removeLeftovers('.')), ...(await this.store.removeLeftovers(LKG_DIR))];
+  }
+
   async write(state: AgentState): Promise<void> {
     await mkdir(this.dir, { recursive: true, mode: 0o700 });
     await this.store.writeAtomic(STATE_FILE, JSON.stringify(state, null, 2) + '\n');
@@ -92,4 +121,25 @@ export class StateStore {
     }
     return out;
   }
+}
+
+/** The network facts of a resolved state, as the applied record keeps them. */
+export function appliedNetworkOf(state: ResolvedState): AppliedNetwork {
+  return {
+    advertised: state.advertised,
+    localNets: [...state.network.localNets],
+    transports: state.network.transports.map((t) => ({ protocol: t.protocol, port: t.port })),
+    ...(state.network.allowedNetworks ? { allowedNetworks: [...state.network.allowedNetworks] } : {}),
+    rtp: { portStart: state.rtp.portStart, portEnd: state.rtp.portEnd },
+  };
+}
+
+/**
+ * A run that failed before it could reconcile (the config repo or Asterisk out of reach): it
+ * counts like any other failed run, so that `status` turns unhealthy.
+ */
+export async function recordFailedRun(store: StateStore, run: { code: EventName; error: string; at: Date }, extra: Partial<AgentState> = {}): Promise<void> {
+  const state = await store.read();
+  const lastRun: RunRecord = { at: run.at.toISOString(), status: 'failed', revision: state.applied?.revision ?? 'none', durationMs: 0, error: run.error, code: run.code };
+  await store.write({ ...state, ...extra, lastRun, consecutiveFailures: state.consecutiveFailures + 1 });
 }

@@ -6,7 +6,7 @@
 import { createHash } from 'node:crypto';
 import type { ConfigIssue } from '../load/issues.js';
 import { passwordWeakness } from '../load/password-policy.js';
-import type { DesiredExtension, DesiredState, Locate, ResolvedState } from '../model.js';
+import type { AdvertisedAddress, DesiredExtension, DesiredState, Locate, ResolvedState } from '../model.js';
 import type { SecretStore } from './secrets.js';
 
 export { DirectorySecretStore, DEFAULT_SECRETS_DIR, readSecretFile, type SecretStore } from './secrets.js';
@@ -45,10 +45,16 @@ export async function resolveDesiredState(
 ): Promise<{ resolved?: ResolvedState; issues: ConfigIssue[] }> {
   const issues: ConfigIssue[] = [];
 
-  let externalAddress = state.network.externalAddress;
-  const adopted = externalAddress === 'auto' ? undefined : host.adoptedAddress?.();
-  if (adopted !== undefined) externalAddress = adopted;
+  const configured = state.network.externalAddress;
+  let externalAddress = configured;
+  let source: AdvertisedAddress['source'] = 'config';
+  const adopted = configured === 'auto' ? undefined : host.adoptedAddress?.();
+  if (adopted !== undefined && adopted !== configured) {
+    externalAddress = adopted;
+    source = 'adopted';
+  }
   if (externalAddress === 'auto') {
+    source = 'elastic_ip';
     const eip = await host.elasticIp();
     if ('problem' in eip) {
       issues.push({
@@ -92,7 +98,7 @@ export async function resolveDesiredState(
 
   if (issues.length > 0) return { issues };
   return {
-    resolved: { ...state, network: { ...state.network, externalAddress }, extensions },
+    resolved: { ...state, network: { ...state.network, externalAddress }, extensions, advertised: { address: externalAddress, source, configured } },
     issues,
   };
 }

@@ -187,7 +187,14 @@ export class GitSource {
 }
 
 /** git's own reason: the `fatal:` line if there is one, else the last line it printed. */
+/**
+ * git's reason, from its `fatal:` line on. git continues some messages on the next lines
+ * ("fatal: unable to connect to 127.0.0.1:" / "127.0.0.1[0: 127.0.0.1]: errno=Connection
+ * refused"), so those are kept, joined into one line.
+ */
 function firstLine(e: unknown): string {
   const lines = (e instanceof Error ? e.message : String(e)).split('\n').map((l) => l.trim()).filter(Boolean);
-  return lines.find((l) => l.startsWith('fatal:')) ?? lines[lines.length - 1] ?? 'unknown error';
+  const fatal = lines.findIndex((l) => l.startsWith('fatal:'));
+  if (fatal < 0) return lines[lines.length - 1] ?? 'unknown error';
+  return lines.slice(fatal, fatal + 3).join(' ');
 }

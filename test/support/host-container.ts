@@ -305,6 +305,9 @@ export function collect(child: ChildProcess, input: string | undefined, timeoutM
       clearTimeout(timer);
       resolve({ code, stdout, stderr });
     });
+    // A command that exits before reading its input (nsenter into a container that is gone)
+    // closes the pipe: its exit code says what happened, not an EPIPE thrown at the test run.
+    child.stdin!.on('error', () => undefined);
     child.stdin!.end(input ?? '');
   });
 }
