@@ -108,7 +108,10 @@ export const CloudSettings = z
     enabled: z.boolean().default(true).describe('Run the cloud checks; off the EC2 they log cloud.unavailable once and stop.'),
     eip_policy: z.enum(['alert', 'adopt'], { error: 'expected alert or adopt' }).default('alert')
       .describe('external_address differs from the Elastic IP: alert, or adopt (re-render with the Elastic IP and reload).'),
-    imds_endpoint: z.string().url().optional().describe('Instance metadata endpoint override (default http://169.254.169.254).'),
+    imds_endpoint: z.string().url().optional()
+      .describe('Instance metadata endpoint override; default AWS_EC2_METADATA_SERVICE_ENDPOINT if set, else http://169.254.169.254.'),
+    imds_timeout_ms: z.number().int().min(100).max(30_000).default(1000)
+      .describe('Per instance metadata request; a connection that gets no answer within it counts as a slow IMDS, not as "not on EC2".'),
     ec2_endpoint: z.string().url().optional().describe('EC2 API endpoint override.'),
     reminder_minutes: z.number().int().min(1).max(10080).default(60).describe('How often a drift that persists is logged again.'),
   })

@@ -3,10 +3,12 @@
  * no processes. The end-to-end cases against loopback IMDS/EC2 are in cloud.test.ts.
  */
 import assert from 'node:assert/strict';
+import { covered, parseCidr, uncovered, WORLD } from '../agent/cloud/address-space.js';
 import {
   checkElasticIp,
   checkLocalNet,
   checkSecurityGroups,
+  ec2FailureFix,
   elasticIpFor,
   eipDecision,
   evaluateCloud,
@@ -15,7 +17,8 @@ import {
   type CloudFacts,
   type Finding,
 } from '../agent/cloud/checks.js';
-import type { IngressRule, SecurityGroupFacts } from '../agent/cloud/ec2-protocol.js';
+import type { Ec2ErrorInfo, Ec2ErrorKind, IngressRule, SecurityGroupFacts } from '../agent/cloud/ec2-protocol.js';
+import { DEFAULT_EC2_RETRY_PLAN, workerKillTimeoutMs, worstCallMs } from '../agent/cloud/ec2.js';
 import { DriftReporter } from '../agent/cloud/index.js';
 
 const INSTANCE = 'i-0123456789abcdef0';
@@ -221,6 +224,72 @@ describe('cloud checks: security groups', () => {
     assert.match(fs[0]!.message, /prefix lists .* not evaluated/);
   });
 
+  it('SSH open to every IPv4 address through 0.0.0.0/1 + 128.0.0.0/1 is flagged, and the fix revokes those two, not the admin\'s /32', () => {
+    const rules = [...GOOD_RULES, rule('tcp', 22, 22, ['0.0.0.0/1']), rule('tcp', 0, 1024, ['128.0.0.0/1'])];
+    const fs = bad(checkSecurityGroups(desired(), facts({ rules })));
+    assert.deepEqual(fs.map((f) => [f.id, f.severity]), [['sg.ssh_world', 'error']]);
+    const [ssh] = fs;
+    assert.equal(ssh!.actual, 'sg-1 (pbx): TCP 22 from 0.0.0.0/1; sg-1 (pbx): TCP 0-1024 from 128.0.0.0/1');
+    assert.match(ssh!.message, /together every IPv4 address/);
+    assert.equal(
+      ssh!.fix,
+      'aws ec2 revoke-security-group-ingress --group-id sg-1 --protocol tcp --port 22 --cidr 0.0.0.0/1\n' +
+        'aws ec2 revoke-security-group-ingress --group-id sg-1 --protocol tcp --port 0-1024 --cidr 128.0.0.0/1',
+    );
+    // Halves of the world that leave a gap are not the world.
+    assert.deepEqual(bad(checkSecurityGroups(desired(), facts({ rules: [...GOOD_RULES, rule('tcp', 22, 22, ['0.0.0.0/1', '128.0.0.0/2'])] }))), []);
+  });
+
+  it('SSH or AMI open to every IPv6 address through ::/1 + 8000::/1, across two groups, is flagged', () => {
+    const groups: SecurityGroupFacts[] = [
+      { groupId: 'sg-1', ingress: [...GOOD_RULES, rule('tcp', 22, 22, [], { ipv6Ranges: ['::/1'] }), rule('tcp', 5038, 5038, [], { ipv6Ranges: ['::/1'] })] },
+      { groupId: 'sg-2', ingress: [rule('-1', undefined, undefined, [], { ipv6Ranges: ['8000::/1'] })] },
+    ];
+    const fs = bad(checkSecurityGroups(desired(), facts({ groups })));
+    assert.deepEqual(fs.map((f) => f.id).sort(), ['sg.ami_world', 'sg.ssh_world']);
+    const ssh = fs.find((f) => f.id === 'sg.ssh_world')!;
+    assert.equal(ssh.actual, 'sg-1: TCP 22 from ::/1; sg-2: all traffic from 8000::/1');
+    assert.match(ssh.message, /together every IPv6 address/);
+    assert.match(ssh.fix, /--group-id sg-2 --ip-permissions 'IpProtocol=-1,Ipv6Ranges=\[\{CidrIpv6=8000::\/1\}\]'/);
+  });
+
+  it('SIP and RTP opened to 0.0.0.0/1 + 128.0.0.0/1 count as open, even with the halves over different port ranges and groups', () => {
+    const groups: SecurityGroupFacts[] = [
+      { groupId: 'sg-1', ingress: [rule('udp', 5060, 5060, ['0.0.0.0/1', '128.0.0.0/1']), rule('udp', 10000, 20000, ['0.0.0.0/1'])] },
+      { groupId: 'sg-2', ingress: [rule('udp', 10000, 14999, ['128.0.0.0/1']), rule('udp', 15000, 20000, ['128.0.0.0/1'])] },
+    ];
+    assert.deepEqual(bad(checkSecurityGroups(desired(), facts({ groups }))), []);
+    // One port of one half missing: exactly that port is closed.
+    groups[1]!.ingress[1] = rule('udp', 15001, 20000, ['128.0.0.0/1']);
+    const [rtp] = bad(checkSecurityGroups(desired(), facts({ groups })));
+    assert.equal(rtp!.id, 'sg.rtp');
+    assert.equal(rtp!.actual, '15000 closed for 0.0.0.0/0');
+  });
+
+  it('a TCP rule over the RTP range does not open the UDP range', () => {
+    const fs = bad(checkSecurityGroups(desired(), facts({ rules: [rule('udp', 5060, 5060, ['0.0.0.0/0']), rule('tcp', 10000, 20000, ['0.0.0.0/0']), rule('6', 10000, 20000, ['0.0.0.0/1', '128.0.0.0/1'])] })));
+    assert.deepEqual(fs.map((f) => [f.id, f.actual]), [['sg.rtp', '10000-20000 closed for 0.0.0.0/0']]);
+    assert.match(fs[0]!.fix, /--protocol udp --port 10000-20000 --cidr 0\.0\.0\.0\/0$/);
+  });
+
+  it('RTP must be open to the world even when allowed_networks narrows SIP, and the finding says why', () => {
+    const d = desired({ allowedNetworks: ['198.51.100.0/24'] });
+    const onlyAllowed = facts({ rules: [rule('udp', 5060, 5060, ['198.51.100.0/24']), rule('udp', 10000, 20000, ['198.51.100.0/24'])] });
+    const fs = bad(checkSecurityGroups(d, onlyAllowed));
+    assert.deepEqual(fs.map((f) => [f.id, f.severity]), [['sg.rtp', 'error']]);
+    assert.equal(fs[0]!.expected, 'UDP 10000-20000 (RTP) open from 0.0.0.0/0');
+    assert.match(fs[0]!.message, /open from network\.allowed_networks, but those say where phones register from, not where their media comes from/);
+    assert.equal(fs[0]!.fix, 'aws ec2 authorize-security-group-ingress --group-id sg-1 --protocol udp --port 10000-20000 --cidr 0.0.0.0/0');
+    // SIP from the allowed networks and RTP from anywhere: the documented setup, nothing to say.
+    assert.deepEqual(bad(checkSecurityGroups(d, facts({ rules: [rule('udp', 5060, 5060, ['198.51.100.0/24']), rule('udp', 10000, 20000, ['0.0.0.0/0'])] }))), []);
+  });
+
+  it('SIP open to the world in halves despite allowed_networks is warned about', () => {
+    const d = desired({ allowedNetworks: ['198.51.100.0/24'] });
+    const fs = bad(checkSecurityGroups(d, facts({ rules: [rule('udp', 5060, 5060, ['0.0.0.0/1', '128.0.0.0/1']), rule('udp', 10000, 20000, ['0.0.0.0/0'])] })));
+    assert.deepEqual(fs.map((f) => [f.id, f.severity]), [['sg.sip_world.udp.5060', 'warning']]);
+  });
+
   it('checks nothing when the rules are unknown', () => {
     const f = facts();
     delete f.securityGroups;
@@ -248,6 +317,75 @@ describe('cloud checks: local_net', () => {
     const ranks = fs.map((f) => ({ error: 0, warning: 1, info: 2 })[f.severity]);
     assert.deepEqual(ranks, [...ranks].sort());
     assert.equal(fs[0]!.id, 'sg.rtp');
+  });
+});
+
+describe('address coverage', () => {
+  it('parses IPv4 and IPv6 networks, and refuses malformed ones', () => {
+    assert.deepEqual(parseCidr('10.1.2.3/8'), { family: 4, start: 10n * 2n ** 24n, end: 11n * 2n ** 24n - 1n });
+    assert.deepEqual(parseCidr('8000::/1'), { family: 6, start: 2n ** 127n, end: 2n ** 128n - 1n });
+    assert.deepEqual(parseCidr('::ffff:192.0.2.1'), { family: 6, start: 0xffffc0000201n, end: 0xffffc0000201n });
+    assert.equal(parseCidr('2001:db8::1/64')!.start, 0x20010db8n << 96n);
+    for (const badText of ['10.0.0.0/33', '256.0.0.0/8', '1::2::3/64', '12345::/16', '::/129', '10.0.0.0/8/1', '1:2:3:4:5:6:7:8:9/128']) assert.equal(parseCidr(badText), undefined, badText);
+  });
+
+  it('decides coverage by the addresses let in, not by spelling', () => {
+    const nets = (...xs: string[]) => xs.map((x) => parseCidr(x)!);
+    assert.ok(covered(WORLD[4], nets('0.0.0.0/1', '128.0.0.0/1')));
+    assert.ok(covered(WORLD[6], nets('::/1', '8000::/1')));
+    assert.ok(!covered(WORLD[4], nets('0.0.0.0/1', '128.0.0.0/2', '::/0')));
+    assert.deepEqual(uncovered(WORLD[4], nets('0.0.0.0/1', '128.0.0.0/2')), [{ family: 4, start: 3n * 2n ** 30n, end: 2n ** 32n - 1n }]);
+  });
+});
+
+describe('EC2 failures: what to do about each', () => {
+  const failure = (kind: Ec2ErrorKind, code: string, extra: Partial<Ec2ErrorInfo> = {}): Ec2ErrorInfo => ({ kind, code, message: 'm', action: 'DescribeAddresses', iamAction: 'ec2:DescribeAddresses', ...extra });
+
+  it('says to grant the IAM action only for access denied; every other failure has its own fix', () => {
+    const cases: Array<[Ec2ErrorInfo, RegExp]> = [
+      [failure('access_denied', 'UnauthorizedOperation'), /^add ec2:DescribeAddresses on Resource "\*" to the instance role's policy/],
+      [failure('throttled', 'RequestLimitExceeded'), /request rate of the account and region/],
+      [failure('expired', 'ExpiredToken'), /fresh credentials for the next check/],
+      [failure('expired', 'RequestExpired'), /^set the system clock right/],
+      [failure('auth', 'AuthFailure'), /aws sts get-caller-identity/],
+      [failure('credentials', 'NoInstanceRole'), /associate-iam-instance-profile/],
+      [failure('credentials', 'imds_timeout'), /not the role's credentials/],
+      [failure('timeout', 'RequestTimeout', { endpoint: 'https://ec2.eu-west-1.amazonaws.com' }), /^the EC2 endpoint \(https:\/\/ec2\.eu-west-1\.amazonaws\.com\) took the request and did not answer/],
+      [failure('unreachable', 'ECONNREFUSED', { endpoint: 'https://ec2.eu-west-1.amazonaws.com' }), /HTTPS \(TCP 443\) to https:\/\/ec2\.eu-west-1\.amazonaws\.com/],
+      [failure('worker', 'worker_timeout'), /starved of CPU or memory/],
+    ];
+    const fixes = new Set<string>();
+    for (const [p, expected] of cases) {
+      const f: CloudFacts = { ...facts({ eips: null }), problems: [p] };
+      const fix = ec2FailureFix(p);
+      fixes.add(fix);
+      assert.match(fix, expected, p.code);
+      assert.equal(/ec2:DescribeAddresses/.test(fix), p.kind === 'access_denied', p.code);
+      // The Elastic IP check (auto) and the resolve stage name the same fix.
+      assert.ok(checkElasticIp(desired({}, { configured: 'auto' }), f)[0]!.fix.startsWith(fix), p.code);
+      const resolved = elasticIpFor(f);
+      assert.ok('problem' in resolved && resolved.problem.includes(fix), p.code);
+      assert.equal(problemFindings(f)[0]!.fix, fix, p.code);
+    }
+    assert.equal(fixes.size, cases.length, 'no two failures share a fix text');
+  });
+
+  it('one cloud.error finding per run for every failed call, access denied one per action', () => {
+    const f: CloudFacts = {
+      ...facts({ eips: null }),
+      problems: [failure('timeout', 'RequestTimeout'), { ...failure('timeout', 'RequestTimeout'), action: 'DescribeSecurityGroups', iamAction: 'ec2:DescribeSecurityGroups' }, { ...failure('access_denied', 'UnauthorizedOperation'), action: 'DescribeInstances', iamAction: 'ec2:DescribeInstances' }],
+    };
+    assert.deepEqual(problemFindings(f).map((x) => [x.event, x.id]), [['cloud.access_denied', 'denied.DescribeInstances'], ['cloud.error', 'ec2']]);
+  });
+});
+
+describe('EC2 worker timeouts', () => {
+  it('the kill timeout is derived from the retry plan: start-up, two calls in a row at their worst, and the exit margin', () => {
+    // 3 attempts of 3 s, pauses capped at 0.5 s and 1 s.
+    assert.equal(worstCallMs(DEFAULT_EC2_RETRY_PLAN), 10_500);
+    assert.equal(workerKillTimeoutMs(DEFAULT_EC2_RETRY_PLAN), 8000 + 2 * 10_500 + 2000);
+    // The old defaults (5 attempts of 5 s, pauses up to 8 s) would need 80 s, not 30.
+    assert.equal(workerKillTimeoutMs({ maxAttempts: 5, requestTimeoutMs: 5000, baseDelayMs: 500, maxDelayMs: 8000 }), 8000 + 2 * 32_500 + 2000);
   });
 });
 
@@ -293,6 +431,27 @@ describe('DriftReporter', () => {
     assert.deepEqual(out.resolved.map((x) => x.finding.actual), ['192.0.2.1']);
     assert.deepEqual(r.observe([]).resolved, []);
     assert.deepEqual(r.observe([finding()]).log.map((x) => x.reason), ['new']);
+  });
+
+  it('keeps since when a drift changes, and lists the open drifts with since and the last reminder', () => {
+    const r = reporter();
+    r.observe([finding()]);
+    t += 30 * 60_000;
+    const changed = r.observe([finding({ actual: '192.0.2.1' })]).log;
+    assert.deepEqual(changed.map((x) => [x.reason, x.since]), [['changed', 1_000_000]]);
+    assert.deepEqual(r.openDrifts(), [
+      {
+        event: 'drift.eip',
+        check: 'eip',
+        severity: 'error',
+        message: 'm',
+        expected: '203.0.113.10',
+        actual: '192.0.2.1',
+        fix: 'f',
+        since: new Date(1_000_000).toISOString(),
+        lastReminder: new Date(1_000_000 + 30 * 60_000).toISOString(),
+      },
+    ]);
   });
 
   it('ignores info findings, and does not call a drift resolved when its check did not run', () => {

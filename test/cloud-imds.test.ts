@@ -6,7 +6,7 @@
 import assert from 'node:assert/strict';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { ImdsClient, ImdsError } from '../agent/cloud/imds.js';
+import { DEFAULT_IMDS_ENDPOINT, ImdsClient, ImdsError, imdsEndpointFrom } from '../agent/cloud/imds.js';
 import { FakeImds } from './support/imds-server.js';
 
 const FAST = { timeoutMs: 250, retries: 1, retryDelayMs: 5 };
@@ -105,14 +105,26 @@ describe('IMDSv2 client', () => {
   it('not on EC2 (nothing listening): unreachable, with the way out', async () => {
     const port = await closedPort();
     const e = await rejectsWith(new ImdsClient({ endpoint: `http://127.0.0.1:${port}`, ...FAST }).instanceIdentity(), 'unreachable');
-    assert.match(e.message, /ECONNREFUSED/);
+    assert.match(e.message, /cannot be reached \(ECONNREFUSED\): this host is not an EC2 instance/);
     assert.match(e.fix!, /cloud\.enabled: false/);
   });
 
-  it('IMDS too slow: timeout', async () => {
+  it('a slow IMDS (answers after 5 s, default 1 s timeout) is slow, not "not an EC2 instance": its own message and fix', async () => {
+    imds.latencyMs = 5000;
+    const e = await rejectsWith(new ImdsClient({ endpoint: imds.url }).instanceIdentity(), 'timeout');
+    assert.match(e.message, /accepted the connection but did not answer the token request \(PUT \/latest\/api\/token, 3 tries\) or a plain GET within 1000 ms: it is slow, not missing/);
+    assert.doesNotMatch(e.message, /not an EC2 instance/);
+    assert.match(e.fix!, /^raise cloud\.imds_timeout_ms in the agent settings \(now 1000\)/);
+    assert.doesNotMatch(e.fix!, /cloud\.enabled: false/);
+  });
+
+  it('a GET that gets no answer after the token is slow too', async () => {
+    const client = new ImdsClient({ endpoint: imds.url, ...FAST });
+    await client.token();
     imds.latencyMs = 1000;
-    const e = await rejectsWith(new ImdsClient({ endpoint: imds.url, ...FAST }).instanceIdentity(), 'timeout');
-    assert.match(e.message, /did not answer within 250 ms/);
+    const e = await rejectsWith(client.get('/latest/meta-data/instance-id'), 'timeout');
+    assert.match(e.message, /did not answer GET \/latest\/meta-data\/instance-id \(2 tries\) within 250 ms/);
+    assert.match(e.fix!, /cloud\.imds_timeout_ms/);
   });
 
   it('IMDS turned off (403): disabled', async () => {
@@ -130,6 +142,36 @@ describe('IMDSv2 client', () => {
     assert.match(e.fix!, /--instance-id i-0123456789abcdef0 --http-tokens required/);
     // Nothing else was read without a token.
     assert.equal(imds.stats.gets, 1);
+  });
+
+  it('role credentials: fetched once and cached until five minutes before they expire; none without a role', async () => {
+    let now = Date.now();
+    const client = new ImdsClient({ endpoint: imds.url, ...FAST, now: () => now });
+    assert.equal(await client.roleCredentials(), undefined, 'no role attached');
+    imds.role = { name: 'pbx', accessKeyId: 'ASIAONE', secretAccessKey: 'secret-one', token: 'session-one' };
+    now += 61_000; // "no role" is remembered for a minute
+    const [a, b] = await Promise.all([client.roleCredentials(), client.roleCredentials()]);
+    assert.equal(a, b, 'concurrent callers share one fetch');
+    assert.equal(a!.accessKeyId, 'ASIAONE');
+    assert.equal(a!.sessionToken, 'session-one');
+    const path = 'GET /latest/meta-data/iam/security-credentials/pbx';
+    assert.equal(imds.stats.byPath.get(path), 1);
+    await client.roleCredentials();
+    assert.equal(imds.stats.byPath.get(path), 1);
+    now = Date.parse(a!.expiration) - 4 * 60_000;
+    imds.role = { ...imds.role, accessKeyId: 'ASIATWO' };
+    assert.equal((await client.roleCredentials())!.accessKeyId, 'ASIATWO');
+    client.dropCredentials();
+    await client.roleCredentials();
+    assert.equal(imds.stats.byPath.get(path), 3);
+  });
+
+  it('finds its endpoint like the SDKs do: cloud.imds_endpoint, else AWS_EC2_METADATA_SERVICE_ENDPOINT, else the IPv6 mode, else 169.254.169.254', () => {
+    const env = { AWS_EC2_METADATA_SERVICE_ENDPOINT: 'http://127.0.0.1:1338' };
+    assert.equal(imdsEndpointFrom('http://127.0.0.1:9', env), 'http://127.0.0.1:9');
+    assert.equal(imdsEndpointFrom(undefined, env), 'http://127.0.0.1:1338');
+    assert.equal(imdsEndpointFrom(undefined, { AWS_EC2_METADATA_SERVICE_ENDPOINT_MODE: 'IPv6' }), 'http://[fd00:ec2::254]');
+    assert.equal(imdsEndpointFrom(undefined, {}), DEFAULT_IMDS_ENDPOINT);
   });
 
   it('PUT answer lost (hop limit) while GETs work: hop_limit, with the option to raise', async () => {

@@ -8,6 +8,7 @@
  */
 import type { DesiredState, Protocol } from '../model.js';
 import type { Ec2Action, Ec2ErrorInfo, ElasticAddress, IngressRule, SecurityGroupFacts } from './ec2-protocol.js';
+import { covered, parseCidr, sizeOf, WORLD, type AddressRange, type Family } from './address-space.js';
 import type { InstanceIdentity } from './imds.js';
 
 export type Severity = 'error' | 'warning' | 'info';
@@ -23,6 +24,11 @@ export interface Finding {
   actual: string;
   /** What to do about it; empty for info findings. */
   fix: string;
+  /**
+   * ISO time of the run that made this finding, when the current run could not make the check
+   * (EC2 did not answer) and the last known finding stands.
+   */
+  lastChecked?: string;
 }
 
 /** Everything known about the instance. A list left undefined could not be had (see problems). */
@@ -83,34 +89,7 @@ export function cloudDesiredFrom(state: DesiredState, options: { amiPort: number
 }
 
 // ---------------------------------------------------------------------------------------------
-// IPv4 arithmetic
-
-interface Net {
-  start: number;
-  end: number;
-}
-
-function ipToInt(ip: string): number | undefined {
-  const parts = ip.split('.');
-  if (parts.length !== 4) return undefined;
-  let n = 0;
-  for (const p of parts) {
-    if (!/^\d{1,3}$/.test(p) || Number(p) > 255) return undefined;
-    n = n * 256 + Number(p);
-  }
-  return n;
-}
-
-export function parseCidr(cidr: string): Net | undefined {
-  const [ip, bitsText, extra] = cidr.split('/');
-  if (ip === undefined || extra !== undefined) return undefined;
-  const base = ipToInt(ip);
-  const bits = bitsText === undefined ? 32 : Number(bitsText);
-  if (base === undefined || !Number.isInteger(bits) || bits < 0 || bits > 32) return undefined;
-  const size = 2 ** (32 - bits);
-  const start = Math.floor(base / size) * size;
-  return { start, end: start + size - 1 };
-}
+// Port arithmetic
 
 /** Parts of `[start, end]` not covered by any of `covers`, as sorted disjoint intervals. */
 function uncoveredIntervals(start: number, end: number, covers: Array<[number, number]>): Array<[number, number]> {
@@ -131,18 +110,73 @@ function uncoveredIntervals(start: number, end: number, covers: Array<[number, n
 
 const ec2Problem = (facts: CloudFacts, action: Ec2Action) => facts.problems.find((p) => p.action === action);
 
-function problemText(p: Ec2ErrorInfo | undefined): string {
-  if (!p) return 'the EC2 API was not asked';
-  if (p.kind === 'access_denied') return `the instance role may not call ${p.iamAction} (${p.code})`;
-  if (p.kind === 'credentials') return 'no AWS credentials were found (no instance role attached?)';
-  if (p.kind === 'throttled') return `${p.iamAction} was still throttled after backing off (${p.code})`;
-  return `${p.iamAction} failed: ${p.code}: ${p.message}`;
+/** What went wrong with an EC2 call, in words. */
+export function ec2FailureText(p: Ec2ErrorInfo): string {
+  const status = p.httpStatus ? `, HTTP ${p.httpStatus}` : '';
+  switch (p.kind) {
+    case 'access_denied':
+      return `the instance role may not call ${p.iamAction} (${p.code})`;
+    case 'throttled':
+      return `${p.iamAction} was still throttled after backing off (${p.code})`;
+    case 'credentials':
+      return `no AWS credentials were found for ${p.iamAction} (${p.code}): ${p.message}`;
+    case 'expired':
+      return p.code === 'RequestExpired'
+        ? `AWS refused ${p.iamAction} as expired (RequestExpired): the request's time stamp is more than 15 minutes off AWS's clock`
+        : `AWS refused ${p.iamAction}: the session credentials had expired when it arrived (${p.code})`;
+    case 'auth':
+      return `AWS refused the credentials for ${p.iamAction} (${p.code}${status})`;
+    case 'timeout':
+      return `${p.iamAction} got no answer in time (${p.code}): ${p.message}`;
+    case 'unreachable':
+      return `${p.iamAction} could not reach ${p.endpoint ?? 'the EC2 API'} (${p.code})`;
+    case 'worker':
+      return `the EC2 worker process failed (${p.code}): ${p.message}`;
+    default:
+      return `${p.iamAction} failed (${p.code}${status}): ${p.message}`;
+  }
+}
+
+/** What to do about a failed EC2 call: one text per kind of failure, never a guess. */
+export function ec2FailureFix(p: Ec2ErrorInfo): string {
+  switch (p.kind) {
+    case 'access_denied':
+      return `add ${p.iamAction} on Resource "*" to the instance role's policy (docs/aws-setup.md)`;
+    case 'throttled':
+      // EC2 throttles per account and region, whoever calls (docs.aws.amazon.com/ec2/latest/devguide/ec2-api-throttling.html).
+      return 'nothing to change in pbx-agent: the EC2 request rate of the account and region is used up by all its callers together; the next check tries again. If it persists, find the busy callers in CloudTrail, or run the checks less often (schedule.cloud)';
+    case 'credentials':
+      return p.code.startsWith('imds_')
+        ? 'instance metadata answered the identity but not the role\'s credentials (see the message); the next check tries again. If it persists, check IMDS (docs/aws-setup.md, 4) and the instance profile'
+        : 'attach an instance profile whose role has the policy in docs/aws-setup.md: aws ec2 associate-iam-instance-profile --instance-id <instance-id> --iam-instance-profile Name=pbx-agent';
+    case 'expired':
+      return p.code === 'RequestExpired'
+        ? "set the system clock right: timedatectl should say 'System clock synchronized: yes' (chrony, with the Amazon Time Sync Service at 169.254.169.123)"
+        : "nothing if it happens once: the agent fetches fresh credentials for the next check. If it repeats, the system clock is behind (timedatectl, chrony), or stale keys are set in the agent's environment (AWS_SESSION_TOKEN)";
+    case 'auth':
+      return "check which identity the host uses (aws sts get-caller-identity on the instance): the instance profile's role may have been deleted or replaced, or keys set in the agent's environment are wrong";
+    case 'timeout':
+      return `the EC2 endpoint${p.endpoint ? ` (${p.endpoint})` : ''} took the request and did not answer: check an HTTPS proxy or VPC interface endpoint in between, cloud.ec2_endpoint if set, and the AWS Health Dashboard for EC2 in this region; the next check tries again`;
+    case 'unreachable':
+      return `check that the instance can open HTTPS (TCP 443) to ${p.endpoint ?? 'the EC2 API'}: security group egress, network ACLs, a route to an internet or NAT gateway (or a VPC interface endpoint for com.amazonaws.<region>.ec2), DNS; and cloud.ec2_endpoint if set`;
+    case 'worker':
+      return p.code === 'worker_timeout'
+        ? 'the worker was killed although its own deadline comes first: the host is starved of CPU or memory (a t3 out of CPU credits, swapping); see the journal'
+        : 'see the journal for the worker\'s error output; reinstalling pbx-agent restores a missing or damaged worker file';
+    default:
+      return 'see the message; the next check tries again';
+  }
 }
 
 /** The Elastic IP of this instance: the one on its primary private address if there are several. */
-export function chooseElasticIp(facts: CloudFacts): { address: ElasticAddress } | { none: true } | { ambiguous: ElasticAddress[] } | { unknown: string } {
+export function chooseElasticIp(
+  facts: CloudFacts,
+): { address: ElasticAddress } | { none: true } | { ambiguous: ElasticAddress[] } | { unknown: string; fix: string } {
   const eips = facts.elasticIps;
-  if (eips === undefined) return { unknown: problemText(ec2Problem(facts, 'DescribeAddresses')) };
+  if (eips === undefined) {
+    const p = ec2Problem(facts, 'DescribeAddresses');
+    return p ? { unknown: ec2FailureText(p), fix: ec2FailureFix(p) } : { unknown: 'the EC2 API was not asked', fix: 'run the check again' };
+  }
   if (eips.length === 0) return { none: true };
   if (eips.length === 1) return { address: eips[0]! };
   const { localIpv4, publicIpv4 } = facts.instance;
@@ -160,7 +194,7 @@ export function elasticIpFor(facts: CloudFacts | { unavailable: string }): { add
   const id = facts.instance.instanceId;
   if ('address' in chosen) return { address: chosen.address.publicIp };
   if ('unknown' in chosen) {
-    return { problem: `the Elastic IP of ${id} cannot be confirmed: ${chosen.unknown}; grant ec2:DescribeAddresses or set external_address explicitly` };
+    return { problem: `the Elastic IP of ${id} cannot be confirmed: ${chosen.unknown}. Fix: ${chosen.fix}; or set external_address explicitly` };
   }
   if ('ambiguous' in chosen) {
     return { problem: `${id} has several Elastic IPs (${chosen.ambiguous.map((a) => a.publicIp).join(', ')}) and none is on its primary private address; set external_address explicitly` };
@@ -196,7 +230,7 @@ export function checkElasticIp(desired: CloudDesired, facts: CloudFacts): Findin
 
   if ('unknown' in chosen) {
     if (auto) {
-      return [f('error', `external_address is auto but the Elastic IP of ${id} cannot be confirmed: ${chosen.unknown}`, `the Elastic IP of ${id}`, 'unknown', `grant ec2:DescribeAddresses to the instance role (docs/aws-setup.md), or set network.external_address to the Elastic IP`)];
+      return [f('error', `external_address is auto but the Elastic IP of ${id} cannot be confirmed: ${chosen.unknown}`, `the Elastic IP of ${id}`, 'unknown', `${chosen.fix}; or set network.external_address to the Elastic IP`)];
     }
     if (pub === undefined) {
       return [f('error', `${id} has no public IPv4 address, so phones cannot reach ${configured}`, `${configured} on ${id}`, 'no public IPv4 address', associateFix(id, configured))];
@@ -204,7 +238,7 @@ export function checkElasticIp(desired: CloudDesired, facts: CloudFacts): Findin
     if (pub !== configured) {
       return [f('error', `external_address ${configured} is not the public address of ${id} (${pub}): phones are told to send media where nothing listens`, configured, `public IPv4 ${pub}`, `set network.external_address to the instance's Elastic IP, or ${associateFix(id, configured)}`)];
     }
-    return [f('warning', `external_address ${configured} is the public address of ${id}, but whether it is an Elastic IP cannot be confirmed: ${chosen.unknown}`, `Elastic IP ${configured}`, `public IPv4 ${pub} (Elastic IP unknown)`, 'grant ec2:DescribeAddresses to the instance role (docs/aws-setup.md)')];
+    return [f('warning', `external_address ${configured} is the public address of ${id}, but whether it is an Elastic IP cannot be confirmed: ${chosen.unknown}`, `Elastic IP ${configured}`, `public IPv4 ${pub} (Elastic IP unknown)`, chosen.fix)];
   }
 
   if ('none' in chosen) {
@@ -290,12 +324,13 @@ export function checkLocalNet(desired: CloudDesired, facts: CloudFacts): Finding
   if (blocks.length === 0) {
     return [{ id: 'local_net', severity: 'info', event: 'drift.local_net', message: 'IMDS did not give the VPC CIDR blocks; local_net not compared', expected: localText, actual: 'unknown', fix: '' }];
   }
-  const locals = desired.localNets.map((c) => [c, parseCidr(c)] as const).filter((x): x is readonly [string, Net] => x[1] !== undefined);
-  const vpcs = blocks.map((c) => [c, parseCidr(c)] as const).filter((x): x is readonly [string, Net] => x[1] !== undefined);
+  const ipv4 = (c: string) => [c, parseCidr(c)] as const;
+  const isIpv4 = (x: readonly [string, AddressRange | undefined]): x is readonly [string, AddressRange] => x[1]?.family === 4;
+  const locals = desired.localNets.map(ipv4).filter(isIpv4);
+  const vpcs = blocks.map(ipv4).filter(isIpv4);
   const findings: Finding[] = [];
   for (const [cidr, net] of vpcs) {
-    const gaps = uncoveredIntervals(net.start, net.end, locals.map(([, l]) => [l.start, l.end]));
-    if (gaps.length > 0) {
+    if (!covered(net, locals.map(([, l]) => l))) {
       findings.push({
         id: `local_net.vpc.${cidr}`,
         severity: 'warning',
@@ -331,14 +366,16 @@ export function checkLocalNet(desired: CloudDesired, facts: CloudFacts): Finding
 
 type L4 = 'tcp' | 'udp';
 
+/** One source of one ingress rule: a protocol, a port range, and the addresses it lets in. */
 interface Opening {
   groupId: string;
   groupName?: string;
   protocol: L4 | 'all';
   from: number;
   to: number;
+  /** The CIDR as EC2 reports it. */
   source: string;
-  ipv6: boolean;
+  addresses: AddressRange;
 }
 
 function ruleProtocol(p: string): L4 | 'all' | undefined {
@@ -360,16 +397,19 @@ function openingsOf(groups: SecurityGroupFacts[]): { openings: Opening[]; uneval
       const from = allPorts ? 0 : rule.fromPort!;
       const to = allPorts ? 65535 : (rule.toPort ?? rule.fromPort!);
       const base = { groupId: g.groupId, protocol, from, to, ...(g.groupName ? { groupName: g.groupName } : {}) };
-      for (const source of rule.ipv4Ranges) openings.push({ ...base, source, ipv6: false });
-      for (const source of rule.ipv6Ranges) openings.push({ ...base, source, ipv6: true });
+      for (const source of [...rule.ipv4Ranges, ...rule.ipv6Ranges]) {
+        const addresses = parseCidr(source);
+        if (addresses) openings.push({ ...base, source, addresses });
+      }
       if (rule.prefixListIds.length > 0 || rule.sourceGroupIds.length > 0) unevaluated.push({ rule, group: g });
     }
   }
   return { openings, unevaluated };
 }
 
-const isWorld = (o: Opening) => (o.ipv6 ? o.source === '::/0' : parseCidr(o.source)?.start === 0 && parseCidr(o.source)?.end === 0xffffffff);
-const matches = (o: Opening, protocol: L4, port: number) => (o.protocol === 'all' || o.protocol === protocol) && o.from <= port && port <= o.to;
+/** A rule of `protocol` lets it through; an all-traffic rule lets everything through, but a TCP rule never lets UDP through. */
+const carries = (o: Opening, protocol: L4) => o.protocol === 'all' || o.protocol === protocol;
+const matches = (o: Opening, protocol: L4, port: number) => carries(o, protocol) && o.from <= port && port <= o.to;
 const groupLabel = (g: { groupId: string; groupName?: string }) => (g.groupName ? `${g.groupId} (${g.groupName})` : g.groupId);
 const range = (a: number, b: number) => (a === b ? `${a}` : `${a}-${b}`);
 
@@ -387,21 +427,93 @@ function ruleArgs(protocol: L4 | 'all', from: number, to: number, source: string
   return protocol === 'all' ? `--protocol -1 --cidr ${source}` : `--protocol ${protocol} --port ${range(from, to)} --cidr ${source}`;
 }
 
+const revoke = (o: Opening) => `aws ec2 revoke-security-group-ingress --group-id ${o.groupId} ${ruleArgs(o.protocol, o.from, o.to, o.source, o.addresses.family === 6)}`;
+
+/**
+ * The ports of `[from, to]` at which the rules for `protocol` do not let in every address of
+ * `sources`. Decided by coverage: at each port, the union of the address ranges of every rule
+ * open there (across all groups) must contain the source network.
+ */
+function closedPorts(openings: Opening[], protocol: L4, from: number, to: number, sources: AddressRange): Array<[number, number]> {
+  const relevant = openings.filter((o) => carries(o, protocol) && o.addresses.family === sources.family && o.to >= from && o.from <= to);
+  // Between two consecutive cuts the same rules apply at every port.
+  const cuts = new Set([from, to + 1]);
+  for (const o of relevant) for (const c of [o.from, o.to + 1]) if (c > from && c <= to) cuts.add(c);
+  const sorted = [...cuts].sort((a, b) => a - b);
+  const gaps: Array<[number, number]> = [];
+  for (let i = 0; i + 1 < sorted.length; i++) {
+    const a = sorted[i]!;
+    const b = sorted[i + 1]! - 1;
+    if (covered(sources, relevant.filter((o) => o.from <= a && b <= o.to).map((o) => o.addresses))) continue;
+    const prev = gaps.at(-1);
+    if (prev && prev[1] === a - 1) prev[1] = b;
+    else gaps.push([a, b]);
+  }
+  return gaps;
+}
+
+/**
+ * The rules that together open `protocol`/`port` to every IPv4 or every IPv6 address, or none.
+ * Rules far narrower than those that make the world (a /32 for one admin) are left out: they
+ * are not the problem and the fix must not revoke them.
+ */
+function worldOpenings(openings: Opening[], protocol: L4, port: number): Opening[] {
+  const out: Opening[] = [];
+  for (const family of [4, 6] as Family[]) {
+    const here = openings.filter((o) => o.addresses.family === family && matches(o, protocol, port));
+    if (!covered(WORLD[family], here.map((o) => o.addresses))) continue;
+    // A minimal cover, dropping the smallest rules first; then every rule at least as wide as its narrowest member.
+    const cover = [...here].sort((a, b) => (sizeOf(a.addresses) < sizeOf(b.addresses) ? -1 : sizeOf(a.addresses) > sizeOf(b.addresses) ? 1 : 0));
+    for (let i = 0; i < cover.length; ) {
+      const rest = cover.filter((_, j) => j !== i);
+      if (covered(WORLD[family], rest.map((o) => o.addresses))) cover.splice(i, 1);
+      else i++;
+    }
+    const narrowest = cover.reduce((m, o) => (sizeOf(o.addresses) < m ? sizeOf(o.addresses) : m), sizeOf(WORLD[family]));
+    out.push(...here.filter((o) => sizeOf(o.addresses) >= narrowest));
+  }
+  return out;
+}
+
+function worldText(wide: Opening[]): string {
+  const listed = wide.map(describeOpening).join('; ');
+  const split = [4, 6].filter((f) => wide.filter((o) => o.addresses.family === f).length > 1);
+  return split.length ? `${listed} (together every ${split.map((f) => `IPv${f}`).join(' and every ')} address)` : listed;
+}
+
 interface Need {
   id: string;
   label: string;
   protocol: L4;
   from: number;
   to: number;
+  /** Source networks that must be let in. */
+  sources: string[];
 }
 
+/**
+ * What must be open, and from where.
+ *
+ * SIP: from network.allowed_networks when set (where phones register from), else from anywhere.
+ *
+ * RTP: from anywhere (0.0.0.0/0), whatever allowed_networks says. With rtp_symmetric (and ICE),
+ * Asterisk sends media back to the address the phone's media comes from, and that is the
+ * public address its carrier's NAT picks at that moment: on 4G/5G carrier-grade NAT it is not
+ * predictable, may differ from the address the SIP traffic came from (RFC 4787 section 4.1 allows
+ * "arbitrary" address pooling), and changes on a hand-over between Wi-Fi and mobile data. A
+ * security group that drops the first RTP packets gives one-way or no audio. Open RTP costs
+ * little: Asterisk listens only on the ports of calls in progress, and strictrtp (on by default,
+ * res_rtp_asterisk.c DEFAULT_STRICT_RTP in 20.6.0) drops packets that do not come from the
+ * source it locked on to. allowed_networks therefore narrows SIP only (docs/aws-setup.md, 3).
+ */
 function needs(desired: CloudDesired): Need[] {
+  const sipSources = desired.allowedNetworks ?? ['0.0.0.0/0'];
   const out: Need[] = [];
   for (const t of desired.transports) {
     const protocol: L4 = t.protocol === 'udp' ? 'udp' : 'tcp';
-    out.push({ id: `sg.sip.${t.protocol}.${t.port}`, label: `SIP over ${t.protocol.toUpperCase()}`, protocol, from: t.port, to: t.port });
+    out.push({ id: `sg.sip.${t.protocol}.${t.port}`, label: `SIP over ${t.protocol.toUpperCase()}`, protocol, from: t.port, to: t.port, sources: sipSources });
   }
-  out.push({ id: 'sg.rtp', label: 'RTP', protocol: 'udp', from: desired.rtp.portStart, to: desired.rtp.portEnd });
+  out.push({ id: 'sg.rtp', label: 'RTP', protocol: 'udp', from: desired.rtp.portStart, to: desired.rtp.portEnd, sources: ['0.0.0.0/0'] });
   return out;
 }
 
@@ -411,27 +523,19 @@ export function checkSecurityGroups(desired: CloudDesired, facts: CloudFacts): F
   const { openings, unevaluated } = openingsOf(groups);
   const firstGroup = groups[0]?.groupId ?? '<sg-id>';
   const groupsText = groups.map(groupLabel).join(', ') || 'none';
-  const sources = desired.allowedNetworks ?? ['0.0.0.0/0'];
   const findings: Finding[] = [];
 
   for (const need of needs(desired)) {
     const what = `${need.protocol.toUpperCase()} ${range(need.from, need.to)} (${need.label})`;
     const closed: string[] = [];
     const fixes: string[] = [];
-    for (const source of sources) {
+    for (const source of need.sources) {
       const net = parseCidr(source);
       if (!net) continue;
-      const covers = openings
-        .filter((o) => !o.ipv6 && (o.protocol === 'all' || o.protocol === need.protocol))
-        .filter((o) => {
-          const n = parseCidr(o.source);
-          return n !== undefined && n.start <= net.start && net.end <= n.end;
-        })
-        .map((o): [number, number] => [o.from, o.to]);
-      const gaps = uncoveredIntervals(need.from, need.to, covers);
+      const gaps = closedPorts(openings, need.protocol, need.from, need.to, net);
       if (gaps.length > 0) {
         closed.push(`${gaps.map(([a, b]) => range(a, b)).join(', ')} closed for ${source}`);
-        for (const [a, b] of gaps) fixes.push(`aws ec2 authorize-security-group-ingress --group-id ${firstGroup} ${ruleArgs(need.protocol, a, b, source, false)}`);
+        for (const [a, b] of gaps) fixes.push(`aws ec2 authorize-security-group-ingress --group-id ${firstGroup} ${ruleArgs(need.protocol, a, b, source, net.family === 6)}`);
       }
     }
     if (closed.length > 0) {
@@ -442,15 +546,26 @@ export function checkSecurityGroups(desired: CloudDesired, facts: CloudFacts): F
       const note = skipped.length
         ? ` (rules with prefix lists or source security groups in ${[...new Set(skipped.map(({ group }) => group.groupId))].join(', ')} were not evaluated)`
         : '';
+      // RTP open from exactly the SIP networks: say why that is not enough.
+      const rtpOnlyAllowed =
+        need.id === 'sg.rtp' &&
+        desired.allowedNetworks !== undefined &&
+        desired.allowedNetworks.every((n) => {
+          const net = parseCidr(n);
+          return net !== undefined && closedPorts(openings, 'udp', need.from, need.to, net).length === 0;
+        });
+      const why =
+        need.id !== 'sg.rtp'
+          ? ': phones cannot reach this transport'
+          : rtpOnlyAllowed
+            ? ': it is open from network.allowed_networks, but those say where phones register from, not where their media comes from (the address their carrier NAT picks); calls connect and audio is lost one or both ways'
+            : ': calls connect but audio is lost one or both ways';
       findings.push({
         id: need.id,
         severity: 'error',
         event: 'drift.security_group',
-        message:
-          `${what} is not open in the security groups of ${facts.instance.instanceId} (${groupsText}): ${closed.join('; ')}` +
-          (need.label === 'RTP' ? ': calls connect but audio is lost one or both ways' : ': phones cannot reach this transport') +
-          note,
-        expected: `${what} open from ${sources.join(', ')}`,
+        message: `${what} is not open in the security groups of ${facts.instance.instanceId} (${groupsText}): ${closed.join('; ')}${why}${note}`,
+        expected: `${what} open from ${need.sources.join(', ')}`,
         actual: closed.join('; '),
         fix: fixes.join('\n'),
       });
@@ -461,17 +576,17 @@ export function checkSecurityGroups(desired: CloudDesired, facts: CloudFacts): F
   if (desired.allowedNetworks !== undefined) {
     for (const t of desired.transports) {
       const protocol: L4 = t.protocol === 'udp' ? 'udp' : 'tcp';
-      const wide = openings.filter((o) => isWorld(o) && matches(o, protocol, t.port));
+      const wide = worldOpenings(openings, protocol, t.port);
       if (wide.length > 0) {
         findings.push({
           id: `sg.sip_world.${t.protocol}.${t.port}`,
           severity: 'warning',
           event: 'drift.security_group',
-          message: `SIP over ${t.protocol.toUpperCase()} ${t.port} is open to the whole internet (${wide.map(describeOpening).join('; ')}) although network.allowed_networks limits phones to ${desired.allowedNetworks.join(', ')}: SIP scanners will find it`,
+          message: `SIP over ${t.protocol.toUpperCase()} ${t.port} is open to the whole internet (${worldText(wide)}) although network.allowed_networks limits phones to ${desired.allowedNetworks.join(', ')}: SIP scanners will find it`,
           expected: `${protocol.toUpperCase()} ${t.port} open only from ${desired.allowedNetworks.join(', ')}`,
           actual: wide.map(describeOpening).join('; '),
           fix: [
-            ...wide.map((o) => `aws ec2 revoke-security-group-ingress --group-id ${o.groupId} ${ruleArgs(o.protocol, o.from, o.to, o.source, o.ipv6)}`),
+            ...wide.map(revoke),
             ...desired.allowedNetworks.map((n) => `aws ec2 authorize-security-group-ingress --group-id ${wide[0]!.groupId} ${ruleArgs(protocol, t.port, t.port, n, false)}`),
           ].join('\n'),
         });
@@ -485,16 +600,16 @@ export function checkSecurityGroups(desired: CloudDesired, facts: CloudFacts): F
     { id: 'sg.ssh_world', port: 22, what: 'SSH (TCP 22)', why: 'restrict it to your own address, or use SSM Session Manager' },
   ];
   for (const d of dangerous) {
-    const wide = openings.filter((o) => isWorld(o) && matches(o, 'tcp', d.port));
+    const wide = worldOpenings(openings, 'tcp', d.port);
     if (wide.length > 0) {
       findings.push({
         id: d.id,
         severity: 'error',
         event: 'drift.security_group',
-        message: `${d.what} is open to the whole internet: ${wide.map(describeOpening).join('; ')}; ${d.why}`,
-        expected: `TCP ${d.port} not open to 0.0.0.0/0 or ::/0`,
+        message: `${d.what} is open to the whole internet: ${worldText(wide)}; ${d.why}`,
+        expected: `TCP ${d.port} not open to every address (0.0.0.0/0 or ::/0, in one rule or in several)`,
         actual: wide.map(describeOpening).join('; '),
-        fix: wide.map((o) => `aws ec2 revoke-security-group-ingress --group-id ${o.groupId} ${ruleArgs(o.protocol, o.from, o.to, o.source, o.ipv6)}`).join('\n'),
+        fix: wide.map(revoke).join('\n'),
       });
     }
   }
@@ -522,39 +637,38 @@ const NOT_CHECKED: Record<Ec2Action, string> = {
   DescribeInstances: 'the security groups of the instance are not known, so their rules are not checked',
 };
 
+/**
+ * EC2 calls that failed. Access denied is one finding per IAM action (each is its own line in a
+ * policy); every other failure of a run is one `cloud.error` finding, id `ec2`: one failed
+ * check is said once, not once per call it made.
+ */
 export function problemFindings(facts: CloudFacts): Finding[] {
-  return facts.problems.map((p): Finding => {
-    if (p.kind === 'access_denied') {
-      return {
-        id: `denied.${p.action}`,
-        severity: 'warning',
-        event: 'cloud.access_denied',
-        message: `the instance role may not call ${p.iamAction} (${p.code}): ${NOT_CHECKED[p.action]}`,
-        expected: `${p.iamAction} allowed`,
-        actual: `${p.code}${p.httpStatus ? ` (HTTP ${p.httpStatus})` : ''}`,
-        fix: `add ${p.iamAction} on Resource "*" to the instance role's policy (see docs/aws-setup.md)`,
-      };
-    }
-    const fix =
-      p.kind === 'credentials'
-        ? 'attach an IAM instance profile (role) with the policy in docs/aws-setup.md to the instance'
-        : p.kind === 'auth'
-          ? 'the credentials were refused: check the instance role and the system clock (chrony)'
-          : p.kind === 'network'
-            ? 'check outbound HTTPS to the EC2 API (security group egress, NACLs, a VPC endpoint, cloud.ec2_endpoint)'
-            : p.kind === 'throttled'
-              ? 'nothing to do if it is rare; the next scheduled check tries again'
-              : 'see the message; the next scheduled check tries again';
-    return {
-      id: `ec2.${p.action}`,
+  const findings: Finding[] = [];
+  for (const p of facts.problems.filter((x) => x.kind === 'access_denied')) {
+    findings.push({
+      id: `denied.${p.action}`,
+      severity: 'warning',
+      event: 'cloud.access_denied',
+      message: `${ec2FailureText(p)}: ${NOT_CHECKED[p.action]}`,
+      expected: `${p.iamAction} allowed`,
+      actual: `${p.code}${p.httpStatus ? ` (HTTP ${p.httpStatus})` : ''}`,
+      fix: ec2FailureFix(p),
+    });
+  }
+  const failed = facts.problems.filter((x) => x.kind !== 'access_denied');
+  if (failed.length > 0) {
+    const unique = (xs: string[]) => [...new Set(xs)];
+    findings.push({
+      id: 'ec2',
       severity: 'warning',
       event: 'cloud.error',
-      message: `${p.iamAction} failed (${p.kind}: ${p.code}): ${p.message}; ${NOT_CHECKED[p.action]}`,
-      expected: `${p.iamAction} answered`,
-      actual: `${p.code}${p.httpStatus ? ` (HTTP ${p.httpStatus})` : ''}`,
-      fix,
-    };
-  });
+      message: `the EC2 API could not be asked: ${unique(failed.map(ec2FailureText)).join('; ')}; ${unique(failed.map((p) => NOT_CHECKED[p.action])).join(', ')}`,
+      expected: `${failed.map((p) => p.iamAction).join(', ')} answered`,
+      actual: failed.map((p) => `${p.action}: ${p.kind} (${p.code}${p.httpStatus ? `, HTTP ${p.httpStatus}` : ''})`).join('; '),
+      fix: unique(failed.map(ec2FailureFix)).join('\n'),
+    });
+  }
+  return findings;
 }
 
 /** Every cloud check, errors first. */

@@ -18,8 +18,28 @@ export interface Ec2WorkerInput {
   /** First backoff pause; doubled each attempt, with jitter, capped at maxDelayMs. */
   baseDelayMs: number;
   maxDelayMs: number;
-  /** Per HTTP request. */
+  /** Per HTTP request: connecting, sending and the whole answer. */
   requestTimeoutMs: number;
+  /**
+   * When the worker must have answered, in ms since its process started (performance.now()).
+   * The parent kills it a little later; retries that would not end before this are not made, so
+   * the worker always reports why a call failed instead of being killed without a word.
+   */
+  deadlineMs: number;
+  /**
+   * The instance role's credentials, fetched by the parent's IMDS client (which caches them
+   * until shortly before they expire). Absent: the SDK's default chain finds its own (keys in
+   * the environment, a profile, or IMDS).
+   */
+  credentials?: WorkerCredentials;
+}
+
+export interface WorkerCredentials {
+  accessKeyId: string;
+  secretAccessKey: string;
+  sessionToken?: string;
+  /** ISO time. */
+  expiration?: string;
 }
 
 export interface ElasticAddress {
@@ -62,14 +82,20 @@ export interface InstanceDescription {
 export type Ec2ErrorKind =
   /** UnauthorizedOperation / AccessDenied: the instance role lacks the IAM action. */
   | 'access_denied'
-  /** Still throttled after every attempt. */
+  /** Still throttled (RequestLimitExceeded) after every attempt. */
   | 'throttled'
   /** No credentials found (no instance role attached). */
   | 'credentials'
+  /** ExpiredToken (the session credentials had expired) or RequestExpired (the clock is off). */
+  | 'expired'
   /** AuthFailure and friends: the credentials themselves were refused. */
   | 'auth'
-  /** The endpoint could not be reached or did not answer in time. */
-  | 'network'
+  /** Connected, but no answer within the request timeout: a hung endpoint or proxy. */
+  | 'timeout'
+  /** No connection: refused, no route, DNS, or no connection within the timeout. */
+  | 'unreachable'
+  /** The worker process itself failed: killed after its timeout, crashed, or answered garbage. */
+  | 'worker'
   | 'other';
 
 export interface Ec2ErrorInfo {
@@ -81,6 +107,8 @@ export interface Ec2ErrorInfo {
   action: Ec2Action;
   /** The IAM action the call needs, e.g. ec2:DescribeAddresses. */
   iamAction: string;
+  /** The EC2 endpoint asked (for timeout and unreachable). */
+  endpoint?: string;
 }
 
 export type Ec2Call<T> =

@@ -3,6 +3,12 @@
  * ec2-worker (the same Node binary and flags, so it also works under tsx in tests), passes the
  * input as JSON on stdin, reads the answer as JSON from stdout, and kills the worker if it takes
  * longer than the timeout. The ~100 MB the SDK costs is gone again when the worker exits.
+ *
+ * The kill timeout and the worker's retries are derived from each other: by default the kill
+ * comes after the worst case of the retry plan (every attempt timing out, every backoff pause at
+ * its cap, two calls in a row) plus the worker's start-up; and the worker gets a deadline a
+ * little before the kill, after which it makes no more attempts. So a hung endpoint is reported
+ * as what it is (a timeout of the EC2 call) rather than as a killed worker.
  */
 import { spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
@@ -12,8 +18,48 @@ import { DEFAULT_IMDS_ENDPOINT } from './imds.js';
 
 export type * from './ec2-protocol.js';
 
+/** How the worker retries one EC2 call. */
+export interface Ec2RetryPlan {
+  /** Attempts per call when throttled or on a transient failure (1 = no retry). */
+  maxAttempts: number;
+  /** Per attempt: connecting, sending and the whole answer. */
+  requestTimeoutMs: number;
+  /** First backoff pause; doubled each attempt, with jitter, capped at maxDelayMs. */
+  baseDelayMs: number;
+  maxDelayMs: number;
+}
+
+/** EC2 Describe calls answer in well under a second; three tries cover a throttling burst. */
+export const DEFAULT_EC2_RETRY_PLAN: Readonly<Ec2RetryPlan> = { maxAttempts: 3, requestTimeoutMs: 3000, baseDelayMs: 500, maxDelayMs: 2000 };
+/** Node's start, importing the SDK (over a second of CPU on a t3.micro) and the first signing. */
+export const WORKER_START_ALLOWANCE_MS = 8000;
+/** Between the worker's deadline and the kill: writing its answer and exiting. */
+export const WORKER_EXIT_MARGIN_MS = 2000;
+/** Calls made one after the other at most: DescribeInstances, then DescribeSecurityGroups (DescribeAddresses runs beside them). */
+export const SEQUENTIAL_CALLS = 2;
+
+/** The longest one call can take under `plan`: every attempt times out, every pause at its cap. */
+export function worstCallMs(plan: Ec2RetryPlan): number {
+  let ms = plan.maxAttempts * plan.requestTimeoutMs;
+  for (let n = 1; n < plan.maxAttempts; n++) ms += Math.min(plan.maxDelayMs, plan.baseDelayMs * 2 ** (n - 1));
+  return ms;
+}
+
+/** The kill timeout that lets the worker run `plan` to its end and still answer. */
+export function workerKillTimeoutMs(plan: Ec2RetryPlan): number {
+  return WORKER_START_ALLOWANCE_MS + SEQUENTIAL_CALLS * worstCallMs(plan) + WORKER_EXIT_MARGIN_MS;
+}
+
+/** The worker's own deadline under a kill timeout: the exit margin earlier (a quarter of a short one). */
+export function workerDeadlineMs(killTimeoutMs: number): number {
+  return Math.max(0, killTimeoutMs - Math.min(WORKER_EXIT_MARGIN_MS, killTimeoutMs / 4));
+}
+
 export interface Ec2QueryOptions {
-  /** The whole worker run, spawn to exit; default 30 s. The worker is killed after it. */
+  /**
+   * The whole worker run, spawn to exit; the worker is killed after it. Default:
+   * workerKillTimeoutMs() of the input's retry plan.
+   */
   timeoutMs?: number;
   /** The worker's environment; default process.env. */
   env?: NodeJS.ProcessEnv;
@@ -75,7 +121,10 @@ export interface Ec2QueryResult {
   wallMs: number;
 }
 
-export async function queryEc2(input: Ec2WorkerInput, options: Ec2QueryOptions = {}): Promise<Ec2QueryResult> {
+/** What the caller gives; the deadline follows from the kill timeout. */
+export type Ec2WorkerRequest = Omit<Ec2WorkerInput, 'deadlineMs'>;
+
+export async function queryEc2(request: Ec2WorkerRequest, options: Ec2QueryOptions = {}): Promise<Ec2QueryResult> {
   const worker = ec2WorkerPath();
   if (!existsSync(worker)) throw new Ec2WorkerError('spawn_failed', `the EC2 worker is missing: ${worker}`);
   const env: NodeJS.ProcessEnv = { ...(options.env ?? process.env) };
@@ -84,7 +133,8 @@ export async function queryEc2(input: Ec2WorkerInput, options: Ec2QueryOptions =
   }
   // The SDK must not fall back to IMDSv1 for the role's credentials either.
   env.AWS_EC2_METADATA_V1_DISABLED = 'true';
-  const timeoutMs = options.timeoutMs ?? 30_000;
+  const timeoutMs = options.timeoutMs ?? workerKillTimeoutMs(request);
+  const input: Ec2WorkerInput = { ...request, deadlineMs: workerDeadlineMs(timeoutMs) };
 
   const t0 = performance.now();
   const child = spawn(process.execPath, [...workerExecArgv(), worker], { env, stdio: ['pipe', 'pipe', 'pipe'] });

@@ -1,27 +1,53 @@
 /**
  * A small IMDSv2 client over plain node:http (no SDK): a session token (PUT, cached and
- * refreshed), then the few facts the cloud checks need. Short timeouts and a few retries, so that
- * a host that is not on EC2 is recognised within seconds.
+ * refreshed), then the few facts the cloud checks need, and the instance role's credentials for
+ * the EC2 worker (cached until shortly before they expire, so a check costs no token and no
+ * credential request while both are fresh). Short timeouts and a few retries, so that a host
+ * that is not on EC2 is recognised within seconds.
  *
  * When the token cannot be had, one tokenless GET tells the cases apart, each with an error an
- * operator can act on: not on EC2 (nothing answers), IMDS turned off (403), an IMDSv1-only
- * service (GETs answered without a token, PUT refused), or a PUT response hop limit too low for
- * where the agent runs (GETs answered, the PUT's answer never arrives: a container).
+ * operator can act on: not on EC2 (no connection), slow (connected, but no answer in time), IMDS
+ * turned off (403), an IMDSv1-only service (GETs answered without a token, PUT refused), or a
+ * PUT response hop limit too low for where the agent runs (GETs answered, the PUT's answer never
+ * arrives: a container).
  */
 import type * as Http from 'node:http';
 import { http } from '../node-http.js';
 
 export const DEFAULT_IMDS_ENDPOINT = 'http://169.254.169.254';
+/** IMDS over IPv6 (Nitro instances with IPv6 metadata turned on). */
+export const IPV6_IMDS_ENDPOINT = 'http://[fd00:ec2::254]';
+export const DEFAULT_IMDS_TIMEOUT_MS = 1000;
+
+/**
+ * Where IMDS is: settings cloud.imds_endpoint; else what the AWS SDKs honour,
+ * AWS_EC2_METADATA_SERVICE_ENDPOINT, then AWS_EC2_METADATA_SERVICE_ENDPOINT_MODE=IPv6
+ * (@smithy/credential-provider-imds reads the same two variables); else 169.254.169.254.
+ */
+export function imdsEndpointFrom(settingsEndpoint: string | undefined, env: NodeJS.ProcessEnv = process.env): string {
+  if (settingsEndpoint) return settingsEndpoint;
+  const fromEnv = env.AWS_EC2_METADATA_SERVICE_ENDPOINT?.trim();
+  if (fromEnv) return fromEnv;
+  if (env.AWS_EC2_METADATA_SERVICE_ENDPOINT_MODE?.trim().toLowerCase() === 'ipv6') return IPV6_IMDS_ENDPOINT;
+  return DEFAULT_IMDS_ENDPOINT;
+}
 const TOKEN_PATH = '/latest/api/token';
 const TTL_HEADER = 'x-aws-ec2-metadata-token-ttl-seconds';
 const TOKEN_HEADER = 'x-aws-ec2-metadata-token';
 /** A token is renewed this long before it expires. */
 const TOKEN_MARGIN_MS = 60_000;
+/**
+ * Role credentials are fetched again this long before they expire: "We make new credentials
+ * available at least five minutes before the expiration of the old credentials"
+ * (docs.aws.amazon.com/AWSEC2/latest/UserGuide/instance-metadata-security-credentials.html).
+ */
+const CREDENTIALS_MARGIN_MS = 5 * 60_000;
+const ROLE_PATH = '/latest/meta-data/iam/security-credentials/';
 
 export type ImdsErrorCode =
-  /** Nothing answers at the endpoint: not on EC2, or a firewall drops 169.254.169.254. */
+  /** No connection to the endpoint (refused, no route, none within the timeout): not on EC2, or blocked. */
   | 'unreachable'
-  /** The endpoint does not answer in time, not even a GET: most likely not on EC2. */
+  /** Connected, but no answer in time, not even to a GET: IMDS (or a proxy) is slow. */
   | 'timeout'
   /** 403 to the token request: IMDS is turned off for this instance. */
   | 'disabled'
@@ -53,9 +79,9 @@ export class ImdsError extends Error {
 }
 
 export interface ImdsClientOptions {
-  /** Default http://169.254.169.254 (settings cloud.imds_endpoint). */
+  /** Default http://169.254.169.254 (see imdsEndpointFrom). */
   endpoint?: string;
-  /** Per request, default 1000 ms. */
+  /** Per request, default 1000 ms (settings cloud.imds_timeout_ms). */
   timeoutMs?: number;
   /** Extra attempts after a network error, a timeout or a 5xx; default 2. */
   retries?: number;
@@ -92,7 +118,18 @@ interface RawResponse {
   headers: Http.IncomingHttpHeaders;
 }
 
-type Failure = { kind: 'network'; code: string; message: string } | { kind: 'timeout' };
+/** The instance role's temporary credentials (iam/security-credentials/<role>). */
+export interface RoleCredentials {
+  role: string;
+  accessKeyId: string;
+  secretAccessKey: string;
+  sessionToken: string;
+  /** ISO time. */
+  expiration: string;
+}
+
+/** `connected`: the TCP connection was made before the timer ran out (a slow answer, not a missing host). */
+type Failure = { kind: 'network'; code: string; message: string } | { kind: 'timeout'; connected: boolean };
 
 class RequestFailure extends Error {
   constructor(readonly failure: Failure) {
@@ -117,6 +154,8 @@ export class ImdsClient {
   private readonly now: () => number;
   private cached: { value: string; expiresAt: number } | undefined;
   private pendingToken: Promise<string> | undefined;
+  private credentials: { value: RoleCredentials | undefined; refreshAt: number } | undefined;
+  private pendingCredentials: Promise<RoleCredentials | undefined> | undefined;
   /** How many tokens this client fetched (diagnostics and tests). */
   tokensFetched = 0;
 
@@ -124,7 +163,7 @@ export class ImdsClient {
     this.endpoint = (options.endpoint ?? DEFAULT_IMDS_ENDPOINT).replace(/\/+$/, '');
     this.url = new URL(this.endpoint);
     if (this.url.protocol !== 'http:') throw new Error(`IMDS endpoint must be http://, got ${this.endpoint}`);
-    this.timeoutMs = options.timeoutMs ?? 1000;
+    this.timeoutMs = options.timeoutMs ?? DEFAULT_IMDS_TIMEOUT_MS;
     this.retries = options.retries ?? 2;
     this.retryDelayMs = options.retryDelayMs ?? 100;
     this.ttlSeconds = options.tokenTtlSeconds ?? 21600;
@@ -168,10 +207,15 @@ export class ImdsClient {
           });
         },
       );
+      let connected = false;
+      req.on('socket', (socket) => {
+        if (socket.connecting) socket.once('connect', () => (connected = true));
+        else connected = true;
+      });
       // One timer for the whole exchange (connect + answer), not an idle timeout.
       const timer = setTimeout(() => {
         req.destroy();
-        reject(new RequestFailure({ kind: 'timeout' }));
+        reject(new RequestFailure({ kind: 'timeout', connected }));
       }, this.timeoutMs);
       req.on('error', (e: NodeJS.ErrnoException) => {
         clearTimeout(timer);
@@ -265,10 +309,14 @@ export class ImdsClient {
     const probeId = probe?.status === 200 && /^i-[0-9a-f]+$/.test(probe.body.trim()) ? probe.body.trim() : undefined;
 
     if (failure) {
+      if (!probe && failure.kind === 'timeout' && failure.connected) {
+        // Something accepted the connection: IMDS is there, only late. Off EC2 nothing accepts it.
+        return this.slowError(TOKEN_PATH, `the token request (PUT ${TOKEN_PATH}, ${this.retries + 1} tries) or a plain GET`);
+      }
       if (!probe) {
-        const how = failure.kind === 'timeout' ? `did not answer within ${this.timeoutMs} ms` : `cannot be reached (${failure.code})`;
+        const how = failure.kind === 'timeout' ? `accepted no connection within ${this.timeoutMs} ms` : `cannot be reached (${failure.code})`;
         return new ImdsError(
-          failure.kind === 'timeout' ? 'timeout' : 'unreachable',
+          'unreachable',
           `instance metadata (IMDS) at ${this.endpoint} ${how}: this host is not an EC2 instance, or a firewall blocks the address`,
           {
             path: TOKEN_PATH,
@@ -306,6 +354,20 @@ export class ImdsClient {
     });
   }
 
+  /** IMDS took the connection but answered nothing in time: slow, not absent. */
+  private slowError(path: string, what: string): ImdsError {
+    return new ImdsError(
+      'timeout',
+      `instance metadata (IMDS) at ${this.endpoint} accepted the connection but did not answer ${what} within ${this.timeoutMs} ms: it is slow, not missing`,
+      {
+        path,
+        fix:
+          `raise cloud.imds_timeout_ms in the agent settings (now ${this.timeoutMs}); if IMDS stays this slow, look for a proxy in front of it ` +
+          '(HTTP_PROXY without NO_PROXY=169.254.169.254) or a starved instance (a t3 out of CPU credits: CPUCreditBalance in CloudWatch)',
+      },
+    );
+  }
+
   /**
    * GET a metadata path with the token. A 401 means the cached token went stale (IMDS restarted,
    * clock skew): one new token and one more try.
@@ -326,10 +388,11 @@ export class ImdsClient {
       } catch (e) {
         if (!(e instanceof RequestFailure)) throw e;
         const f = e.failure;
+        if (f.kind === 'timeout' && f.connected) throw this.slowError(path, `GET ${path} (${this.retries + 1} tries)`);
         throw new ImdsError(
-          f.kind === 'timeout' ? 'timeout' : 'unreachable',
-          `IMDS at ${this.endpoint}: GET ${path} ${f.kind === 'timeout' ? `did not answer within ${this.timeoutMs} ms` : `failed (${f.code})`}`,
-          { path },
+          'unreachable',
+          `instance metadata (IMDS) at ${this.endpoint} answered the token request, then GET ${path} ${f.kind === 'timeout' ? `got no connection within ${this.timeoutMs} ms` : `failed (${f.code})`}`,
+          { path, fix: 'the next check tries again; if it persists, check what sits between the agent and IMDS (iptables, a proxy)' },
         );
       }
       if (res.status === 200) return res.body;
@@ -391,6 +454,56 @@ export class ImdsClient {
     if (localIpv4 !== undefined) identity.localIpv4 = localIpv4;
     if (vpcId !== undefined) identity.vpcId = vpcId;
     return identity;
+  }
+
+  /**
+   * The instance role's credentials, from the cache until five minutes before they expire;
+   * undefined when no role is attached (IMDS has no iam/security-credentials/). Concurrent
+   * callers share one fetch. The EC2 worker gets them on its stdin, so it asks IMDS nothing.
+   */
+  async roleCredentials(): Promise<RoleCredentials | undefined> {
+    const c = this.credentials;
+    if (c && this.now() < c.refreshAt) return c.value;
+    this.pendingCredentials ??= this.fetchRoleCredentials().finally(() => {
+      this.pendingCredentials = undefined;
+    });
+    return this.pendingCredentials;
+  }
+
+  /** Forget the cached credentials (AWS refused them, or they expired early). */
+  dropCredentials(): void {
+    this.credentials = undefined;
+  }
+
+  private async fetchRoleCredentials(): Promise<RoleCredentials | undefined> {
+    const listed = await this.getOptional(ROLE_PATH);
+    const role = listed?.split('\n').map((x) => x.trim()).find(Boolean);
+    if (role === undefined) {
+      // No instance profile: remembered for a minute, then asked again (one may be attached).
+      this.credentials = { value: undefined, refreshAt: this.now() + 60_000 };
+      return undefined;
+    }
+    const path = `${ROLE_PATH}${role}`;
+    const text = await this.get(path);
+    let doc: { Code?: unknown; AccessKeyId?: unknown; SecretAccessKey?: unknown; Token?: unknown; Expiration?: unknown };
+    try {
+      doc = JSON.parse(text) as typeof doc;
+    } catch {
+      throw new ImdsError('bad_response', `IMDS gave credentials for role ${role} that are not JSON`, { path });
+    }
+    const str = (v: unknown) => (typeof v === 'string' && v !== '' ? v : undefined);
+    const accessKeyId = str(doc.AccessKeyId);
+    const secretAccessKey = str(doc.SecretAccessKey);
+    const sessionToken = str(doc.Token);
+    const expiration = str(doc.Expiration);
+    const expiresAt = expiration ? Date.parse(expiration) : NaN;
+    if (doc.Code !== 'Success' || !accessKeyId || !secretAccessKey || !sessionToken || !Number.isFinite(expiresAt)) {
+      // Never the document itself: it holds the secret key.
+      throw new ImdsError('bad_response', `IMDS did not give usable credentials for role ${role} (Code: ${JSON.stringify(doc.Code ?? null)})`, { path });
+    }
+    const value: RoleCredentials = { role, accessKeyId, secretAccessKey, sessionToken, expiration: new Date(expiresAt).toISOString() };
+    this.credentials = { value, refreshAt: expiresAt - CREDENTIALS_MARGIN_MS };
+    return value;
   }
 }
 

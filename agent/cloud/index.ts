@@ -1,8 +1,12 @@
 /**
  * cloud: is this instance what the config repo assumes? IMDSv2 (imds.ts) for the instance's own
- * facts, the EC2 API in a short-lived worker process (ec2.ts) for its Elastic IP and security
- * group rules, pure checks (checks.ts) for the findings, and logging that says each drift once
- * per change plus a periodic reminder (DriftReporter), not on every run.
+ * facts and its role's credentials, the EC2 API in a short-lived worker process (ec2.ts) for its
+ * Elastic IP and security group rules, pure checks (checks.ts) for the findings, and logging that
+ * says each drift once per change plus a periodic reminder (DriftReporter), not on every run.
+ *
+ * The daemon holds a CloudMonitor: one gathering of facts at a time (a call while one runs joins
+ * it, so a hung EC2 endpoint never piles up worker processes), and a check that could not run
+ * (EC2 did not answer) keeps the last known finding instead of turning into a changed drift.
  *
  * Off EC2, or with IMDS turned off, everything here degrades to one `cloud.unavailable` line and
  * a report that says why; nothing else in the agent depends on it.
@@ -19,25 +23,38 @@ import {
   type CloudFacts,
   type EipDecision,
   type Finding,
+  type FindingEvent,
   type Severity,
 } from './checks.js';
-import type { Ec2Action, Ec2ErrorInfo, Ec2WorkerOutput, ElasticAddress } from './ec2-protocol.js';
-import { Ec2WorkerError, queryEc2, type Ec2QueryOptions } from './ec2.js';
-import { ImdsClient, ImdsError, type ImdsClientOptions, type InstanceIdentity } from './imds.js';
+import type { Ec2Action, Ec2ErrorInfo, Ec2WorkerOutput, ElasticAddress, WorkerCredentials } from './ec2-protocol.js';
+import { DEFAULT_EC2_RETRY_PLAN, Ec2WorkerError, queryEc2, type Ec2QueryOptions, type Ec2RetryPlan } from './ec2.js';
+import { DEFAULT_IMDS_TIMEOUT_MS, ImdsClient, ImdsError, imdsEndpointFrom, type ImdsClientOptions, type InstanceIdentity } from './imds.js';
 
-export { cloudDesiredFrom, elasticIpFor, eipDecision, evaluateCloud } from './checks.js';
+export { cloudDesiredFrom, ec2FailureFix, ec2FailureText, elasticIpFor, eipDecision, evaluateCloud } from './checks.js';
 export type { CloudDesired, CloudFacts, EipDecision, EipPolicy, Finding, FindingEvent, Severity } from './checks.js';
-export { ImdsClient, ImdsError, type InstanceIdentity } from './imds.js';
+export { DEFAULT_EC2_RETRY_PLAN, workerKillTimeoutMs, worstCallMs, type Ec2RetryPlan } from './ec2.js';
+export { ImdsClient, ImdsError, imdsEndpointFrom, type InstanceIdentity } from './imds.js';
 
 export type CloudSettingsData = z.output<typeof CloudSettings>;
 
 export interface CloudCheckOptions {
   /** The `cloud` section of the agent's settings. */
   settings: CloudSettingsData;
-  /** IMDS client tuning (timeouts, retries); the endpoint comes from settings.imds_endpoint. */
+  /**
+   * The agent's environment (default process.env): AWS_EC2_METADATA_SERVICE_ENDPOINT, and the
+   * EC2 worker's environment unless ec2.env is given.
+   */
+  env?: NodeJS.ProcessEnv;
+  /**
+   * IMDS client tuning (retries; timeoutMs overrides settings.imds_timeout_ms). The endpoint is
+   * settings.imds_endpoint, else AWS_EC2_METADATA_SERVICE_ENDPOINT, else 169.254.169.254.
+   */
   imds?: Omit<ImdsClientOptions, 'endpoint'>;
-  /** EC2 worker tuning. */
-  ec2?: Omit<Ec2QueryOptions, 'imdsEndpoint'> & { maxAttempts?: number; baseDelayMs?: number; maxDelayMs?: number; requestTimeoutMs?: number };
+  /**
+   * EC2 worker tuning: the retry plan (default DEFAULT_EC2_RETRY_PLAN) and the kill timeout
+   * (default: derived from the plan, see workerKillTimeoutMs).
+   */
+  ec2?: Omit<Ec2QueryOptions, 'imdsEndpoint'> & Partial<Ec2RetryPlan>;
   /** State kept between runs (the daemon): once-only logging, drift reminders, IMDS token. */
   state?: CloudCheckState;
   /** Clock, ms (tests). */
@@ -80,6 +97,25 @@ export interface CloudReport {
   decision: EipDecision;
   timings: { imdsMs: number; ec2Ms: number; totalMs: number };
   ec2Worker?: Ec2WorkerStats;
+  /** With state kept between runs (the daemon): every drift open after this run. */
+  drifts?: OpenDrift[];
+}
+
+/** A drift that is open now, as the daemon records it in its state. */
+export interface OpenDrift {
+  /** The log event, e.g. drift.eip, drift.security_group, cloud.error. */
+  event: FindingEvent;
+  /** The check's stable id, e.g. eip, sg.rtp. */
+  check: string;
+  severity: Exclude<Severity, 'info'>;
+  message: string;
+  expected: string;
+  actual: string;
+  fix: string;
+  /** ISO time the drift appeared (kept while it changes; a resolved drift that comes back starts again). */
+  since: string;
+  /** ISO time it was last logged: when it appeared or changed, or the last reminder. */
+  lastReminder: string;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -123,8 +159,8 @@ export class DriftReporter {
         this.active.set(key, { finding, signature, since: now, lastLogged: now });
         log.push({ finding, reason: 'new', since: now });
       } else if (prev.signature !== signature) {
-        this.active.set(key, { finding, signature, since: now, lastLogged: now });
-        log.push({ finding, reason: 'changed', since: now });
+        this.active.set(key, { finding, signature, since: prev.since, lastLogged: now });
+        log.push({ finding, reason: 'changed', since: prev.since });
       } else if (now - prev.lastLogged >= this.options.reminderMs) {
         prev.lastLogged = now;
         prev.finding = finding;
@@ -146,6 +182,29 @@ export class DriftReporter {
   get open(): Finding[] {
     return [...this.active.values()].map((e) => e.finding);
   }
+
+  /** Drifts currently open, with since when and when they were last logged. */
+  openDrifts(): OpenDrift[] {
+    return [...this.active.values()].map(({ finding: f, since, lastLogged }) => ({
+      event: f.event,
+      check: f.id,
+      severity: f.severity === 'error' ? 'error' : 'warning',
+      message: f.message,
+      expected: f.expected,
+      actual: f.actual,
+      fix: f.fix,
+      since: new Date(since).toISOString(),
+      lastReminder: new Date(lastLogged).toISOString(),
+    }));
+  }
+}
+
+/** The findings of a check group from the last run that could make it. */
+interface KnownFindings {
+  findings: Finding[];
+  at: number;
+  /** The desired state they were made against (JSON): carried over only for the same. */
+  desired: string;
 }
 
 /** What the daemon keeps between cloud runs. */
@@ -155,6 +214,8 @@ export class CloudCheckState {
   /** The cloud.unavailable code last logged; undefined while IMDS answers. */
   unavailableLogged: string | undefined;
   lastFacts: GatheredFacts | undefined;
+  /** Per check group (drift.eip, drift.security_group): the last findings made with EC2's answer. */
+  readonly known = new Map<FindingEvent, KnownFindings>();
 
   constructor(options: { reminderMinutes: number; now?: () => number }) {
     this.reporter = new DriftReporter({ reminderMs: options.reminderMinutes * 60_000, ...(options.now ? { now: options.now } : {}) });
@@ -166,24 +227,40 @@ export class CloudCheckState {
 
 const WORKER_ACTIONS: Ec2Action[] = ['DescribeAddresses', 'DescribeSecurityGroups'];
 
+function failedActions(info: Omit<Ec2ErrorInfo, 'action' | 'iamAction'>, actions: Ec2Action[]): Ec2ErrorInfo[] {
+  return actions.map((action) => ({ ...info, action, iamAction: `ec2:${action}` }));
+}
+
 function workerFailure(e: Ec2WorkerError, actions: Ec2Action[]): Ec2ErrorInfo[] {
-  return actions.map((action) => ({
-    kind: e.code === 'timeout' ? 'network' : 'other',
-    code: `worker_${e.code}`,
-    message: e.message,
-    action,
-    iamAction: `ec2:${action}`,
-  }));
+  return failedActions({ kind: 'worker', code: `worker_${e.code}`, message: e.message }, actions);
+}
+
+/** Credentials the SDK's default chain would find before the instance role: use those instead. */
+function hasOwnCredentials(env: NodeJS.ProcessEnv): boolean {
+  return ['AWS_ACCESS_KEY_ID', 'AWS_PROFILE', 'AWS_WEB_IDENTITY_TOKEN_FILE', 'AWS_CONTAINER_CREDENTIALS_RELATIVE_URI', 'AWS_CONTAINER_CREDENTIALS_FULL_URI'].some(
+    (k) => (env[k] ?? '') !== '',
+  );
+}
+
+/** The IMDS client of these options: the state's (the daemon's, which keeps its token and credentials) or a new one. */
+function imdsClientFor(options: CloudCheckOptions): ImdsClient {
+  if (options.state?.imds) return options.state.imds;
+  const env = options.env ?? process.env;
+  const client = new ImdsClient({
+    timeoutMs: options.settings.imds_timeout_ms ?? DEFAULT_IMDS_TIMEOUT_MS,
+    ...(options.imds ?? {}),
+    endpoint: imdsEndpointFrom(options.settings.imds_endpoint, env),
+    ...(options.now ? { now: options.now } : {}),
+  });
+  if (options.state) options.state.imds = client;
+  return client;
 }
 
 /** IMDS facts, then the EC2 worker for the Elastic IP and the security group rules. */
 export async function gatherCloudFacts(options: CloudCheckOptions): Promise<GatheredFacts> {
   const now = options.now ?? Date.now;
   const settings = options.settings;
-  const imds =
-    options.state?.imds ??
-    new ImdsClient({ ...(options.imds ?? {}), ...(settings.imds_endpoint ? { endpoint: settings.imds_endpoint } : {}), ...(options.now ? { now: options.now } : {}) });
-  if (options.state) options.state.imds = imds;
+  const imds = imdsClientFor(options);
 
   const t0 = performance.now();
   let instance: InstanceIdentity;
@@ -200,30 +277,58 @@ export async function gatherCloudFacts(options: CloudCheckOptions): Promise<Gath
   const facts: CloudFacts = { instance, problems: [] };
   let worker: Ec2WorkerStats | undefined;
   const ec2 = options.ec2 ?? {};
-  const queryOptions: Ec2QueryOptions = {};
+  const workerEnv = ec2.env ?? options.env ?? process.env;
+  const queryOptions: Ec2QueryOptions = { env: workerEnv, imdsEndpoint: imds.endpoint };
   if (ec2.timeoutMs !== undefined) queryOptions.timeoutMs = ec2.timeoutMs;
-  if (ec2.env !== undefined) queryOptions.env = ec2.env;
-  if (settings.imds_endpoint) queryOptions.imdsEndpoint = settings.imds_endpoint;
-  try {
-    const { output, wallMs } = await queryEc2(
-      {
-        region: instance.region,
-        ...(settings.ec2_endpoint ? { endpoint: settings.ec2_endpoint } : {}),
-        instanceId: instance.instanceId,
-        securityGroupIds: instance.securityGroupIds,
-        maxAttempts: ec2.maxAttempts ?? 5,
-        baseDelayMs: ec2.baseDelayMs ?? 500,
-        maxDelayMs: ec2.maxDelayMs ?? 8000,
-        requestTimeoutMs: ec2.requestTimeoutMs ?? 5000,
-      },
-      queryOptions,
-    );
-    applyWorkerOutput(facts, output);
-    const calls = [output.addresses, output.instance, output.securityGroups].filter((c) => c !== undefined);
-    worker = { wallMs, ...output.stats, throttled: calls.reduce((n, c) => n + c.throttled, 0) };
-  } catch (e) {
-    if (!(e instanceof Ec2WorkerError)) throw e;
-    facts.problems.push(...workerFailure(e, WORKER_ACTIONS));
+
+  // The instance role's credentials from this process's IMDS client (cached until shortly
+  // before they expire): the worker, a new process each time, would otherwise fetch a token and
+  // the credentials again on every check.
+  let credentials: WorkerCredentials | undefined;
+  let credentialProblem: Ec2ErrorInfo[] | undefined;
+  if (!hasOwnCredentials(workerEnv)) {
+    try {
+      const role = await imds.roleCredentials();
+      if (role) credentials = { accessKeyId: role.accessKeyId, secretAccessKey: role.secretAccessKey, sessionToken: role.sessionToken, expiration: role.expiration };
+      else {
+        credentialProblem = failedActions(
+          { kind: 'credentials', code: 'NoInstanceRole', message: `no instance role is attached to ${instance.instanceId} (IMDS lists no iam/security-credentials/) and the agent's environment holds no AWS keys` },
+          WORKER_ACTIONS,
+        );
+      }
+    } catch (e) {
+      if (!(e instanceof ImdsError)) throw e;
+      credentialProblem = failedActions({ kind: 'credentials', code: `imds_${e.code}`, message: `the instance role's credentials could not be read: ${e.message}` }, WORKER_ACTIONS);
+    }
+  }
+
+  if (credentialProblem) {
+    facts.problems.push(...credentialProblem);
+  } else {
+    try {
+      const { output, wallMs } = await queryEc2(
+        {
+          region: instance.region,
+          ...(settings.ec2_endpoint ? { endpoint: settings.ec2_endpoint } : {}),
+          instanceId: instance.instanceId,
+          securityGroupIds: instance.securityGroupIds,
+          maxAttempts: ec2.maxAttempts ?? DEFAULT_EC2_RETRY_PLAN.maxAttempts,
+          baseDelayMs: ec2.baseDelayMs ?? DEFAULT_EC2_RETRY_PLAN.baseDelayMs,
+          maxDelayMs: ec2.maxDelayMs ?? DEFAULT_EC2_RETRY_PLAN.maxDelayMs,
+          requestTimeoutMs: ec2.requestTimeoutMs ?? DEFAULT_EC2_RETRY_PLAN.requestTimeoutMs,
+          ...(credentials ? { credentials } : {}),
+        },
+        queryOptions,
+      );
+      applyWorkerOutput(facts, output);
+      const calls = [output.addresses, output.instance, output.securityGroups].filter((c) => c !== undefined);
+      worker = { wallMs, ...output.stats, throttled: calls.reduce((n, c) => n + c.throttled, 0) };
+    } catch (e) {
+      if (!(e instanceof Ec2WorkerError)) throw e;
+      facts.problems.push(...workerFailure(e, WORKER_ACTIONS));
+    }
+    // Refused or expired credentials from the cache: fetch fresh ones next time.
+    if (credentials && facts.problems.some((p) => p.kind === 'expired' || p.kind === 'auth')) imds.dropCredentials();
   }
   const result: GatheredFacts = { ok: true, facts, at: now(), timings: { imdsMs: t1 - t0, ec2Ms: performance.now() - t1 } };
   if (worker) result.worker = worker;
@@ -258,7 +363,38 @@ const LEVEL: Record<Exclude<Severity, 'info'>, 'error' | 'warn'> = { error: 'err
 
 function logFinding(log: Logger, f: Finding, extra: Record<string, unknown>): void {
   if (f.severity === 'info') return;
-  logEvent(log, LEVEL[f.severity], f.event, { check: f.id, expected: f.expected, actual: f.actual, fix: f.fix, ...extra }, f.message);
+  const stale = f.lastChecked ? { lastChecked: f.lastChecked } : {};
+  logEvent(log, LEVEL[f.severity], f.event, { check: f.id, expected: f.expected, actual: f.actual, fix: f.fix, ...stale, ...extra }, f.message);
+}
+
+/** The checks that need an EC2 answer, by the event of their findings. */
+const EC2_CHECKS: Array<{ event: FindingEvent; answered: (facts: CloudFacts) => boolean }> = [
+  { event: 'drift.eip', answered: (facts) => facts.elasticIps !== undefined },
+  { event: 'drift.security_group', answered: (facts) => facts.securityGroups !== undefined },
+];
+
+const ERRORS_FIRST: Record<Severity, number> = { error: 0, warning: 1, info: 2 };
+
+/**
+ * A check that could not run this time (EC2 did not answer, or refused) is not a change of what
+ * it found: its findings from the last run that could make it stand, marked with lastChecked,
+ * and the failure itself is its own finding (cloud.error / cloud.access_denied). Without an
+ * earlier answer (for this desired state) the run's own findings stand: what IMDS alone tells.
+ */
+function carryOver(state: CloudCheckState, desired: CloudDesired, facts: CloudFacts, findings: Finding[], at: number): Finding[] {
+  const desiredKey = JSON.stringify(desired);
+  let out = findings;
+  for (const check of EC2_CHECKS) {
+    if (check.answered(facts)) {
+      state.known.set(check.event, { findings: findings.filter((f) => f.event === check.event), at, desired: desiredKey });
+      continue;
+    }
+    const known = state.known.get(check.event);
+    if (!known || known.desired !== desiredKey) continue;
+    const lastChecked = new Date(known.at).toISOString();
+    out = [...out.filter((f) => f.event !== check.event), ...known.findings.map((f) => ({ ...f, lastChecked }))];
+  }
+  return out.map((f, i) => [f, i] as const).sort((a, b) => ERRORS_FIRST[a[0].severity] - ERRORS_FIRST[b[0].severity] || a[1] - b[1]).map(([f]) => f);
 }
 
 function actionFor(f: Finding, decision: EipDecision): string {
@@ -308,6 +444,7 @@ export async function runCloudChecks(
       counts: counts([]),
       decision: { action: 'none' },
       timings: { ...gathered.timings, totalMs: totalMs() },
+      ...(state ? { drifts: state.reporter.openDrifts() } : {}),
     };
   }
   if (state?.unavailableLogged !== undefined) {
@@ -316,7 +453,8 @@ export async function runCloudChecks(
   }
 
   const { facts } = gathered;
-  const findings = evaluateCloud(input.desired, facts);
+  const evaluated = evaluateCloud(input.desired, facts);
+  const findings = state ? carryOver(state, input.desired, facts, evaluated, gathered.at) : evaluated;
   const decision = eipDecision(input.desired, facts, options.settings.eip_policy);
   const instanceId = facts.instance.instanceId;
 
@@ -348,6 +486,7 @@ export async function runCloudChecks(
   else if ('none' in chosen) report.elasticIp = null;
   if (facts.securityGroups) report.securityGroups = facts.securityGroups.map((g) => ({ groupId: g.groupId, ...(g.groupName ? { groupName: g.groupName } : {}) }));
   if (gathered.worker) report.ec2Worker = gathered.worker;
+  if (state) report.drifts = state.reporter.openDrifts();
   return report;
 }
 
@@ -357,10 +496,18 @@ export async function runCloudChecks(
 /**
  * What the daemon holds: run the checks on its schedule, and answer HostFacts.elasticIp for the
  * resolve stage from the last facts while they are fresh (no worker process per reconcile).
+ *
+ * Single-flight: facts are gathered (IMDS, then one EC2 worker process) by one run at a time. A
+ * check() or elasticIp() that comes while a gathering runs joins it instead of starting another,
+ * so a hung EC2 endpoint costs one worker, not one per schedule tick; a check() for the same
+ * desired state gets the same report, one for another desired state evaluates it against the
+ * same facts.
  */
 export class CloudMonitor {
   readonly state: CloudCheckState;
   lastReport: CloudReport | undefined;
+  private gathering: Promise<GatheredFacts> | undefined;
+  private checking: { desired: string; report: Promise<CloudReport> } | undefined;
 
   constructor(
     private readonly options: Omit<CloudCheckOptions, 'state'>,
@@ -369,20 +516,61 @@ export class CloudMonitor {
     this.state = new CloudCheckState({ reminderMinutes: options.settings.reminder_minutes, ...(options.now ? { now: options.now } : {}) });
   }
 
-  async check(desired: CloudDesired): Promise<CloudReport> {
-    this.lastReport = await runCloudChecks({ desired }, { ...this.options, state: this.state }, this.log);
-    return this.lastReport;
+  /** Whether facts are being gathered right now. */
+  get busy(): boolean {
+    return this.gathering !== undefined;
   }
 
-  /** For HostFacts.elasticIp: facts younger than maxAgeMs are reused, older ones refreshed. */
+  /** The running gathering, or a new one. */
+  private gather(): Promise<GatheredFacts> {
+    if (!this.gathering) {
+      const run = gatherCloudFacts({ ...this.options, state: this.state });
+      this.gathering = run;
+      const done = () => {
+        if (this.gathering === run) this.gathering = undefined;
+      };
+      run.then(done, done);
+    }
+    return this.gathering;
+  }
+
+  check(desired: CloudDesired): Promise<CloudReport> {
+    const key = JSON.stringify(desired);
+    if (this.checking?.desired === key) return this.checking.report;
+    const options = { ...this.options, state: this.state };
+    const report = (async () => {
+      if (!options.settings.enabled) return runCloudChecks({ desired }, options, this.log);
+      const facts = await this.gather();
+      const r = await runCloudChecks({ desired, facts }, options, this.log);
+      this.lastReport = r;
+      return r;
+    })();
+    const entry = { desired: key, report };
+    this.checking = entry;
+    const done = () => {
+      if (this.checking === entry) this.checking = undefined;
+    };
+    report.then(done, done);
+    return report;
+  }
+
+  /** For HostFacts.elasticIp: facts younger than maxAgeMs are reused, older ones refreshed (joining a gathering in progress). */
   async elasticIp(maxAgeMs = 10 * 60_000): Promise<{ address: string } | { problem: string }> {
     if (!this.options.settings.enabled) return { problem: 'cloud checks are turned off (cloud.enabled: false); set external_address explicitly' };
     const now = (this.options.now ?? Date.now)();
     let facts = this.state.lastFacts;
     if (!facts || now - facts.at > maxAgeMs) {
-      facts = await gatherCloudFacts({ ...this.options, state: this.state });
+      facts = await this.gather();
       this.state.lastFacts = facts;
     }
     return elasticIpFor(facts.ok ? facts.facts : { unavailable: facts.unavailable.message });
+  }
+
+  /**
+   * Every cloud drift open now: event, check id, severity, message, expected, actual, fix, since
+   * when, and when it was last logged. What the daemon records in its state for `status`.
+   */
+  openDrifts(): OpenDrift[] {
+    return this.state.reporter.openDrifts();
   }
 }

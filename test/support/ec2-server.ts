@@ -7,8 +7,10 @@
  *
  * Answers DescribeAddresses (filter instance-id), DescribeSecurityGroups (GroupId.N) and
  * DescribeInstances (InstanceId.N) from a mutable `world`. Knobs: deny an action, throttle the
- * next N calls of an action, delay answers. Records every request with the SigV4 credential
- * scope, so tests can see which key and region the SDK signed with.
+ * next N calls of an action, answer an action with any AWS error, delay answers, or hang (hold
+ * every answer until release()). Records every answered request with the SigV4 credential scope,
+ * so tests can see which key and region the SDK signed with; and every request as it arrives,
+ * with how many were waiting for an answer at once.
  */
 import { randomUUID } from 'node:crypto';
 import http from 'node:http';
@@ -103,9 +105,20 @@ export class FakeEc2 {
   readonly deny = new Set<Ec2ActionName>();
   /** Per action: answer the next N calls RequestLimitExceeded (503). */
   readonly throttle = new Map<Ec2ActionName, number>();
+  /** Per action: an AWS error answered instead (e.g. ExpiredToken, 400). */
+  readonly failWith = new Map<Ec2ActionName, { status: number; code: string; message: string }>();
   /** Delay before every answer, ms. */
   latencyMs = 0;
+  /** Hold every answer until release() (or stop()): a hung endpoint. */
+  hang = false;
+  /** Every request answered, in order. */
   readonly requests: RecordedRequest[] = [];
+  /** Every request's action as it arrived, answered or not. */
+  readonly arrived: string[] = [];
+  /** Per action: requests waiting for their answer now, and the most there ever were at once. */
+  readonly inFlight = new Map<string, number>();
+  readonly maxInFlight = new Map<string, number>();
+  private readonly held: Array<() => void> = [];
   private server: http.Server | undefined;
   /** Delayed answers not sent yet, cancelled by stop(). */
   private readonly pending = new Set<NodeJS.Timeout>();
@@ -132,8 +145,15 @@ export class FakeEc2 {
       req.setEncoding('utf8');
       req.on('data', (d: string) => (body += d));
       req.on('end', () => {
+        const action = new URLSearchParams(body).get('Action') ?? '';
+        this.arrived.push(action);
+        const now = (this.inFlight.get(action) ?? 0) + 1;
+        this.inFlight.set(action, now);
+        this.maxInFlight.set(action, Math.max(now, this.maxInFlight.get(action) ?? 0));
+        res.once('close', () => this.inFlight.set(action, (this.inFlight.get(action) ?? 1) - 1));
         const answer = () => this.handle(req, body, res);
-        if (this.latencyMs > 0) {
+        if (this.hang) this.held.push(answer);
+        else if (this.latencyMs > 0) {
           const timer = setTimeout(() => {
             this.pending.delete(timer);
             answer();
@@ -147,11 +167,18 @@ export class FakeEc2 {
     return this.url;
   }
 
+  /** Answer every held request now, and stop holding. */
+  release(): void {
+    this.hang = false;
+    for (const answer of this.held.splice(0)) answer();
+  }
+
   async stop(): Promise<void> {
     const s = this.server;
     this.server = undefined;
     for (const t of this.pending) clearTimeout(t);
     this.pending.clear();
+    this.held.length = 0;
     if (!s) return;
     s.closeAllConnections();
     await new Promise<void>((resolve) => s.close(() => resolve()));
@@ -190,6 +217,8 @@ export class FakeEc2 {
       if (this.deny.has(action)) {
         throw new Ec2Failure(403, 'UnauthorizedOperation', 'You are not authorized to perform this operation. User: arn:aws:sts::123456789012:assumed-role/pbx/i-0123 is not authorized to perform: ec2:' + action);
       }
+      const failure = this.failWith.get(action);
+      if (failure) throw new Ec2Failure(failure.status, failure.code, failure.message);
       const left = this.throttle.get(action) ?? 0;
       if (left > 0) {
         this.throttle.set(action, left - 1);

@@ -79,7 +79,8 @@ export class CloudPlugin implements DaemonPlugin {
     const { drift } = this.ctx;
     const seen = new Set<string>();
     for (const f of report.findings) {
-      if (f.severity === 'info') continue;
+      // Drifts of the instance only; an EC2 API that fails is cloud.error's news, not drift.
+      if (f.severity === 'info' || !f.event.startsWith('drift.')) continue;
       const key = `cloud:${f.event}:${f.id}`;
       seen.add(key);
       await drift.observe(key, 'cloud', { severity: f.severity === 'error' ? 'error' : 'warning', message: f.message, signature: JSON.stringify([f.expected, f.actual]) });
