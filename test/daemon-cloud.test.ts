@@ -5,6 +5,10 @@
 import assert from 'node:assert/strict';
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
+import { statusCommand } from '../agent/cli/daemon-commands.js';
+import type { Io } from '../agent/cli/output.js';
+import { readDrifts } from '../agent/drift/recorder.js';
+import { StateStore } from '../agent/record/state.js';
 import { BASE_PBX, removeTempRepos } from './support/config-repo.js';
 import { daemonSettings, DaemonProcess } from './support/daemon-process.js';
 import { FakeEc2, loopbackAwsEnv, referenceWorld } from './support/ec2-server.js';
@@ -74,6 +78,43 @@ describe('daemon with cloud checks (loopback IMDS and EC2)', function () {
     assert.equal(drift.level, 'error');
     assert.match(String(drift.msg), /192\.0\.2\.44/);
     assert.equal(host.asterisk.liveState().transports['transport-udp']?.external_media_address, '192.0.2.44');
+
+    // The drift is in the state: status says UNHEALTHY and --json lists it with kind and since.
+    while (!Object.keys(await readDrifts(host.stateDir)).some((k) => k.startsWith('cloud:drift.eip'))) await new Promise((r) => setTimeout(r, 50));
+    const out: string[] = [];
+    const sink: Io = { out: (t) => void out.push(t), err: (t) => void out.push(t) };
+    assert.equal(await statusCommand({ settingsFile: settings, json: true }, sink), 3);
+    const status = JSON.parse(out.join('\n'));
+    assert.equal(status.healthy, false);
+    const eip = status.drifts.find((d: { key: string }) => d.key.startsWith('cloud:drift.eip'));
+    assert.equal(eip.kind, 'cloud');
+    assert.equal(eip.severity, 'error');
+    assert.match(eip.message, /192\.0\.2\.44/);
+    assert.ok(!Number.isNaN(Date.parse(eip.since)));
+    assert.ok(status.problems.some((p: string) => p.startsWith('drift (cloud:drift.eip')));
+  });
+
+  it('runs the cloud checks while Asterisk is down, and records each run that cannot apply as ami.unreachable', async () => {
+    await remote.commit({ 'pbx.yaml': BASE_PBX.replace('external_address: 203.0.113.10', 'external_address: 192.0.2.44') });
+    await remote.push();
+    const settings = await daemonSettings(host, { url: remote.url, cloudSchedule: '* * * * * *', cloud: { imds: imds.url, ec2: ec2.url } });
+    daemon = DaemonProcess.start(settings, { env: loopbackAwsEnv() });
+    await daemon.finished(1);
+    await daemon.stop();
+    // Asterisk goes down; the agent is restarted (a reboot with asterisk.service failing, say).
+    await host.asterisk.stop();
+    daemon = DaemonProcess.start(settings, { env: loopbackAwsEnv() });
+    await daemon.waitFor((l) => l.some((x) => x.event === 'drift.eip'), 'drift.eip with AMI down');
+    await daemon.waitFor((l) => l.some((x) => x.event === 'ami.unreachable'), 'ami.unreachable');
+    let state = await new StateStore(host.stateDir).read();
+    while (state.lastRun?.code !== 'ami.unreachable') {
+      await new Promise((r) => setTimeout(r, 100));
+      state = await new StateStore(host.stateDir).read();
+    }
+    assert.equal(state.lastRun.status, 'failed');
+    assert.match(state.lastRun.error ?? '', /Asterisk Manager is not connected/);
+    assert.ok(state.consecutiveFailures >= 1);
+    await host.asterisk.start();
   });
 
   it('under eip_policy adopt renders the Elastic IP in place of the explicit address', async () => {

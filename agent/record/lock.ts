@@ -4,7 +4,7 @@
  * change for a crash and roll back to last-known-good, leaving Asterisk and the files apart.
  * The file holds the owner's pid; a lock whose owner is gone is taken over.
  */
-import { open, readFile, unlink } from 'node:fs/promises';
+import { mkdir, open, readFile, unlink } from 'node:fs/promises';
 import path from 'node:path';
 
 export const LOCK_FILE = 'reconcile.lock';
@@ -56,6 +56,8 @@ export async function acquireLock(file: string, waitMs: number, onWait?: (ownerP
 
 /** Runs `fn` holding the state directory's reconcile lock (waiting up to 10 minutes for it). */
 export async function withReconcileLock<T>(stateDir: string, onWait: ((ownerPid: number) => void) | undefined, fn: () => Promise<T>): Promise<T> {
+  // A first `apply` or `sync` on a fresh host comes before anything made the state directory.
+  await mkdir(stateDir, { recursive: true, mode: 0o700 });
   const release = await acquireLock(path.join(stateDir, LOCK_FILE), 10 * 60_000, onWait);
   try {
     return await fn();
