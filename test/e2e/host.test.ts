@@ -281,6 +281,27 @@ class E2eHost {
     return r.stdout.trim();
   }
 
+  /** An operator's commit of pbx.yaml, pushed to the git host. */
+  async pushSite(yaml: string, message: string): Promise<string> {
+    await writeFile(this.c.at('/home/git/clone/pbx.yaml'), yaml);
+    const r = await this.c.exec([
+      'runuser', '-u', 'git', '--', 'sh', '-ec',
+      `cd /home/git/clone && git -c user.name=e2e -c user.email=e2e@example.org commit -q -am "${message}" && git push -q origin HEAD:main && git rev-parse HEAD`,
+    ]);
+    assert.equal(r.code, 0, r.stderr);
+    return r.stdout.trim();
+  }
+
+  /** Waits for the agent's run of `commit` and returns its reconcile.finished line. */
+  async finished(commit: string): Promise<Record<string, unknown> | undefined> {
+    for (const deadline = Date.now() + 30_000; Date.now() < deadline; ) {
+      const line = (await this.journal()).find((l) => l.event === 'reconcile.finished' && l.revision === commit.slice(0, 12));
+      if (line) return line;
+      await new Promise((r) => setTimeout(r, 300));
+    }
+    return undefined;
+  }
+
   /** A GitHub push webhook to the agent, sent from inside the container's network. */
   async webhook(commit: string): Promise<number> {
     const body = JSON.stringify({ ref: 'refs/heads/main', after: commit, repository: { full_name: 'ops/pbx-config' } });
@@ -535,6 +556,43 @@ describe('end to end: a fresh host booted with systemd, bootstrapped from the re
           assert.match(videoSdp, /^a=rtpmap:\d+ H264\/90000$/m);
           assert.match(audioSdp, /^m=audio [1-9][0-9]* RTP\/AVP 0$/m);
           assert.doesNotMatch(audioSdp, /^m=video/m);
+        });
+
+        it('tells a moderator PIN from the room PIN on the real Asterisk: one prompt, the matching profile, no second prompt', async () => {
+          // The PINs on the host, as an operator puts them there (the bootstrap's secrets folder).
+          for (const [name, pin] of [['board-pin', '47114711'], ['board-host', '91829182']]) {
+            const r = await h.c.sh(`printf '%s\\n' ${pin} > /etc/pbx-agent/secrets/${name} && chown root:pbx-agent /etc/pbx-agent/secrets/${name} && chmod 640 /etc/pbx-agent/secrets/${name}`);
+            assert.equal(r.code, 0, r.stderr);
+          }
+          const board = '  - number: "801"\n    name: Board\n    max_members: 4\n    pin: { secret: board-pin }\n    moderator_pin: { secret: board-host }\n    wait_marked: true\n    end_marked: true\n';
+          const commit = await h.pushSite(`${PBX_YAML}${board}`, 'the board room');
+          assert.equal(await h.webhook(commit), 202);
+          const applied = await h.finished(commit);
+          assert.equal(applied?.status, 'applied', JSON.stringify(applied));
+          assert.ok(!JSON.stringify(await h.journal()).includes('47114711'), 'a PIN reached the journal');
+
+          // A caller that types a PIN: a Local channel whose other half sends the digits (Local
+          // channels pass DTMF), from a context of the operator's own extensions.conf.
+          const dtmf = (name: string, digits: string) => `exten => ${name},1,Wait(1)\n same => n,SendDTMF(${digits})\n same => n,Wait(6)\n`;
+          const ctx = `\n[e2e-keypad]\n${dtmf('moderator', '91829182#')}${dtmf('member', '47114711#')}`;
+          const added = await h.c.sh(`printf '%s' '${ctx}' >> /etc/asterisk/extensions.conf && asterisk -rx 'dialplan reload'`);
+          assert.equal(added.code, 0, added.stderr);
+          const list = async (want: RegExp): Promise<string> => {
+            let out = '';
+            for (const deadline = Date.now() + 10_000; Date.now() < deadline && !want.test(out); ) {
+              await new Promise((r) => setTimeout(r, 250));
+              out = (await h.c.exec(['asterisk', '-rx', 'confbridge list 801'])).stdout.replace(/^No ethernet interface found.*\n/m, '');
+            }
+            return out;
+          };
+          await h.c.exec(['asterisk', '-rx', 'channel originate Local/801@internal extension moderator@e2e-keypad']);
+          const moderator = await list(/pbx-agent-conf-801-moderator/);
+          await h.c.exec(['asterisk', '-rx', 'channel originate Local/801@internal extension member@e2e-keypad']);
+          const both = await list(/pbx-agent-conf-801-member/);
+          await h.note('conference room 801: moderator PIN, then room PIN, typed on a Local channel', `${moderator.trimEnd()}\n${both.trimEnd()}`);
+          // Flags (confbridge list): A admin, M marked; W waits for and E ends with a marked user.
+          assert.match(moderator, /^Local\/801@internal-\S+;2 +AM +pbx-agent-conf-801-moderator +pbx-agent-conf-801 /m);
+          assert.match(both, /^Local\/801@internal-\S+;2 +WE +pbx-agent-conf-801-member +pbx-agent-conf-801 /m);
         });
       }
 
