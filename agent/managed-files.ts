@@ -12,7 +12,7 @@ import path from 'node:path';
 export const MANAGED_DIR = 'pbx-agent';
 
 /** The Asterisk module that reads a file, i.e. what `Reload` must name when it changes. */
-export type AsteriskModule = 'res_pjsip' | 'res_rtp_asterisk' | 'pbx_config' | 'app_voicemail';
+export type AsteriskModule = 'res_pjsip' | 'res_rtp_asterisk' | 'pbx_config' | 'app_voicemail' | 'app_confbridge';
 
 export interface ManagedFileSpec {
   /** Path relative to the Asterisk config directory (/etc/asterisk). */
@@ -24,9 +24,9 @@ export interface ManagedFileSpec {
 
 /**
  * Every managed file lives in /etc/asterisk/pbx-agent/, the only place the agent writes.
- * Hand-maintained parts of /etc/asterisk keep working: pjsip.conf, extensions.conf and
- * voicemail.conf stay the operator's and pull the agent's files in with `#tryinclude` (a missing
- * file is then no error). rtp.conf cannot be shared that way (for a key given twice Asterisk 20
+ * Hand-maintained parts of /etc/asterisk keep working: pjsip.conf, extensions.conf,
+ * voicemail.conf and confbridge.conf stay the operator's and pull the agent's files in with
+ * `#tryinclude` (a missing file is then no error). rtp.conf cannot be shared that way (for a key given twice Asterisk 20
  * takes the first), so /etc/asterisk/rtp.conf is a symlink to the agent's file.
  */
 export const MANAGED_FILES: readonly ManagedFileSpec[] = [
@@ -34,13 +34,14 @@ export const MANAGED_FILES: readonly ManagedFileSpec[] = [
   { path: 'pbx-agent/extensions.conf', module: 'pbx_config', usedBy: { file: 'extensions.conf', how: 'tryinclude' } },
   { path: 'pbx-agent/voicemail.conf', module: 'app_voicemail', usedBy: { file: 'voicemail.conf', how: 'tryinclude' } },
   { path: 'pbx-agent/rtp.conf', module: 'res_rtp_asterisk', usedBy: { file: 'rtp.conf', how: 'symlink' } },
+  { path: 'pbx-agent/confbridge.conf', module: 'app_confbridge', usedBy: { file: 'confbridge.conf', how: 'tryinclude' } },
 ];
 
 /**
  * The order modules reload in: RTP settings before the endpoints that use them, endpoints before
  * the mailboxes and the dialplan that name them, so that no reload points at something missing.
  */
-export const RELOAD_ORDER: readonly AsteriskModule[] = ['res_rtp_asterisk', 'res_pjsip', 'app_voicemail', 'pbx_config'];
+export const RELOAD_ORDER: readonly AsteriskModule[] = ['res_rtp_asterisk', 'res_pjsip', 'app_voicemail', 'app_confbridge', 'pbx_config'];
 
 /** `modules` (any order, duplicates allowed) in reload order. */
 export function inReloadOrder(modules: Iterable<AsteriskModule>): AsteriskModule[] {

@@ -61,6 +61,37 @@ export interface DesiredExtension {
   source: SourceRef;
 }
 
+/** ConfBridge's bridge profile `video_mode` (none: audio only). */
+export type VideoMode = 'follow_talker' | 'last_marked' | 'first_marked' | 'sfu' | 'none';
+
+/** A PIN: the name of its secret file on the host; `digits` once the resolve stage has read it. */
+export interface PinRef {
+  secret: string;
+  digits?: string;
+}
+
+/** A conference room: an app_confbridge bridge profile, user profiles and a dialplan entry. */
+export interface DesiredConference {
+  number: string;
+  name?: string;
+  codecProfile: string;
+  videoMode: VideoMode;
+  maxMembers: number;
+  /** The dialplan contexts the room can be dialled from, sorted. */
+  contexts: string[];
+  pin?: PinRef;
+  moderatorPin?: PinRef;
+  /** ConfBridge user profile options, by their ConfBridge names. */
+  announceJoinLeave: boolean;
+  announceUserCount: boolean;
+  musicOnHoldWhenEmpty: boolean;
+  quiet: boolean;
+  startMuted: boolean;
+  waitMarked: boolean;
+  endMarked: boolean;
+  source: SourceRef;
+}
+
 export interface DialplanContext {
   name: string;
   includes: string[];
@@ -89,6 +120,8 @@ export interface DesiredState {
   removalGuard: { maxCount: number; maxPercent: number };
   /** Enabled extensions only, sorted by number. Disabled ones are not in Asterisk at all. */
   extensions: DesiredExtension[];
+  /** Conference rooms, sorted by number. */
+  conferences: DesiredConference[];
 }
 
 /**
@@ -107,4 +140,6 @@ export interface AdvertisedAddress {
 export interface ResolvedState extends DesiredState {
   extensions: Array<DesiredExtension & { credential: { kind: 'md5'; hash: string } }>;
   advertised: AdvertisedAddress;
+  /** Every PIN with its digits, read from the host's secret files. */
+  conferences: Array<DesiredConference & { pin?: Required<PinRef>; moderatorPin?: Required<PinRef> }>;
 }

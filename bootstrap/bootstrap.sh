@@ -977,7 +977,9 @@ AMI_PORT=$(awk -F'=>?' '/^[ \t]*\[/ { g = ($0 ~ /^[ \t]*\[general\]/) } g && $1 
 [[ $AMI_PORT =~ ^[0-9]+$ ]] || AMI_PORT=5038
 
 step "7/12 Asterisk includes the managed files (your own configuration stays yours)"
-for name in pjsip extensions voicemail; do
+# confbridge.conf: Debian's asterisk-config ships it with [general], [default_user],
+# [default_bridge] and sample menus; the agent's conference rooms are added to those.
+for name in pjsip extensions voicemail confbridge; do
   before=$CHANGES
   ensure_include "/etc/asterisk/$name.conf" "#tryinclude pbx-agent/$name.conf" \
     "^[ \t]*#(try)?include[ \t]+\"?pbx-agent/$name\\.conf\"?[ \t]*\$" \
@@ -987,6 +989,7 @@ for name in pjsip extensions voicemail; do
       pjsip) ASTERISK_RELOADS+=("module reload res_pjsip.so") ;;
       extensions) ASTERISK_RELOADS+=("dialplan reload") ;;
       voicemail) ASTERISK_RELOADS+=("module reload app_voicemail.so") ;;
+      confbridge) ASTERISK_RELOADS+=("module reload app_confbridge.so") ;;
     esac
   fi
 done

@@ -318,6 +318,79 @@ export const Dialplan = z
   .describe('The internal dialplan rendered into extensions.conf.');
 
 // ---------------------------------------------------------------------------------------------
+// Conference rooms (app_confbridge)
+
+/**
+ * ConfBridge's bridge profile `video_mode` values (configs/samples/confbridge.conf.sample,
+ * apps/confbridge/conf_config_parser.c video_mode_handler).
+ */
+export const VIDEO_MODES = ['follow_talker', 'last_marked', 'first_marked', 'sfu', 'none'] as const;
+
+const PIN_IN_GIT =
+  'a PIN written here would be in git for everyone who can read the config repo; put the digits in a file on the host, ' +
+  '/etc/pbx-agent/secrets/NAME (mode 600), and write { secret: NAME }';
+
+/** A PIN is always a reference to a secret file on the host, never digits in the YAML. */
+export const PinSecret = z
+  .strictObject(
+    {
+      secret: Name.describe('Name of a file in /etc/pbx-agent/secrets holding the PIN: 4 to 12 digits on one line.'),
+    },
+    {
+      error: (iss) => {
+        if (iss.code !== 'invalid_type' || iss.input === undefined) return undefined;
+        return typeof iss.input === 'string' || typeof iss.input === 'number'
+          ? PIN_IN_GIT
+          : 'expected { secret: NAME }: the PIN is read from /etc/pbx-agent/secrets/NAME on the host';
+      },
+    },
+  )
+  .describe('{ secret: NAME }: the PIN lives on the host in /etc/pbx-agent/secrets/NAME, never in git.');
+
+const Flag = (description: string) => z.boolean({ error: 'expected true or false' }).default(false).describe(description);
+
+export const Conference = z
+  .strictObject({
+    number: ExtensionNumber.describe('The number phones dial to join the room, 2 to 12 digits; not an extension\'s number or a feature code.'),
+    name: DisplayName.optional().describe('What the room is called, e.g. "All hands".'),
+    max_members: z
+      .number({ error: 'expected a number of participants from 2 to 500' })
+      .int({ error: 'expected a whole number of participants' })
+      .min(2, { error: 'expected at least 2 participants: a room is for two or more' })
+      .max(500, { error: 'expected at most 500 participants' })
+      .describe('Participants at most (ConfBridge max_members); a moderator may still join a full room.'),
+    codec_profile: Name.optional().describe(
+      'Codec profile of the room (default defaults.codec_profile): with video, the room carries video; its audio codecs cap the mixing rate.',
+    ),
+    video_mode: z
+      .enum(VIDEO_MODES, { error: `expected one of ${VIDEO_MODES.join(', ')}` })
+      .optional()
+      .describe(
+        'Whose video everyone sees (ConfBridge video_mode). Default follow_talker with a video codec profile, none without. ' +
+          'last_marked and first_marked follow a moderator and need moderator_pin; sfu sends every participant\'s video ' +
+          'as its own stream and needs max_video_streams of 2 or more.',
+      ),
+    contexts: z
+      .array(ContextName, { error: 'expected a list of context names' })
+      .min(1, { error: 'list at least one context, or leave contexts out to reach the room from every context' })
+      .refine((xs) => new Set(xs).size === xs.length, { error: 'each context may be listed only once' })
+      .optional()
+      .describe('Dialplan contexts from which the room can be dialled; default every context under dialplan.contexts.'),
+    pin: PinSecret.optional().describe('Everyone must enter this PIN to join: { secret: NAME }.'),
+    moderator_pin: PinSecret.optional().describe(
+      'Who enters this PIN joins as moderator (ConfBridge admin and marked): { secret: NAME }.',
+    ),
+    announce_join_leave: Flag('Each caller records their name, which is played when they join and leave (ConfBridge announce_join_leave).'),
+    announce_user_count: Flag('Tell each caller how many people are in the room (ConfBridge announce_user_count).'),
+    music_on_hold_when_empty: Flag('Play music on hold to a caller who is alone in the room (ConfBridge music_on_hold_when_empty).'),
+    quiet: Flag('No join and leave sounds (ConfBridge quiet).'),
+    startmuted: Flag('Participants other than moderators join muted (ConfBridge startmuted).'),
+    wait_marked: Flag('Participants wait, hearing music, until a moderator joins (ConfBridge wait_marked); needs moderator_pin.'),
+    end_marked: Flag('Participants are removed when the last moderator leaves (ConfBridge end_marked); needs moderator_pin.'),
+  })
+  .describe('A conference room (Asterisk ConfBridge) reached by dialling its number.');
+
+// ---------------------------------------------------------------------------------------------
 // Removal guard
 
 export const RemovalGuard = z
@@ -360,6 +433,10 @@ export const SiteFile = z
     defaults: ExtensionDefaults.prefault({}),
     dialplan: Dialplan,
     removal_guard: RemovalGuard.prefault({}),
+    conferences: z
+      .array(Conference, { error: 'expected a list of conference rooms' })
+      .default([])
+      .describe('Conference rooms (ConfBridge), each reached by dialling its number.'),
     extensions: z.array(Extension, { error: 'expected a list of extensions' }).default([]),
   })
   .describe('pbx.yaml: the site-wide settings of one PBX.');
@@ -375,3 +452,4 @@ export type SiteFileData = z.output<typeof SiteFile>;
 export type ExtensionsFileData = z.output<typeof ExtensionsFile>;
 export type ExtensionData = z.output<typeof Extension>;
 export type CodecProfileData = z.output<typeof CodecProfile>;
+export type ConferenceData = z.output<typeof Conference>;

@@ -5,7 +5,7 @@
  */
 import assert from 'node:assert/strict';
 import { once } from 'node:events';
-import { mkdtempSync, readFileSync, rmSync, statSync, unlinkSync, utimesSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, unlinkSync, utimesSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
@@ -732,6 +732,28 @@ describe('FakeAsterisk is byte-for-byte the recorded Asterisk 20 (transcripts re
     // a2 was recorded while 6001's contact expired mid-answer (DeviceState "Not in use" next to
     // an aor with no contact): not a consistent state to reproduce. d_add6003.txt covers it.
     await replay('m_endpoint_detail_aors_coresettings_rtp_getconfig_ping.txt', h.port, { skip: ['a2'] });
+  });
+
+  it('o_confbridge_profiles.txt: confbridge show profile, a reload refused whole, an include cut short (Asterisk 22.10.1)', async () => {
+    const rooms = readFileSync(path.join(TRANSCRIPTS, 'o_confbridge_profiles.conf'), 'utf8');
+    const h = await startFake(
+      { 'confbridge.conf': '[general]\n\n[default_user]\ntype=user\n\n[default_bridge]\ntype=bridge\n\n#tryinclude pbx-agent/confbridge.conf\n' },
+      { version: '22.10.1' },
+    );
+    mkdirSync(path.join(h.dir, 'pbx-agent'));
+    writeConf(h.dir, 'pbx-agent/confbridge.conf', rooms);
+    await h.fake.restart();
+    const rewrite = (text: string) => () => writeConf(h.dir, 'pbx-agent/confbridge.conf', text);
+    await replay('o_confbridge_profiles.txt', h.port, {
+      // a9 and a10 list the profiles in the order of Asterisk's hash container.
+      skip: ['a9', 'a10'],
+      after: {
+        a8: { messages: 1, run: rewrite(rooms.replace('video_mode=follow_talker', 'video_mode=gallery')) },
+        a12: { messages: 1, run: rewrite(rooms.replace('[pbx-agent-conf-801]\n', '[pbx-agent-conf-801\n')) },
+      },
+    });
+    assert.match(h.fake.logText(), /ERROR\[1000\] config_options\.c: Error parsing video_mode=gallery at line 10 of \/etc\/asterisk\/pbx-agent\/confbridge\.conf/);
+    assert.match(h.fake.logText(), /WARNING\[1000\] config\.c: parse error: no closing '\]', line 26 of \/etc\/asterisk\/pbx-agent\/confbridge\.conf/);
   });
 
   it('n_*.txt: pjsip show transport, dialplan show, missing endpoint (bare LF), module reloads', async () => {

@@ -41,7 +41,7 @@ describe('plan and apply commands', () => {
     assert.match(r.out, /^ {2}create {4}pbx-agent\/pjsip\.conf {7}res_pjsip$/m);
     assert.match(r.out, /^\+\[1001\]$/m);
     assert.match(r.out, /^Extensions: added 1001 1002; changed -; removed -$/m);
-    assert.match(r.out, /^Asterisk would reload: res_rtp_asterisk, res_pjsip, app_voicemail, pbx_config$/m);
+    assert.match(r.out, /^Asterisk would reload: res_rtp_asterisk, res_pjsip, app_voicemail, app_confbridge, pbx_config$/m);
     assert.equal(await readFile(path.join(host.configDir, 'pbx-agent/pjsip.conf'), 'utf8').catch(() => 'absent'), 'absent');
     assert.equal(host.asterisk.reloadCount(), 0);
   });
@@ -50,7 +50,7 @@ describe('plan and apply commands', () => {
     const dir = await repo(['1001', '1002']);
     const first = await cli(['apply', dir, '--settings', host.settingsFile, '--revision', 'r1']);
     assert.equal(first.code, 0, first.err);
-    assert.equal(first.out, 'applied: revision r1, reloaded res_rtp_asterisk, res_pjsip, app_voicemail, pbx_config\n');
+    assert.equal(first.out, 'applied: revision r1, reloaded res_rtp_asterisk, res_pjsip, app_voicemail, app_confbridge, pbx_config\n');
     assert.deepEqual(host.asterisk.liveEndpoints(), ['1001', '1002']);
     const finished = first.logs.find((l) => l.event === 'reconcile.finished');
     assert.equal(finished.status, 'applied');

@@ -25,6 +25,7 @@ import {
   runBootstrap,
   snapshot,
   snapshotDiff,
+  STOCK_CONFBRIDGE,
   STOCK_EXTENSIONS,
   STOCK_PJSIP,
   STOCK_RTP,
@@ -185,7 +186,7 @@ describe('bootstrap/bootstrap.sh', function () {
   it('makes Asterisk include the managed files once, keeping the hand-maintained configuration', async () => {
     okRun(baseArgs(image, source));
     const read = (name: string) => readFile(image.at(`/etc/asterisk/${name}`), 'utf8');
-    for (const [name, stock] of [['pjsip', STOCK_PJSIP], ['voicemail', STOCK_VOICEMAIL]] as const) {
+    for (const [name, stock] of [['pjsip', STOCK_PJSIP], ['voicemail', STOCK_VOICEMAIL], ['confbridge', STOCK_CONFBRIDGE]] as const) {
       const text = await read(`${name}.conf`);
       assert.ok(text.startsWith(stock), `${name}.conf keeps its own content`);
       assert.equal(text.split('\n').filter((l) => l === `#tryinclude pbx-agent/${name}.conf`).length, 1);
@@ -434,7 +435,7 @@ describe('bootstrap/bootstrap.sh', function () {
     assert.match(failed.lastLine, /FAILED at step '9\/12 systemd unit/);
     assert.equal(
       await readFile(image.at('/var/lib/pbx-agent-bootstrap.pending'), 'utf8'),
-      ['asterisk: manager reload', 'asterisk: module reload res_pjsip.so', 'asterisk: dialplan reload', 'asterisk: module reload app_voicemail.so', 'asterisk: module reload res_rtp_asterisk.so', 'agent: restart', ''].join('\n'),
+      ['asterisk: manager reload', 'asterisk: module reload res_pjsip.so', 'asterisk: dialplan reload', 'asterisk: module reload app_voicemail.so', 'asterisk: module reload app_confbridge.so', 'asterisk: module reload res_rtp_asterisk.so', 'agent: restart', ''].join('\n'),
     );
     await rm(image.at('/etc/systemd/system/pbx-agent.service'), { recursive: true });
     const again = okRun(baseArgs(image, source));

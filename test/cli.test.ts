@@ -102,11 +102,13 @@ describe('cli', () => {
           '  create    pbx-agent/extensions.conf  pbx_config\n' +
           '  create    pbx-agent/voicemail.conf   app_voicemail\n' +
           '  create    pbx-agent/rtp.conf         res_rtp_asterisk\n' +
+          '  create    pbx-agent/confbridge.conf  app_confbridge\n' +
           'Extensions: added 1001 1002 1003 2001; changed -; removed -\n' +
+          'Conference rooms: added 800; changed -; removed -\n' +
           'May need an Asterisk restart (apply checks the live transports after the reload): transport transport-udp is new\n' +
-          'Asterisk would reload: res_rtp_asterisk, res_pjsip, app_voicemail, pbx_config\n',
+          'Asterisk would reload: res_rtp_asterisk, res_pjsip, app_voicemail, app_confbridge, pbx_config\n',
       );
-      for (const rel of ['pbx-agent/pjsip.conf', 'pbx-agent/extensions.conf', 'pbx-agent/voicemail.conf', 'pbx-agent/rtp.conf']) {
+      for (const rel of ['pbx-agent/pjsip.conf', 'pbx-agent/extensions.conf', 'pbx-agent/voicemail.conf', 'pbx-agent/rtp.conf', 'pbx-agent/confbridge.conf']) {
         assert.equal((await stat(path.join(out, rel))).mode & 0o777, 0o640, rel);
       }
       assert.equal(
@@ -122,7 +124,7 @@ describe('cli', () => {
       const r = await run(['render', 'examples/config-repo', '--out', out, '--revision', 'r2', '--json']);
       assert.equal(r.code, 0);
       const json = JSON.parse(r.out);
-      assert.deepEqual(json.files.map((f: { action: string }) => f.action), ['unchanged', 'unchanged', 'unchanged', 'unchanged']);
+      assert.deepEqual(json.files.map((f: { action: string }) => f.action), ['unchanged', 'unchanged', 'unchanged', 'unchanged', 'unchanged']);
       assert.deepEqual(json.reloads, []);
       const after = await stat(path.join(out, 'pbx-agent/pjsip.conf'));
       assert.equal(after.mtimeMs, before.mtimeMs);

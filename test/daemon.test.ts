@@ -214,6 +214,26 @@ describe('daemon', function () {
     assert.match(await readFile(file, 'utf8'), /max_contacts=30/);
   });
 
+  it('reports a hand edit of the managed confbridge.conf as drift.file, the room PIN redacted', async () => {
+    const secrets = path.join(host.root, 'etc/pbx-agent/secrets');
+    await mkdir(secrets, { recursive: true });
+    await writeFile(path.join(secrets, 'room-pin'), '47114711\n');
+    await chmod(path.join(secrets, 'room-pin'), 0o600);
+    await remote.commit({ 'pbx.yaml': `${BASE_PBX}conferences:\n  - number: "800"\n    max_members: 5\n    pin: { secret: room-pin }\n` }, 'a room');
+    await remote.push();
+    const d = await startDaemon();
+    const file = path.join(host.configDir, 'pbx-agent/confbridge.conf');
+    const original = await readFile(file, 'utf8');
+    assert.match(original, /^pin=47114711$/m);
+    await writeFile(file, original.replace('max_members=5', 'max_members=50').replace('pin=47114711', 'pin=90261309'));
+    await d.waitFor((l) => l.some((x) => x.event === 'drift.file'), 'drift.file');
+    const drift = d.events('drift.file')[0]!;
+    assert.equal(drift.file, 'pbx-agent/confbridge.conf');
+    assert.match(String(drift.diff), /^\+max_members=50$/m);
+    assert.match(String(drift.diff), /^\+pin=<redacted [0-9a-f]{8}>$/m);
+    assert.ok(!JSON.stringify(d.lines).includes('47114711') && !JSON.stringify(d.lines).includes('90261309'), 'a PIN reached the log');
+  });
+
   it('puts a hand-edited managed file back under policy restore', async () => {
     const d = await startDaemon({ filePolicy: 'restore' });
     const file = path.join(host.configDir, 'pbx-agent/pjsip.conf');

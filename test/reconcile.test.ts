@@ -33,7 +33,7 @@ describe('reconcile against a loopback Asterisk', () => {
     const out = await run(await repo(TWO), 'r1');
     assert.equal(out.status, 'applied', out.error);
     assert.deepEqual(host.asterisk.liveEndpoints(), ['1001', '1002']);
-    assert.deepEqual(out.reloads, ['res_rtp_asterisk', 'res_pjsip', 'app_voicemail', 'pbx_config']);
+    assert.deepEqual(out.reloads, ['res_rtp_asterisk', 'res_pjsip', 'app_voicemail', 'app_confbridge', 'pbx_config']);
     for (const m of out.reloads) assert.equal(host.asterisk.reloadCount(m), 1, m);
     assert.equal(out.verification?.ok, true);
     const state = await new StateStore(host.stateDir).read();

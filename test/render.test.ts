@@ -256,6 +256,7 @@ describe('render: desired state → Asterisk files', () => {
         ['pbx-agent/extensions.conf', 'unchanged'],
         ['pbx-agent/voicemail.conf', 'unchanged'],
         ['pbx-agent/rtp.conf', 'unchanged'],
+        ['pbx-agent/confbridge.conf', 'unchanged'],
       ]);
     });
   });

@@ -983,6 +983,10 @@ export class AmiClient extends EventEmitter<AmiClientEvents> {
     // `pjsip show auth X` / `pjsip show transport X`: " password      : secret"
     const m = /^(\s*)([a-z0-9_]+)(\s*:\s)(.*)$/.exec(line);
     if (m && SECRET_OPTIONS.has((m[2] ?? '').toLowerCase())) return `${m[1]}${m[2]}${m[3]}${this.secretFingerprint(m[4] ?? '')}`;
+    // `confbridge show profile user X`: "PIN:                     4711", or "None" without one
+    // (apps/confbridge/conf_config_parser.c handle_cli_confbridge_show_user_profile).
+    const pin = /^(PIN:\s+)(.*)$/.exec(line);
+    if (pin && pin[2] !== 'None') return `${pin[1]}${this.secretFingerprint(pin[2] ?? '')}`;
     return line;
   }
 

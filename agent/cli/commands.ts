@@ -147,6 +147,7 @@ export async function renderCommand(opts: RenderOptions, io: Io): Promise<number
           files: plan.files.map((f) => ({ path: f.path, module: f.module, action: f.action, bodySha256: f.rendered.bodyHash })),
           reloads: plan.reloads,
           extensions: plan.extensions,
+          conferences: plan.conferences,
           lockedOut: plan.lockedOut,
           restartReasons: plan.restartReasons,
           planWarnings: plan.warnings,

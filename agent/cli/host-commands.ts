@@ -60,7 +60,7 @@ export async function planCommand(opts: HostCommandOptions, io: Io): Promise<num
     io.out(JSON.stringify({
       ok: code === EXIT.ok, revision, configDir: store.root,
       files: plan.files.map((f) => ({ path: f.path, module: f.module, action: f.action })),
-      reloads: plan.reloads, extensions: plan.extensions, lockedOut: plan.lockedOut, restartReasons: plan.restartReasons,
+      reloads: plan.reloads, extensions: plan.extensions, conferences: plan.conferences, lockedOut: plan.lockedOut, restartReasons: plan.restartReasons,
       planWarnings: plan.warnings,
       refused: guard && !guard.acknowledged ? guard.refusal : null,
       ...(guard?.acknowledged ? { removalAcknowledgedBy: guard.acknowledged } : {}),

@@ -139,6 +139,11 @@ export function printPlan(
     const list = (xs: string[]) => listNumbers(xs) || '-';
     io.out(`Extensions: added ${list(added)}; changed ${list(changed)}; removed ${list(removed)}`);
   }
+  const rooms = plan.conferences;
+  if (rooms.added.length + rooms.changed.length + rooms.removed.length > 0) {
+    const list = (xs: string[]) => xs.join(' ') || '-';
+    io.out(`Conference rooms: added ${list(rooms.added)}; changed ${list(rooms.changed)}; removed ${list(rooms.removed)}`);
+  }
   printPlanWarnings(io, plan.warnings);
   for (const reason of plan.restartReasons) io.out(`May need an Asterisk restart (apply checks the live transports after the reload): ${reason}`);
   const refused = opts.guard !== undefined && opts.guard.acknowledged === undefined;

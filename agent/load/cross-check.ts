@@ -2,7 +2,8 @@
  * Checks that span fields or files, run after every file passed its schema. Each one exists
  * because getting it wrong silently breaks calls rather than failing loudly in Asterisk.
  */
-import type { ExtensionData, SiteFileData } from '../../schemas/config-repo.js';
+import type { ConferenceData, ExtensionData, SiteFileData } from '../../schemas/config-repo.js';
+import type { VideoMode } from '../model.js';
 import { fieldPath, foundValue, type ConfigIssue } from './issues.js';
 import { passwordWeakness } from './password-policy.js';
 import { locate, type ParsedYaml } from './yaml-document.js';
@@ -243,5 +244,144 @@ export function checkExtensions(site: SiteFileData, sitePath: ParsedYaml, entrie
       at('context', `is not a context declared under dialplan.contexts (declared: ${contexts.join(', ')})`, { found: data.context });
     }
   }
+  return issues;
+}
+
+/**
+ * A room's video mode: as written, else follow_talker when its codec profile carries video (one
+ * stream to every participant, what endpoints with max_video_streams=1 can receive), else none.
+ */
+export function conferenceVideoMode(site: SiteFileData, room: ConferenceData): VideoMode {
+  if (room.video_mode !== undefined) return room.video_mode;
+  const profile = site.codec_profiles[room.codec_profile ?? site.defaults.codec_profile ?? ''];
+  return profile?.video !== undefined ? 'follow_talker' : 'none';
+}
+
+/** The video modes that show one participant's video to everyone, chosen by who is marked. */
+const MARKED_VIDEO_MODES: readonly VideoMode[] = ['last_marked', 'first_marked'];
+
+/**
+ * Conference rooms: a number dials exactly one thing (an extension, a feature code or a room), and
+ * a room's video settings must be something ConfBridge and the phones can actually do.
+ */
+export function checkConferences(site: SiteFileData, parsed: ParsedYaml, entries: ExtensionEntry[]): ConfigIssue[] {
+  const issues: ConfigIssue[] = [];
+  const profiles = site.codec_profiles;
+  const contexts = Object.keys(site.dialplan.contexts);
+  const featureCodes = new Map(Object.entries(site.dialplan.feature_codes).map(([k, v]) => [v, k]));
+  const extensionsByNumber = new Map<string, ExtensionEntry>();
+  for (const e of entries) if (!extensionsByNumber.has(e.data.number)) extensionsByNumber.set(e.data.number, e);
+  const seen = new Map<string, number>();
+
+  site.conferences.forEach((room, i) => {
+    const path = ['conferences', i];
+    const at = (field: string, message: string, extra: Parameters<typeof issueAt>[3] = {}) =>
+      issues.push(issueAt(parsed, [...path, field], message, extra));
+
+    const first = seen.get(room.number);
+    if (first !== undefined) {
+      const pos = locate(parsed, ['conferences', first, 'number']);
+      at('number', `conference room ${room.number} is defined twice; the other one is at ${parsed.file}:${pos.line}:${pos.column}`, { found: room.number });
+    } else {
+      seen.set(room.number, i);
+    }
+    const ext = extensionsByNumber.get(room.number);
+    if (ext) {
+      const pos = locate(ext.parsed, [...ext.path, 'number']);
+      at(
+        'number',
+        `collides with extension ${room.number}${ext.data.enabled ? '' : ' (disabled)'} at ${ext.parsed.file}:${pos.line}:${pos.column}; a number dials one thing: give the room or the extension another number`,
+        { found: room.number },
+      );
+    }
+    const code = featureCodes.get(room.number);
+    if (code !== undefined) {
+      at('number', `collides with the ${code} feature code (dialplan.feature_codes.${code}); pick another number for the room or another feature code`, {
+        found: room.number,
+      });
+    }
+
+    room.contexts?.forEach((ctx, j) => {
+      if (!contexts.includes(ctx)) {
+        issues.push(issueAt(parsed, [...path, 'contexts', j], `is not a context declared under dialplan.contexts (declared: ${contexts.join(', ')})`, { found: ctx }));
+      }
+    });
+
+    const profileName = room.codec_profile ?? site.defaults.codec_profile;
+    const profile = profileName === undefined ? undefined : profiles[profileName];
+    if (profileName === undefined) {
+      issues.push(issueAt(parsed, path, `conference room ${room.number} has no codec profile: set codec_profile here or defaults.codec_profile`));
+    } else if (!profile) {
+      if (room.codec_profile !== undefined) {
+        at('codec_profile', `is not a profile under codec_profiles (defined: ${Object.keys(profiles).join(', ') || 'none'})`, { found: profileName });
+      }
+    }
+
+    // What cannot work, whatever the phones (configs/samples/confbridge.conf.sample, video_mode).
+    const mode = conferenceVideoMode(site, room);
+    const hasModerators = room.moderator_pin !== undefined;
+    if (profile && mode !== 'none' && profile.video === undefined) {
+      at(
+        room.video_mode !== undefined ? 'video_mode' : 'codec_profile',
+        `video_mode ${mode} needs video, but codec profile ${profileName} has none (ConfBridge passes video through, it never creates any); use a codec profile with video: or set video_mode: none`,
+        { found: room.video_mode ?? profileName },
+      );
+    }
+    if (MARKED_VIDEO_MODES.includes(mode) && !hasModerators) {
+      at(
+        'video_mode',
+        `${mode} shows the video of a marked participant, and without moderator_pin nobody joins marked, so nobody would ever see video; set moderator_pin or use follow_talker`,
+        { found: mode },
+      );
+    }
+    if (mode === 'sfu' && profile?.video !== undefined && (profile.max_video_streams ?? 1) < 2) {
+      at(
+        'video_mode',
+        `sfu sends every participant's video as a stream of its own, but codec profile ${profileName} allows max_video_streams ${profile.max_video_streams ?? 1}; ` +
+          'use a profile with max_video_streams of 2 or more (and phones that handle several video streams, such as WebRTC clients), or follow_talker for one stream',
+        { found: mode },
+      );
+    }
+    for (const flag of ['wait_marked', 'end_marked'] as const) {
+      if (room[flag] && !hasModerators) {
+        at(flag, `waits for or ends with a moderator (a marked participant), but the room has no moderator_pin, so nobody joins marked; set moderator_pin or remove ${flag}`, { keyOf: true });
+      }
+    }
+    if (room.pin && room.moderator_pin && room.pin.secret === room.moderator_pin.secret) {
+      at('moderator_pin', `names the same secret as pin ("${room.pin.secret}"): every participant would join as moderator; give moderators a PIN of their own`, {
+        found: room.moderator_pin.secret,
+      });
+    }
+
+    // What works only for some phones: warn, naming them.
+    if (profile?.video !== undefined && mode !== 'none') {
+      const reach = new Set(room.contexts ?? contexts);
+      const roomCodec = profile.video[0]!;
+      const fewStreams: string[] = [];
+      const otherCodec: string[] = [];
+      for (const e of entries) {
+        if (!e.data.enabled || !reach.has(e.data.context ?? site.defaults.context)) continue;
+        const own = profiles[e.data.codec_profile ?? site.defaults.codec_profile ?? ''];
+        if (own?.video === undefined) continue;
+        if (own.video[0] !== roomCodec) otherCodec.push(e.data.number);
+        if (mode === 'sfu' && (own.max_video_streams ?? 1) < 2) fewStreams.push(e.data.number);
+      }
+      const list = (xs: string[]) => xs.slice(0, 10).join(', ') + (xs.length > 10 ? ` and ${xs.length - 10} more` : '');
+      if (otherCodec.length > 0) {
+        at(
+          'codec_profile',
+          `extensions ${list(otherCodec)} can dial this room but prefer another video codec than its ${roomCodec}; ConfBridge does not transcode video, so participants see each other only when their phones settle on one codec`,
+          { severity: 'warning', keyOf: room.codec_profile !== undefined },
+        );
+      }
+      if (fewStreams.length > 0) {
+        at(
+          'video_mode',
+          `extensions ${list(fewStreams)} can dial this sfu room with max_video_streams below 2: they receive one participant's video at most`,
+          { severity: 'warning', found: mode },
+        );
+      }
+    }
+  });
   return issues;
 }

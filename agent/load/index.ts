@@ -2,8 +2,8 @@
  * load: config repo snapshot → DesiredState, or every problem found, located. Pure.
  */
 import { ExtensionsFile, SiteFile, type SiteFileData } from '../../schemas/config-repo.js';
-import type { Credential, DesiredExtension, DesiredState, DesiredTransport, Locate, Protocol } from '../model.js';
-import { checkExtensions, checkSite, type ExtensionEntry } from './cross-check.js';
+import type { Credential, DesiredConference, DesiredExtension, DesiredState, DesiredTransport, Locate, Protocol } from '../model.js';
+import { checkConferences, conferenceVideoMode, checkExtensions, checkSite, type ExtensionEntry } from './cross-check.js';
 import { fileIssue, hasErrors, sortIssues, type ConfigIssue } from './issues.js';
 import type { RepoSnapshot } from './read-repo.js';
 import { validateFile } from './validate.js';
@@ -31,7 +31,7 @@ function credentialOf(ext: ExtensionEntry['data']): Credential {
   return { kind: 'password', password: ext.password ?? '' };
 }
 
-function buildState(site: SiteFileData, entries: ExtensionEntry[]): DesiredState {
+function buildState(site: SiteFileData, siteFile: string, entries: ExtensionEntry[]): DesiredState {
   const transports: DesiredTransport[] = [];
   for (const protocol of PROTOCOLS) {
     const t = site.network.transports[protocol];
@@ -66,7 +66,33 @@ function buildState(site: SiteFileData, entries: ExtensionEntry[]): DesiredState
   }
   // Numeric order (then text order for equal values such as 0100 and 100) keeps rendering
   // independent of file names and of the order inside files.
-  extensions.sort((a, b) => Number(a.number) - Number(b.number) || (a.number < b.number ? -1 : a.number > b.number ? 1 : 0));
+  const byNumber = (a: { number: string }, b: { number: string }) => Number(a.number) - Number(b.number) || (a.number < b.number ? -1 : a.number > b.number ? 1 : 0);
+  extensions.sort(byNumber);
+
+  const allContexts = Object.keys(site.dialplan.contexts).sort();
+  const conferences: DesiredConference[] = site.conferences.map((c, i) => {
+    const room: DesiredConference = {
+      number: c.number,
+      // Cross-checks guarantee one of the two is set.
+      codecProfile: (c.codec_profile ?? site.defaults.codec_profile)!,
+      videoMode: conferenceVideoMode(site, c),
+      maxMembers: c.max_members,
+      contexts: c.contexts ? [...c.contexts].sort() : allContexts,
+      announceJoinLeave: c.announce_join_leave,
+      announceUserCount: c.announce_user_count,
+      musicOnHoldWhenEmpty: c.music_on_hold_when_empty,
+      quiet: c.quiet,
+      startMuted: c.startmuted,
+      waitMarked: c.wait_marked,
+      endMarked: c.end_marked,
+      source: { file: siteFile, path: ['conferences', i] },
+    };
+    if (c.name !== undefined) room.name = c.name;
+    if (c.pin !== undefined) room.pin = { secret: c.pin.secret };
+    if (c.moderator_pin !== undefined) room.moderatorPin = { secret: c.moderator_pin.secret };
+    return room;
+  });
+  conferences.sort(byNumber);
 
   const rtp: DesiredState['rtp'] = { portStart: site.rtp.port_start, portEnd: site.rtp.port_end, ice: site.rtp.ice };
   if (site.rtp.stun_server !== undefined) rtp.stunServer = site.rtp.stun_server;
@@ -95,6 +121,7 @@ function buildState(site: SiteFileData, entries: ExtensionEntry[]): DesiredState
     featureCodes: { voicemail: site.dialplan.feature_codes.voicemail },
     removalGuard: { maxCount: site.removal_guard.max_count, maxPercent: site.removal_guard.max_percent },
     extensions,
+    conferences,
   };
 }
 
@@ -150,6 +177,7 @@ export function loadDesiredState(snapshot: RepoSnapshot): LoadResult {
   if (site && siteParsed) {
     issues.push(...checkSite(site, siteParsed));
     issues.push(...checkExtensions(site, siteParsed, entries));
+    issues.push(...checkConferences(site, siteParsed, entries));
   }
 
   const byFile = new Map<string, ParsedYaml>(entries.map((e) => [e.parsed.file, e.parsed]));
@@ -168,5 +196,5 @@ export function loadDesiredState(snapshot: RepoSnapshot): LoadResult {
     disabled,
   };
   if (hasErrors(sorted) || !site) return { issues: sorted, summary, locate: locateRef };
-  return { state: buildState(site, entries), issues: sorted, summary, locate: locateRef };
+  return { state: buildState(site, siteParsed!.file, entries), issues: sorted, summary, locate: locateRef };
 }

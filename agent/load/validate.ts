@@ -5,8 +5,8 @@ import type { z } from 'zod';
 import { fieldPath, foundValue, type ConfigIssue } from './issues.js';
 import { locate, valueAt, type ParsedYaml } from './yaml-document.js';
 
-/** Fields whose values must never be echoed in a message. */
-const SENSITIVE_FIELDS = new Set(['password', 'md5']);
+/** Fields whose values must never be echoed in a message (a PIN typed into the YAML by mistake included). */
+const SENSITIVE_FIELDS = new Set(['password', 'md5', 'pin', 'moderator_pin']);
 
 const TYPE_WORDS: Record<string, string> = {
   number: 'a number',

@@ -2,12 +2,13 @@
  * plan: compare the rendered files with what is on disk and decide what to write and which
  * Asterisk modules to reload. Pure. Nothing changed → nothing written, nothing reloaded.
  */
-import { createHash } from 'node:crypto';
+import { createHmac, randomBytes } from 'node:crypto';
 import type { RenderedFile } from '../render/index.js';
 import { inReloadOrder, splitManagedText, type AsteriskModule } from '../managed-files.js';
 import { unifiedDiff } from './diff.js';
 import { planWarnings, type PlanWarning } from './hazards.js';
 import { comparePjsip, type PjsipComparison } from './objects.js';
+import { compareRooms, type RoomChanges } from './rooms.js';
 
 export { checkRemovals, ACKNOWLEDGE_HINT, MASS_REMOVAL_FLAG, MASS_REMOVAL_TRAILER, type RemovalRefusal } from './guard.js';
 export type { PlanWarning } from './hazards.js';
@@ -28,6 +29,8 @@ export interface ReloadPlan {
   reloads: AsteriskModule[];
   /** Extensions added, changed and removed in pjsip.conf. */
   extensions: { added: string[]; changed: string[]; removed: string[] };
+  /** Conference rooms added, changed and removed (confbridge.conf and the rooms' dialplan). */
+  conferences: RoomChanges;
   /** Why a reload is not enough and Asterisk must restart for the change to take; empty if it is. */
   restartReasons: string[];
   /** Extensions kept whose credential can no longer match (a realm change with md5 unchanged). */
@@ -62,12 +65,14 @@ export function planChanges(rendered: readonly RenderedFile[], onDisk: ReadonlyM
   const rtpFile = files.find((f) => f.module === 'res_rtp_asterisk');
   const rtpBefore = rtpFile && onDisk.get(rtpFile.path);
   const rtp = { before: rtpBefore === undefined ? undefined : splitManagedText(rtpBefore).body, after: rtpFile?.rendered.body ?? '' };
+  const conferences = conferenceChanges(files, onDisk);
   const pjsipFile = files.find((f) => f.module === 'res_pjsip' && f.action !== 'unchanged');
   if (!pjsipFile) {
     return {
       files,
       reloads,
       extensions: { added: [], changed: [], removed: [] },
+      conferences,
       lockedOut: [],
       extensionsBefore: 0,
       restartReasons: [],
@@ -81,6 +86,7 @@ export function planChanges(rendered: readonly RenderedFile[], onDisk: ReadonlyM
     files,
     reloads,
     extensions: { added, changed, removed },
+    conferences,
     lockedOut,
     extensionsBefore,
     restartReasons,
@@ -90,19 +96,39 @@ export function planChanges(rendered: readonly RenderedFile[], onDisk: ReadonlyM
   };
 }
 
+/** Rooms the change adds, changes or removes; nothing is compared when neither file changes. */
+function conferenceChanges(files: readonly FileChange[], onDisk: ReadonlyMap<string, string | undefined>): RoomChanges {
+  const confbridge = files.find((f) => f.module === 'app_confbridge');
+  const extensions = files.find((f) => f.module === 'pbx_config');
+  if (!confbridge || !extensions || (confbridge.action === 'unchanged' && extensions.action === 'unchanged')) return { added: [], changed: [], removed: [] };
+  const body = (f: FileChange) => splitManagedText(onDisk.get(f.path) ?? '').body;
+  return compareRooms(
+    { confbridge: body(confbridge), extensions: body(extensions) },
+    { confbridge: confbridge.rendered.body, extensions: extensions.rendered.body },
+  );
+}
+
+/**
+ * Keys the fingerprints of this process. A PIN has 4 to 12 digits: a plain hash of one is undone
+ * by hashing every possible PIN, so the fingerprint is an HMAC whose key never leaves memory.
+ */
+const FINGERPRINT_KEY = randomBytes(32);
+
 /** A short fingerprint of a secret: a changed secret still shows as a changed line, its value never does. */
 function fingerprint(value: string): string {
-  return `<redacted ${createHash('sha256').update(value).digest('hex').slice(0, 8)}>`;
+  return `<redacted ${createHmac('sha256', FINGERPRINT_KEY).update(value).digest('hex').slice(0, 8)}>`;
 }
 
 /**
  * Credentials are hashes, but still never shown in a diff that may end up in a log; voicemail
- * PINs are credentials too. `file` names the managed file the text comes from: in voicemail.conf
+ * and conference PINs are credentials too. `file` names the managed file the text comes from: in voicemail.conf
  * every `box => PIN,name,email` line starts with the PIN (voicemail.conf.sample), and Asterisk
  * also reads `box = PIN,...` (main/config.c takes `=>` and `=` alike), as a hand edit may write it.
  */
 export function redactSecrets(text: string, file = ''): string {
   const credentials = text.replace(/^(\s*(?:md5_cred|password)\s*=)(.*)$/gm, (_m, key: string, value: string) => `${key}${fingerprint(value)}`);
+  // Conference PINs: `pin=` of confbridge.conf's user profiles (`=>` is read as `=` there too).
+  if (file.endsWith('confbridge.conf')) return credentials.replace(/^(\s*pin\s*=>?)(.*)$/gim, (_m, key: string, value: string) => `${key}${fingerprint(value)}`);
   if (!file.endsWith('voicemail.conf')) return credentials;
   return credentials.replace(/^(\s*[^;[\s=][^=\n]*?\s*=>?\s*)([^,\n]*)/gm, (_m, key: string, pin: string) => `${key}${fingerprint(pin)}`);
 }

@@ -4,6 +4,7 @@
  */
 import type { ResolvedState } from '../model.js';
 import { ConfText } from './conf-text.js';
+import { conferenceBridgeProfile, conferenceUserProfile } from './confbridge.js';
 import { VOICEMAIL_CONTEXT } from './voicemail.js';
 
 /** Shared by all extensions so that each one renders to two lines. */
@@ -57,10 +58,59 @@ export function renderExtensionsConf(state: ResolvedState): string {
   conf.arrow('same', `n(own),VoiceMailMain(\${vmbox}@${VOICEMAIL_CONTEXT},s)`);
   conf.arrow('same', 'n,Hangup()');
 
+  for (const room of state.conferences) renderConference(conf, room);
+
   for (const ctx of state.contexts) {
     conf.section(ctx.name);
     conf.arrow('include', EXTENSIONS_CONTEXT);
+    for (const room of state.conferences) {
+      if (room.contexts.includes(ctx.name)) conf.arrow('include', conferenceBridgeProfile(room.number));
+    }
     for (const inc of ctx.includes) conf.arrow('include', inc);
   }
   return conf.toString();
+}
+
+/** The variable a PIN is read into: the channel's own, gone when the call ends. */
+const PIN_VARIABLE = 'PBXAGENT_PIN';
+const TRIES_VARIABLE = 'PBXAGENT_PIN_TRIES';
+
+/**
+ * One context per room, included by the contexts that may dial it. Without a moderator PIN,
+ * ConfBridge asks for the room's PIN itself (user profile `pin`, three tries: app_confbridge.c
+ * conf_get_pin). With one, a single prompt must tell the two PINs apart, which ConfBridge cannot:
+ * the dialplan reads the digits and compares them with the profiles' `pin` options, read from
+ * confbridge.conf with AST_CONFIG (func_config), so the PINs live in that file only. The caller
+ * then joins with a copy of the matching profile whose PIN is cleared (CONFBRIDGE(user,template),
+ * conf_config_parser.c func_confbridge_helper), or ConfBridge would ask a second time.
+ */
+function renderConference(conf: ConfText, room: ResolvedState['conferences'][number]): void {
+  const context = conferenceBridgeProfile(room.number);
+  const member = conferenceUserProfile(room.number, 'member');
+  conf.section(context, `Conference room ${room.number}${room.name !== undefined ? ` "${room.name}"` : ''}.`);
+  if (!room.moderatorPin) {
+    conf.arrow('exten', `${room.number},1,ConfBridge(${room.number},${context},${member})`);
+    conf.arrow('same', 'n,Hangup()');
+    return;
+  }
+  const moderator = conferenceUserProfile(room.number, 'moderator');
+  const pin = `\${${PIN_VARIABLE}}`;
+  // An empty entry never matches a PIN: AST_CONFIG answers empty when it finds nothing.
+  const matches = (profile: string) => `$["${pin}" != "" & "${pin}" = "\${AST_CONFIG(confbridge.conf,${profile},pin)}"]`;
+  conf.arrow('exten', `${room.number},1,Answer()`);
+  conf.arrow('same', `n,Set(${TRIES_VARIABLE}=0)`);
+  conf.arrow('same', `n(pin),Read(${PIN_VARIABLE},conf-getpin,12,,1,10)`);
+  conf.arrow('same', `n,GotoIf(${matches(moderator)}?moderator)`);
+  // Without a room PIN, participants just press # (or wait) at the prompt.
+  conf.arrow('same', room.pin ? `n,GotoIf(${matches(member)}?member)` : `n,GotoIf($["${pin}" = ""]?member)`);
+  conf.arrow('same', `n,Set(${TRIES_VARIABLE}=$[\${${TRIES_VARIABLE}} + 1])`);
+  conf.arrow('same', `n,GotoIf($[\${${TRIES_VARIABLE}} < 3]?pin)`);
+  conf.arrow('same', 'n,Playback(conf-invalidpin)');
+  conf.arrow('same', 'n,Hangup()');
+  conf.arrow('same', `n(moderator),Set(CONFBRIDGE(user,template)=${moderator})`);
+  conf.arrow('same', 'n,Goto(join)');
+  conf.arrow('same', `n(member),Set(CONFBRIDGE(user,template)=${member})`);
+  conf.arrow('same', 'n(join),Set(CONFBRIDGE(user,pin)=)');
+  conf.arrow('same', `n,ConfBridge(${room.number},${context})`);
+  conf.arrow('same', 'n,Hangup()');
 }

@@ -4,12 +4,13 @@
  */
 import { hashBody, MANAGED_FILES, renderHeader, type AsteriskModule } from '../managed-files.js';
 import type { ResolvedState } from '../model.js';
+import { renderConfbridgeConf } from './confbridge.js';
 import { renderExtensionsConf } from './extensions.js';
 import { renderPjsipConf } from './pjsip.js';
 import { renderRtpConf } from './rtp.js';
 import { renderVoicemailConf } from './voicemail.js';
 
-export { renderExtensionsConf, renderPjsipConf, renderRtpConf, renderVoicemailConf };
+export { renderConfbridgeConf, renderExtensionsConf, renderPjsipConf, renderRtpConf, renderVoicemailConf };
 
 /** Which render function fills each managed file (agent/managed-files.ts lists the files). */
 export const RENDERERS: Record<AsteriskModule, (state: ResolvedState) => string> = {
@@ -17,6 +18,7 @@ export const RENDERERS: Record<AsteriskModule, (state: ResolvedState) => string>
   pbx_config: renderExtensionsConf,
   app_voicemail: renderVoicemailConf,
   res_rtp_asterisk: renderRtpConf,
+  app_confbridge: renderConfbridgeConf,
 };
 
 export interface RenderedFile {

@@ -9,7 +9,7 @@
  */
 import { AmiError, header, headerAll, type AmiHeaders, type EndpointDetails } from '../asterisk/ami.js';
 import type { AsteriskControl } from '../asterisk/control.js';
-import { comparePjsip, type PjsipComparison, type PjsipObject } from '../plan/objects.js';
+import { comparePjsip, parsePjsipObjects, type PjsipComparison, type PjsipObject } from '../plan/objects.js';
 import type { AsteriskModule } from '../managed-files.js';
 import { EXTENSIONS_CONTEXT } from '../render/extensions.js';
 import { VOICEMAIL_CONTEXT } from '../render/voicemail.js';
@@ -205,25 +205,78 @@ class Checker {
   }
 
   async verifyDialplan(change: ModuleChange) {
-    const numbers = (body: string) => new Set([...body.matchAll(/^exten => ([0-9]+),1,/gm)].map((m) => m[1]!));
-    const before = numbers(change.before);
-    const after = numbers(change.after);
+    // Numbers per context: the agent's extensions and each conference room's own context.
+    const before = dialplanNumbers(change.before);
+    const after = dialplanNumbers(change.after);
     const added = [...after].filter((n) => !before.has(n)).slice(0, this.options.detailLimit);
     const removed = [...before].filter((n) => !after.has(n)).slice(0, this.options.detailLimit);
-    for (const n of added) {
-      const { ok } = await this.command(`dialplan show ${n}@${EXTENSIONS_CONTEXT}`);
-      if (!ok) this.mismatch(`dialplan ${n}@${EXTENSIONS_CONTEXT}`, 'presence', 'present', 'missing');
+    for (const at of added) {
+      const { ok } = await this.command(`dialplan show ${at}`);
+      if (!ok) this.mismatch(`dialplan ${at}`, 'presence', 'present', 'missing');
     }
-    for (const n of removed) {
-      const { ok } = await this.command(`dialplan show ${n}@${EXTENSIONS_CONTEXT}`);
-      if (ok) this.mismatch(`dialplan ${n}@${EXTENSIONS_CONTEXT}`, 'presence', 'removed', 'still present');
+    for (const at of removed) {
+      const { ok } = await this.command(`dialplan show ${at}`);
+      if (ok) this.mismatch(`dialplan ${at}`, 'presence', 'removed', 'still present');
     }
-    // The operator-facing contexts are few and small: check each exists and includes ours.
-    const contexts = [...change.after.matchAll(/^\[([^\]]+)\]\ninclude => pbx-agent-extensions$/gm)].map((m) => m[1]!);
-    for (const ctx of contexts) {
+    // The operator-facing contexts are few and small: check each exists and includes the agent's
+    // contexts it should (the extensions, and the conference rooms it may dial).
+    for (const [ctx, includes] of operatorContexts(change.after)) {
       const { ok, lines } = await this.command(`dialplan show ${ctx}`);
-      if (!ok || !lines.some((l) => l.includes(`'${EXTENSIONS_CONTEXT}'`))) {
-        this.mismatch(`dialplan context ${ctx}`, 'include', EXTENSIONS_CONTEXT, ok ? 'not included' : 'context missing');
+      for (const inc of includes) {
+        if (!ok || !lines.some((l) => l.includes(`'${inc}'`))) {
+          this.mismatch(`dialplan context ${ctx}`, 'include', inc, ok ? 'not included' : 'context missing');
+        }
+      }
+    }
+  }
+
+  /**
+   * Conference profiles read back one by one (`confbridge show profile bridge|user NAME`): those
+   * added or changed must show what was rendered, those removed must be gone. app_confbridge
+   * refuses a whole file it cannot take (the Reload then answers an error), but a file cut short
+   * by a syntax error loads only its first sections and answers success: only reading back tells.
+   */
+  async verifyConfbridge(change: ModuleChange) {
+    const key = (o: PjsipObject) => `${o.type} ${o.name}`;
+    const before = new Map(parsePjsipObjects(change.before).map((o) => [key(o), o]));
+    const after = parsePjsipObjects(change.after).filter((o) => o.type === 'bridge' || o.type === 'user');
+    for (const profile of after) {
+      const old = before.get(key(profile));
+      if (old && old.options.join('\n') === profile.options.join('\n')) continue;
+      await this.compareProfile(profile);
+    }
+    const kept = new Set(after.map(key));
+    for (const [k, old] of before) {
+      if (kept.has(k) || (old.type !== 'bridge' && old.type !== 'user')) continue;
+      const { lines } = await this.command(`confbridge show profile ${old.type} ${old.name}`);
+      if (!isMissingProfile(lines)) this.mismatch(`confbridge ${old.type} profile ${old.name}`, 'presence', 'removed', 'still present');
+    }
+  }
+
+  private async compareProfile(profile: PjsipObject) {
+    const object = `confbridge ${profile.type} profile ${profile.name}`;
+    const { ok, lines } = await this.command(`confbridge show profile ${profile.type} ${profile.name}`);
+    if (!ok || isMissingProfile(lines)) return this.mismatch(object, 'presence', 'present', 'missing');
+    const live = new Map<string, string>();
+    for (const line of lines) {
+      const colon = line.indexOf(':');
+      if (colon > 0) live.set(line.slice(0, colon), line.slice(colon + 1).trim());
+    }
+    const fields = profile.type === 'bridge' ? BRIDGE_FIELDS : USER_FIELDS;
+    const options = new Map(optionsOf(profile));
+    // A profile without a PIN shows "None": a PIN removed must be gone live too.
+    if (profile.type === 'user' && !options.has('pin')) options.set('pin', '');
+    for (const [option, value] of options) {
+      const field = fields[option];
+      if (!field) continue;
+      const actual = live.get(field.label);
+      if (option === 'pin') {
+        const expected = value === '' ? 'None' : this.asterisk.secretFingerprint(value);
+        if (actual !== expected) {
+          this.mismatch(object, field.label, value === '' ? 'None' : '(the rendered PIN)', actual === undefined ? undefined : actual === 'None' ? 'None' : '(a different PIN)');
+        }
+      } else if (!field.same(value, actual)) {
+        this.mismatch(object, field.label, field.shown(value), actual);
       }
     }
   }
@@ -273,6 +326,76 @@ export async function liveEndpointNames(
   return found;
 }
 
+/** `NUMBER@CONTEXT` for every extension's first priority in an extensions.conf body. */
+function dialplanNumbers(body: string): Set<string> {
+  const out = new Set<string>();
+  let context = '';
+  for (const line of body.split('\n')) {
+    const section = /^\[([^\]]+)\]$/.exec(line);
+    if (section) context = section[1]!;
+    const exten = /^exten => ([0-9]+),1,/.exec(line);
+    if (exten && context) out.add(`${exten[1]}@${context}`);
+  }
+  return out;
+}
+
+/** The contexts operators' phones use (those that include the agent's extensions), with the agent's contexts each includes. */
+function operatorContexts(body: string): Map<string, string[]> {
+  const out = new Map<string, string[]>();
+  for (const section of body.split(/\n(?=\[)/)) {
+    const m = /^\[([^\]]+)\]\ninclude => (\S+)$/m.exec(section);
+    if (!m || m[2] !== EXTENSIONS_CONTEXT || !section.startsWith(`[${m[1]}]`)) continue;
+    out.set(m[1]!, [...section.matchAll(/^include => (pbx-agent-\S+)$/gm)].map((x) => x[1]!));
+  }
+  return out;
+}
+
+/** conf_config_parser.c answers an unknown profile with success and this line. */
+function isMissingProfile(lines: readonly string[]): boolean {
+  return lines.some((l) => /^No conference (bridge|user) profile named '.*' found!$/.test(l.trim()));
+}
+
+interface ProfileField {
+  /** The label `confbridge show profile ...` prints before the colon. */
+  label: string;
+  same(rendered: string, live: string | undefined): boolean;
+  /** The rendered value as Asterisk would print it, for the mismatch message. */
+  shown(rendered: string): string;
+}
+
+/** yes/no rendered; true/false or enabled/disabled printed, depending on the option. */
+const flag = (label: string, on: string, off: string): ProfileField => ({
+  label,
+  same: (rendered, live) => live === (TRUE.test(rendered) ? on : off),
+  shown: (rendered) => (TRUE.test(rendered) ? on : off),
+});
+const printed = (label: string, show: (rendered: string) => string): ProfileField => ({
+  label,
+  same: (rendered, live) => live === show(rendered),
+  shown: show,
+});
+
+/** handle_cli_confbridge_show_bridge_profile (conf_config_parser.c, the same in 20.6 and 22). */
+const BRIDGE_FIELDS: Record<string, ProfileField> = {
+  max_members: printed('Max Members', (v) => (Number(v) === 0 ? 'No Limit' : String(Number(v)))),
+  video_mode: printed('Video Mode', (v) => (v === 'none' ? 'no video' : v)),
+  maximum_sample_rate: printed('Maximum Sample Rate', (v) => (v === 'none' || Number(v) === 0 ? 'none' : String(Number(v)))),
+};
+
+/** handle_cli_confbridge_show_user_profile. */
+const USER_FIELDS: Record<string, ProfileField> = {
+  admin: flag('Admin', 'true', 'false'),
+  marked: flag('Marked User', 'true', 'false'),
+  startmuted: flag('Start Muted', 'true', 'false'),
+  music_on_hold_when_empty: flag('MOH When Empty', 'enabled', 'disabled'),
+  quiet: flag('Quiet', 'enabled', 'disabled'),
+  announce_user_count: flag('Announce User Count', 'enabled', 'disabled'),
+  announce_join_leave: flag('Announce join/leave', 'enabled', 'disabled'),
+  wait_marked: flag('Wait Marked', 'enabled', 'disabled'),
+  end_marked: flag('END Marked (All)', 'enabled', 'disabled'),
+  pin: printed('PIN', (v) => v),
+};
+
 /** "172.31.0.0/16" → "172.31.0.0/255.255.0.0" */
 function cidrToNetmask(cidr: string): string {
   const [addr, bitsText] = cidr.split('/');
@@ -292,6 +415,7 @@ export async function verifyLiveState(
     else if (change.module === 'res_rtp_asterisk') await checker.verifyRtp(change);
     else if (change.module === 'pbx_config') await checker.verifyDialplan(change);
     else if (change.module === 'app_voicemail') await checker.verifyVoicemail(change);
+    else if (change.module === 'app_confbridge') await checker.verifyConfbridge(change);
   }
   return {
     ok: checker.mismatches.length === 0,

@@ -20,7 +20,7 @@ import { REPO_ROOT } from '../support/bootstrap-root.js';
 import { HostContainer, preparedRootfs, WORK_ROOT, type Exec } from '../support/host-container.js';
 import { BOOTSTRAP_NODE_MAJORS, nodeDist, type NodeDist } from '../support/node-lines.js';
 import { buildRelease } from '../support/release.js';
-import { callee, calleeAnswer, caller, register } from './sipp.js';
+import { callee, calleeAnswer, caller, conferenceCaller, register } from './sipp.js';
 
 const run = promisify(execFile);
 
@@ -47,6 +47,9 @@ rtp:
 codec_profiles:
   voice:
     audio: [ulaw, alaw, g722, opus]
+  video:
+    audio: [ulaw, alaw, g722, opus]
+    video: [h264, vp8]
 defaults:
   context: internal
   codec_profile: voice
@@ -55,10 +58,22 @@ dialplan:
   contexts:
     internal:
       includes: []
+conferences:
+  - number: "800"
+    name: Team room
+    max_members: 4
+    codec_profile: video
 `;
 
+/** Phones with the video profile: the first extension, as a meeting-room phone would have. */
+const VIDEO_PHONES = new Set(['2001']);
+/** The room test needs one host: the bootstrap's default Node.js line. */
+const CONFERENCE_NODE_MAJOR = 24;
+
 function extensionsYaml(numbers: string[]): string {
-  return `extensions:\n${numbers.map((n) => `  - number: "${n}"\n    name: Phone ${n}\n    md5: ${md5Credential(n, 'asterisk', PASSWORD(n))}\n`).join('')}`;
+  return `extensions:\n${numbers
+    .map((n) => `  - number: "${n}"\n    name: Phone ${n}\n    md5: ${md5Credential(n, 'asterisk', PASSWORD(n))}\n${VIDEO_PHONES.has(n) ? '    codec_profile: video\n' : ''}`)
+    .join('')}`;
 }
 
 async function git(cwd: string, ...args: string[]): Promise<string> {
@@ -139,6 +154,9 @@ class E2eHost {
         await writeFile(at('/srv/e2e/sipp/callee-answer.xml'), calleeAnswer('/srv/e2e/sipp/answered'));
         await writeFile(at('/srv/e2e/sipp/caller.xml'), caller(ELASTIC_IP));
         await writeFile(at('/srv/e2e/sipp/call-2002.csv'), 'SEQUENTIAL\n2002;\n');
+        await writeFile(at('/srv/e2e/sipp/conference-video.xml'), conferenceCaller(ELASTIC_IP, true, 8000));
+        await writeFile(at('/srv/e2e/sipp/conference-audio.xml'), conferenceCaller(ELASTIC_IP, false, 3000));
+        await writeFile(at('/srv/e2e/sipp/room-800.csv'), 'SEQUENTIAL\n800;\n');
       },
     });
     const h = new E2eHost(c, node, work);
@@ -261,6 +279,27 @@ class E2eHost {
     ]);
     assert.equal(r.code, 0, r.stderr);
     return r.stdout.trim();
+  }
+
+  /** An operator's commit of pbx.yaml, pushed to the git host. */
+  async pushSite(yaml: string, message: string): Promise<string> {
+    await writeFile(this.c.at('/home/git/clone/pbx.yaml'), yaml);
+    const r = await this.c.exec([
+      'runuser', '-u', 'git', '--', 'sh', '-ec',
+      `cd /home/git/clone && git -c user.name=e2e -c user.email=e2e@example.org commit -q -am "${message}" && git push -q origin HEAD:main && git rev-parse HEAD`,
+    ]);
+    assert.equal(r.code, 0, r.stderr);
+    return r.stdout.trim();
+  }
+
+  /** Waits for the agent's run of `commit` and returns its reconcile.finished line. */
+  async finished(commit: string): Promise<Record<string, unknown> | undefined> {
+    for (const deadline = Date.now() + 30_000; Date.now() < deadline; ) {
+      const line = (await this.journal()).find((l) => l.event === 'reconcile.finished' && l.revision === commit.slice(0, 12));
+      if (line) return line;
+      await new Promise((r) => setTimeout(r, 300));
+    }
+    return undefined;
   }
 
   /** A GitHub push webhook to the agent, sent from inside the container's network. */
@@ -459,6 +498,103 @@ describe('end to end: a fresh host booted with systemd, bootstrapped from the re
         assert.equal(call.code, 0, `caller:\n${call.stdout.slice(-2000)}\n${call.stderr.slice(-1000)}\n${(await h.c.exec(['cat', '/srv/e2e/sipp/caller-2001-errors.log'])).stdout.slice(-3000)}`);
         assert.ok(answered, `the callee did not answer and see the BYE:\n${(await h.c.exec(['cat', '/srv/e2e/sipp/callee-2002-errors.log'])).stdout.slice(-3000)}`);
       });
+
+      if (major === CONFERENCE_NODE_MAJOR) {
+        it('puts two callers in a conference room: H.264 accepted for the one who offers it, audio only for the other', async () => {
+          // The first sync loaded and verified the room's profiles (confbridge show profile ...).
+          const first = (await h.journal()).find((l) => l.event === 'reconcile.finished' && l.status === 'applied');
+          assert.ok((first?.reloads as string[] | undefined)?.includes('app_confbridge'), JSON.stringify(first));
+          const profile = await h.c.exec(['asterisk', '-rx', 'confbridge show profile bridge pbx-agent-conf-800']);
+          assert.match(profile.stdout, /^Video Mode: +follow_talker$/m, profile.stdout);
+          assert.match(profile.stdout, /^Max Members: +4$/m);
+
+          const inRoom = async (n: number): Promise<string> => {
+            let list = '';
+            for (const deadline = Date.now() + 10_000; Date.now() < deadline; ) {
+              // Without an ethernet interface (the container has only loopback) asterisk -rx first says so.
+              list = (await h.c.exec(['asterisk', '-rx', 'confbridge list 800'])).stdout.replace(/^No ethernet interface found.*\n/m, '');
+              if ((list.match(/^PJSIP\//gm) ?? []).length >= n) break;
+              await new Promise((r) => setTimeout(r, 200));
+            }
+            return list;
+          };
+          const messages = (who: string) => `/srv/e2e/sipp/conference-${who}-messages.log`;
+          const join = (who: 'video' | 'audio', ext: string, port: number) => {
+            const args = h.sippArgs(`conference-${who}`, ext, PASSWORD(ext), port, ['-inf', '/srv/e2e/sipp/room-800.csv', '-trace_msg', '-message_file', messages(who)]);
+            args[args.indexOf('-timeout') + 1] = '30';
+            return h.c.exec(args, { timeoutMs: 60_000 });
+          };
+          const withVideo = join('video', '2001', 5091);
+          const one = await inRoom(1);
+          const audioOnly = join('audio', '2002', 5092);
+          const both = await inRoom(2);
+          const [v, a] = await Promise.all([withVideo, audioOnly]);
+          const answer = async (who: string) => {
+            const log = (await h.c.exec(['cat', messages(who)])).stdout;
+            const ok = log.split(/^-{10,}.*$/m).find((m) => /^SIP\/2\.0 200 OK/m.test(m) && /CSeq: 2 INVITE/.test(m)) ?? '';
+            return ok.slice(ok.indexOf('v=0')).trim();
+          };
+          const [videoSdp, audioSdp] = [await answer('video'), await answer('audio')];
+          await h.note(
+            'two callers in conference room 800',
+            [
+              `2001 (offers audio and H.264 video): sipp exit ${v.code}; 2002 (offers audio only): sipp exit ${a.code}`,
+              'confbridge list 800 with 2001 alone:', one.trimEnd(),
+              'confbridge list 800 with both:', both.trimEnd(),
+              "SDP of Asterisk's 200 OK to 2001:", videoSdp,
+              "SDP of Asterisk's 200 OK to 2002:", audioSdp,
+            ].join('\n'),
+          );
+          const errors = async (who: string, ext: string) => (await h.c.exec(['cat', `/srv/e2e/sipp/conference-${who}-${ext}-errors.log`])).stdout.slice(-3000);
+          assert.equal(v.code, 0, `2001:\n${v.stdout.slice(-1500)}\n${await errors('video', '2001')}`);
+          assert.equal(a.code, 0, `2002:\n${a.stdout.slice(-1500)}\n${await errors('audio', '2002')}`);
+          assert.match(one, /^PJSIP\/2001-/m);
+          assert.match(both, /^PJSIP\/2001-.*pbx-agent-conf-800-member +pbx-agent-conf-800 /m);
+          assert.match(both, /^PJSIP\/2002-.*pbx-agent-conf-800-member +pbx-agent-conf-800 /m);
+          assert.match(videoSdp, /^c=IN IP4 203\.0\.113\.10$/m);
+          assert.match(videoSdp, /^m=video [1-9][0-9]* RTP\/AVP \d+$/m);
+          assert.match(videoSdp, /^a=rtpmap:\d+ H264\/90000$/m);
+          assert.match(audioSdp, /^m=audio [1-9][0-9]* RTP\/AVP 0$/m);
+          assert.doesNotMatch(audioSdp, /^m=video/m);
+        });
+
+        it('tells a moderator PIN from the room PIN on the real Asterisk: one prompt, the matching profile, no second prompt', async () => {
+          // The PINs on the host, as an operator puts them there (the bootstrap's secrets folder).
+          for (const [name, pin] of [['board-pin', '47114711'], ['board-host', '91829182']]) {
+            const r = await h.c.sh(`printf '%s\\n' ${pin} > /etc/pbx-agent/secrets/${name} && chown root:pbx-agent /etc/pbx-agent/secrets/${name} && chmod 640 /etc/pbx-agent/secrets/${name}`);
+            assert.equal(r.code, 0, r.stderr);
+          }
+          const board = '  - number: "801"\n    name: Board\n    max_members: 4\n    pin: { secret: board-pin }\n    moderator_pin: { secret: board-host }\n    wait_marked: true\n    end_marked: true\n';
+          const commit = await h.pushSite(`${PBX_YAML}${board}`, 'the board room');
+          assert.equal(await h.webhook(commit), 202);
+          const applied = await h.finished(commit);
+          assert.equal(applied?.status, 'applied', JSON.stringify(applied));
+          assert.ok(!JSON.stringify(await h.journal()).includes('47114711'), 'a PIN reached the journal');
+
+          // A caller that types a PIN: a Local channel whose other half sends the digits (Local
+          // channels pass DTMF), from a context of the operator's own extensions.conf.
+          const dtmf = (name: string, digits: string) => `exten => ${name},1,Wait(1)\n same => n,SendDTMF(${digits})\n same => n,Wait(6)\n`;
+          const ctx = `\n[e2e-keypad]\n${dtmf('moderator', '91829182#')}${dtmf('member', '47114711#')}`;
+          const added = await h.c.sh(`printf '%s' '${ctx}' >> /etc/asterisk/extensions.conf && asterisk -rx 'dialplan reload'`);
+          assert.equal(added.code, 0, added.stderr);
+          const list = async (want: RegExp): Promise<string> => {
+            let out = '';
+            for (const deadline = Date.now() + 10_000; Date.now() < deadline && !want.test(out); ) {
+              await new Promise((r) => setTimeout(r, 250));
+              out = (await h.c.exec(['asterisk', '-rx', 'confbridge list 801'])).stdout.replace(/^No ethernet interface found.*\n/m, '');
+            }
+            return out;
+          };
+          await h.c.exec(['asterisk', '-rx', 'channel originate Local/801@internal extension moderator@e2e-keypad']);
+          const moderator = await list(/pbx-agent-conf-801-moderator/);
+          await h.c.exec(['asterisk', '-rx', 'channel originate Local/801@internal extension member@e2e-keypad']);
+          const both = await list(/pbx-agent-conf-801-member/);
+          await h.note('conference room 801: moderator PIN, then room PIN, typed on a Local channel', `${moderator.trimEnd()}\n${both.trimEnd()}`);
+          // Flags (confbridge list): A admin, M marked; W waits for and E ends with a marked user.
+          assert.match(moderator, /^Local\/801@internal-\S+;2 +AM +pbx-agent-conf-801-moderator +pbx-agent-conf-801 /m);
+          assert.match(both, /^Local\/801@internal-\S+;2 +WE +pbx-agent-conf-801-member +pbx-agent-conf-801 /m);
+        });
+      }
 
       it('reloads nothing in Asterisk when the agent restarts', async () => {
         // At least a second and a half after the last reload, so that a new one would show.

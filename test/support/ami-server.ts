@@ -2,8 +2,9 @@
  * FakeAsterisk: a loopback AMI server that answers like the real Asterisk 20 recorded in
  * /work/shared/reference/asterisk-20/transcripts (copies of the ones replayed byte for byte are in
  * test/fixtures/ami-transcripts), and that loads pjsip.conf / rtp.conf / extensions.conf /
- * voicemail.conf from a directory standing in for /etc/asterisk with Asterisk's own semantics
- * (see fake-asterisk/config-parser.ts and fake-asterisk/pjsip.ts).
+ * voicemail.conf / confbridge.conf from a directory standing in for /etc/asterisk with Asterisk's
+ * own semantics (see fake-asterisk/config-parser.ts, fake-asterisk/pjsip.ts and
+ * fake-asterisk/confbridge.ts).
  *
  * Wire format (manager.c): CRLF line endings, a blank line ends a message, ActionID echoed right
  * after Response:, events written as `Event: X` + `Privilege: system,all` (broadcast) or
@@ -21,6 +22,7 @@ import type { LogLevel } from './fake-asterisk/config-parser.js';
 import { defaultValues, PjsipModule, type PjsipObject } from './fake-asterisk/pjsip.js';
 import type { ReachabilityChange } from './fake-asterisk/pjsip.js';
 import { DialplanModule, RtpModule, VoicemailModule } from './fake-asterisk/modules.js';
+import { ConfbridgeModule } from './fake-asterisk/confbridge.js';
 import path from 'node:path';
 import { realpathSync } from 'node:fs';
 
@@ -35,6 +37,8 @@ export interface FakeAsteriskOptions {
   booting?: boolean;
   /** PJSIP option names this build rejects as unknown (an older or differently built Asterisk). */
   unknownOptions?: string[];
+  /** confbridge.conf option names this build rejects as unknown: app_confbridge then refuses the whole reload. */
+  unknownConfbridgeOptions?: string[];
   /** Real Asterisk sleeps 1 s before answering a failed Login (manager.c action_login). Default 0. */
   authFailureDelayMs?: number;
   /**
@@ -71,6 +75,8 @@ export interface LiveState {
   rtp: { start: number; end: number };
   dialplan: Record<string, string[]>;
   voicemail: Array<{ context: string; mailbox: string; fullname: string; email: string }>;
+  /** app_confbridge profile names. */
+  confbridge: { bridges: string[]; users: string[] };
 }
 
 type Fields = Array<[string, string]>;
@@ -157,6 +163,7 @@ const MODULES: Record<string, string> = {
   res_rtp_asterisk: 'Asterisk RTP Stack',
   pbx_config: 'Text Extension Configuration',
   app_voicemail: 'Comedian Mail (Voicemail System)',
+  app_confbridge: 'Conference Bridge Application',
   chan_pjsip: 'PJSIP Channel Driver',
   res_pjsip_session: 'PJSIP Session resource',
   res_pjsip_registrar: 'PJSIP Registrar Support',
@@ -180,7 +187,8 @@ const KNOWN_COMMANDS = [
   'pjsip show registrations', 'pjsip list endpoints', 'pjsip set logger', 'rtp show settings', 'rtp set debug',
   'dialplan show', 'dialplan reload', 'core show version', 'core show help', 'core show channels', 'core reload',
   'core restart now', 'core stop now', 'module reload', 'module show', 'voicemail show users', 'voicemail reload',
-  'manager show connected', 'logger reload',
+  'manager show connected', 'logger reload', 'confbridge show profile bridge', 'confbridge show profile user',
+  'confbridge show profile bridges', 'confbridge show profile users', 'confbridge list', 'confbridge show menus',
 ].map((c) => c.split(' '));
 
 export function normalizeModule(name: string): string {
@@ -207,6 +215,10 @@ export class FakeAsterisk {
   private rtp!: RtpModule;
   private dialplan!: DialplanModule;
   private voicemail!: VoicemailModule;
+  private confbridge!: ConfbridgeModule;
+  private readonly unknownConfbridgeOptions: ReadonlySet<string>;
+  /** Set by doReload when a module refused its configuration (AST_MODULE_RELOAD_ERROR). */
+  private reloadFailed = false;
 
   private bootingState: boolean;
   private queuedReloads: Array<string | null> = [];
@@ -236,6 +248,7 @@ export class FakeAsterisk {
     this.runUser = options.runUser ?? 'asterisk';
     this.runGroup = options.runGroup ?? 'asterisk';
     this.unknownOptions = new Set(options.unknownOptions ?? []);
+    this.unknownConfbridgeOptions = new Set((options.unknownConfbridgeOptions ?? []).map((o) => o.toLowerCase()));
   }
 
   // ------------------------------------------------------------------------------------------
@@ -298,10 +311,12 @@ export class FakeAsterisk {
     this.rtp = new RtpModule(this.configDir, logFn);
     this.dialplan = new DialplanModule(this.configDir, logFn);
     this.voicemail = new VoicemailModule(this.configDir, logFn);
+    this.confbridge = new ConfbridgeModule(this.configDir, logFn, this.unknownConfbridgeOptions);
     this.pjsip.start();
     this.rtp.start();
     this.dialplan.start();
     this.voicemail.start();
+    this.confbridge.start();
     this.startedAt = new Date();
     this.lastReloadAt = this.startedAt;
   }
@@ -432,8 +447,8 @@ export class FakeAsterisk {
   }
 
   /** How many times a module really re-read its file (unchanged-file skips do not count). */
-  configLoadCount(module: 'res_pjsip' | 'res_rtp_asterisk' | 'pbx_config' | 'app_voicemail'): number {
-    return { res_pjsip: this.pjsip, res_rtp_asterisk: this.rtp, pbx_config: this.dialplan, app_voicemail: this.voicemail }[module].loads;
+  configLoadCount(module: 'res_pjsip' | 'res_rtp_asterisk' | 'pbx_config' | 'app_voicemail' | 'app_confbridge'): number {
+    return { res_pjsip: this.pjsip, res_rtp_asterisk: this.rtp, pbx_config: this.dialplan, app_voicemail: this.voicemail, app_confbridge: this.confbridge }[module].loads;
   }
 
   actionsReceived(): ReceivedAction[] {
@@ -461,6 +476,7 @@ export class FakeAsterisk {
       rtp: { start: this.rtp.rtpStart, end: this.rtp.rtpEnd },
       dialplan: Object.fromEntries([...this.dialplan.contexts].map(([name, ctx]) => [name, ctx.extensions.map((e) => e.name)])),
       voicemail: this.voicemail.mailboxes.map(({ context, mailbox, fullname, email }) => ({ context, mailbox, fullname, email })),
+      confbridge: { bridges: [...this.confbridge.bridges.keys()].sort(), users: [...this.confbridge.users.keys()].sort() },
     };
   }
 
@@ -500,7 +516,7 @@ export class FakeAsterisk {
       session.closed = true;
       this.sessions.delete(session);
     });
-    session.write('Asterisk Call Manager/9.0.0\r\n');
+    session.write(`Asterisk Call Manager/${this.amiVersion()}\r\n`);
   }
 
   /** get_input(): lines end in \r\n or \n; an empty line ends the message. */
@@ -700,7 +716,7 @@ export class FakeAsterisk {
   private coreSettings(s: Session, m: Message): void {
     // Field order and values from m_*.txt (action a4).
     this.sendFields(s, m, [
-      ['AMIversion', '9.0.0'],
+      ['AMIversion', this.amiVersion()],
       ['AsteriskVersion', this.version],
       ['SystemName', ''],
       ['CoreMaxCalls', '0'],
@@ -767,7 +783,9 @@ export class FakeAsterisk {
       if (hang) await new Promise<void>((resolve) => this.hung.push(resolve));
       // A restart while hung abandons the reload.
       if (generation !== this.server) return { status: RELOAD.ERROR, changes: [] };
-      return { status: RELOAD.SUCCESS, changes: this.doReload(name) };
+      const changes = this.doReload(name);
+      // loader.c: a reload of everything succeeds once any module did; only a named one fails.
+      return { status: this.reloadFailed && name !== null ? RELOAD.ERROR : RELOAD.SUCCESS, changes };
     } finally {
       if (generation === this.server) this.reloadInProgress = false;
     }
@@ -776,6 +794,7 @@ export class FakeAsterisk {
   private doReload(name: string | null): ReachabilityChange[] {
     const modules = name === null ? Object.keys(MODULES) : [normalizeModule(name)];
     let changes: ReachabilityChange[] = [];
+    this.reloadFailed = false;
     for (const mod of modules) {
       const desc = MODULES[mod] ?? mod;
       this.addLog('VERBOSE', 'loader.c', `Reloading module '${mod}.so' (${desc})`);
@@ -783,6 +802,8 @@ export class FakeAsterisk {
       else if (mod === 'res_rtp_asterisk') this.rtp.reload();
       else if (mod === 'pbx_config') this.dialplan.reload();
       else if (mod === 'app_voicemail') this.voicemail.reload();
+      // app_confbridge's reload answers an error when it refuses the file (conf_reload_config).
+      else if (mod === 'app_confbridge' && !this.confbridge.reload()) this.reloadFailed = true;
     }
     this.lastReloadAt = new Date();
     return changes;
@@ -804,6 +825,17 @@ export class FakeAsterisk {
     else if (is('dialplan', 'show') && words.length <= 3) [ok, output] = this.dialplan.cliShow(words[2]);
     else if (is('voicemail', 'show', 'users')) {
       output = this.voicemail.cliShowUsers(words[3]?.toLowerCase() === 'for' ? words[4] : undefined);
+    } else if (is('confbridge', 'show', 'profile', 'bridge') && words.length <= 5) {
+      // conf_config_parser.c: a missing name is CLI_SHOWUSAGE (an error), an unknown one is not.
+      if (words.length === 5) output = this.confbridge.cliShowBridge(words[4]!);
+      else [ok, output] = [false, ['Usage: confbridge show profile bridge <profile name>']];
+    } else if (is('confbridge', 'show', 'profile', 'user') && words.length <= 5) {
+      if (words.length === 5) output = this.confbridge.cliShowUser(words[4]!);
+      else [ok, output] = [false, ['Usage: confbridge show profile user [<profile name>]']];
+    } else if (is('confbridge', 'show', 'profile', 'bridges') && words.length === 4) {
+      output = this.confbridge.cliShowBridges();
+    } else if (is('confbridge', 'show', 'profile', 'users') && words.length === 4) {
+      output = this.confbridge.cliShowUsers();
     } else if (is('core', 'show', 'channels', 'count') && words.length === 4) {
       // cli.c handle_chanlist "count" (not recorded): channels, calls, calls processed.
       const calls = this.activeCallCount;
@@ -935,6 +967,12 @@ export class FakeAsterisk {
     const items = ids.map((id) => ({ event: 'AorList', fields: this.pjsip.objectFields(this.pjsip.aors.get(id)!) }));
     this.listItems(s, m, items);
     this.listComplete(s, m, 'AorListComplete', items.length);
+  }
+
+  /** include/asterisk/manager.h AMI_VERSION: 9.0.0 in 20.x, 10.0.0 in 21.x, 11.0.0 in 22.x. */
+  private amiVersion(): string {
+    const major = Number(this.version.split('.')[0]);
+    return major >= 20 ? `${major - 11}.0.0` : '9.0.0';
   }
 
   private uptime(): number {

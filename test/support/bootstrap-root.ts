@@ -120,6 +120,16 @@ eastern=America/New_York|'vm-received' Q 'digits/at' IMp
 1234 => 4242,Example Mailbox,root@localhost
 `;
 
+/** Debian's confbridge.conf (asterisk-config), without its comments and sample menus. */
+export const STOCK_CONFBRIDGE = `[general]
+
+[default_user]
+type=user
+
+[default_bridge]
+type=bridge
+`;
+
 export const STOCK_RTP = `;
 ; RTP Configuration
 ;
@@ -177,6 +187,7 @@ export async function makeUbuntuRoot(options: { osRelease?: string; managerConf?
   await put(a('pjsip.conf'), STOCK_PJSIP, 0o640, ASTERISK_UID, ASTERISK_GID);
   await put(a('extensions.conf'), STOCK_EXTENSIONS, 0o640, ASTERISK_UID, ASTERISK_GID);
   await put(a('voicemail.conf'), STOCK_VOICEMAIL, 0o640, ASTERISK_UID, ASTERISK_GID);
+  await put(a('confbridge.conf'), STOCK_CONFBRIDGE, 0o640, ASTERISK_UID, ASTERISK_GID);
   await put(a('rtp.conf'), STOCK_RTP, 0o640, ASTERISK_UID, ASTERISK_GID);
   for (const dir of [a('manager.d'), at('/etc/asterisk')]) {
     await chown(dir, ASTERISK_UID, ASTERISK_GID);

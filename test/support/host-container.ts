@@ -36,7 +36,11 @@ const RECIPE_VERSION = 1;
 /** A cached image older than this is rebuilt: sid moves on. */
 const CACHE_MAX_AGE_MS = 7 * 24 * 3600_000;
 
-export const WORK_ROOT = '/var/tmp/pbx-agent-e2e';
+/**
+ * Containers, transcripts and the release under test. PBX_AGENT_E2E_WORK gives a run a folder of
+ * its own, so that two checkouts on one machine can run the end-to-end test at the same time.
+ */
+export const WORK_ROOT = process.env.PBX_AGENT_E2E_WORK ?? '/var/tmp/pbx-agent-e2e';
 
 export interface Exec {
   code: number | null;

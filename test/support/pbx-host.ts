@@ -1,6 +1,6 @@
 /**
  * A PBX host in a temp directory for tests: an /etc/asterisk stand-in with the operator's own
- * pjsip.conf / extensions.conf / voicemail.conf pulling in the agent's files, a FakeAsterisk
+ * pjsip.conf / extensions.conf / voicemail.conf / confbridge.conf pulling in the agent's files, a FakeAsterisk
  * serving AMI on 127.0.0.1, the agent's settings file, AMI secret and state directory.
  */
 import { chmod, mkdir, symlink, writeFile } from 'node:fs/promises';
@@ -23,6 +23,8 @@ export const AMI_SECRET = 'ami-Secret-for-tests-7Qz';
 export const OPERATOR_PJSIP = `; hand-maintained\n#tryinclude pbx-agent/pjsip.conf\n`;
 const OPERATOR_EXTENSIONS = `[general]\nstatic=yes\nwriteprotect=yes\n\n#tryinclude pbx-agent/extensions.conf\n`;
 const OPERATOR_VOICEMAIL = `[general]\nformat=wav49|wav\n\n#tryinclude pbx-agent/voicemail.conf\n`;
+/** Debian's confbridge.conf, shortened, with the line the bootstrap adds. */
+const OPERATOR_CONFBRIDGE = `[general]\n\n[default_user]\ntype=user\n\n[default_bridge]\ntype=bridge\n\n#tryinclude pbx-agent/confbridge.conf\n`;
 const STOCK_RTP = `[general]\nrtpstart=10000\nrtpend=20000\n`;
 
 export interface PbxHost {
@@ -43,7 +45,7 @@ export interface PbxHost {
 export const AMI_RIGHTS = { read: ['system'], write: ['system', 'config', 'command'] };
 
 export async function startPbxHost(
-  options: { operatorPjsip?: string; unknownOptions?: string[]; amiRights?: { read: string[]; write: string[] } } = {},
+  options: { operatorPjsip?: string; unknownOptions?: string[]; unknownConfbridgeOptions?: string[]; amiRights?: { read: string[]; write: string[] } } = {},
 ): Promise<PbxHost> {
   const root = await tempDir('pbx-agent-host-');
   const configDir = path.join(root, 'etc/asterisk');
@@ -54,6 +56,7 @@ export async function startPbxHost(
   await writeFile(path.join(configDir, 'pjsip.conf'), options.operatorPjsip ?? OPERATOR_PJSIP);
   await writeFile(path.join(configDir, 'extensions.conf'), OPERATOR_EXTENSIONS);
   await writeFile(path.join(configDir, 'voicemail.conf'), OPERATOR_VOICEMAIL);
+  await writeFile(path.join(configDir, 'confbridge.conf'), OPERATOR_CONFBRIDGE);
   // As the bootstrap leaves it: the stock rtp.conf kept aside, rtp.conf a symlink to the agent's.
   await writeFile(path.join(configDir, 'rtp.conf.dpkg-dist'), STOCK_RTP);
   await symlink('pbx-agent/rtp.conf', path.join(configDir, 'rtp.conf'));
@@ -63,7 +66,13 @@ export async function startPbxHost(
   await writeFile(secretFile, `${AMI_SECRET}\n`);
   await chmod(secretFile, 0o600);
 
-  const asterisk = new FakeAsterisk({ configDir, users: { [AMI_USER]: AMI_SECRET }, permissions: { [AMI_USER]: rights }, unknownOptions: options.unknownOptions ?? [] });
+  const asterisk = new FakeAsterisk({
+    configDir,
+    users: { [AMI_USER]: AMI_SECRET },
+    permissions: { [AMI_USER]: rights },
+    unknownOptions: options.unknownOptions ?? [],
+    unknownConfbridgeOptions: options.unknownConfbridgeOptions ?? [],
+  });
   const port = await asterisk.start();
 
   const settingsFile = path.join(agentDir, 'agent.yaml');

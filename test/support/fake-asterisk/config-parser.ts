@@ -11,7 +11,8 @@
  * - `key=value` and `key => value` (an "object" variable); a line without `=` is logged as a
  *   WARNING and ignored; `key += value` appends to the previous value of key.
  * - `#include` of a missing file (or a glob that matches nothing) rejects the including file;
- *   `#tryinclude` does not. Relative include paths are relative to the config directory, not to
+ *   `#tryinclude` does not. A parse error inside an included file drops that file from the bad
+ *   line on, and the including file still loads. Relative include paths are relative to the config directory, not to
  *   the including file. Included files continue the includer's current category.
  */
 import { readFileSync, readdirSync, statSync } from 'node:fs';
@@ -275,8 +276,12 @@ export class AsteriskConfigParser {
         state.current = current ?? state.current;
         const r = this.loadInto(f, state, false);
         state.depth--;
-        if (r === 'invalid') return 'invalid';
-        if (r === 'ok') loaded++;
+        // A parse error inside an included file ends that file only: ast_config_internal_load
+        // answers CONFIG_STATUS_FILEINVALID, which is not NULL, so process_text_line counts the
+        // include as done and the includer goes on, keeping what the included file had defined
+        // before the bad line (recorded: o_confbridge_profiles.txt, a missing ']' in the
+        // #tryinclude'd pbx-agent/confbridge.conf).
+        if (r === 'ok' || r === 'invalid') loaded++;
         if (r === 'missing') state.current = saved;
       }
       if (loaded === 0) {
