@@ -85,33 +85,49 @@ export interface ReconcileOutcome {
 export async function reconcile(deps: ReconcileDeps, source: ConfigSource): Promise<ReconcileOutcome> {
   const run = new Run(deps, source);
   const state = await deps.state.read();
-  // Callers hold the reconcile lock, so no writer of ours is mid-write: any temp file is a
-  // leftover of a killed run, possibly holding credentials.
-  const leftovers = [...(await deps.files.removeLeftovers(MANAGED_DIR)), ...(await deps.state.removeLeftovers())];
-  if (leftovers.length > 0) logEvent(deps.log, 'info', 'apply.leftovers_removed', { files: leftovers }, `removed ${leftovers.length} temp file(s) left by an interrupted write`);
+  let verdict: Verdict;
   try {
-    return await reconcileSteps(run, state);
+    // Callers hold the reconcile lock, so no writer of ours is mid-write: any temp file is a
+    // leftover of a killed run, possibly holding credentials.
+    const leftovers = [...(await deps.files.removeLeftovers(MANAGED_DIR)), ...(await deps.state.removeLeftovers())];
+    if (leftovers.length > 0) logEvent(deps.log, 'info', 'apply.leftovers_removed', { files: leftovers }, `removed ${leftovers.length} temp file(s) left by an interrupted write`);
+    verdict = await reconcileSteps(run, state);
   } catch (e) {
     // Anything unforeseen (Asterisk vanishing mid-verify, a disk error): record it and keep
     // whatever is pending for the next run, which will finish or roll back the change.
     const latest = await deps.state.read().catch(() => state);
     logEvent(deps.log, 'error', 'reconcile.failed', { revision: source.revision, stage: Object.keys(run.outcome.stages).pop() }, (e as Error).message);
-    return run.finish(latest, 'failed', (e as Error).message);
+    verdict = { state: latest, status: 'failed', error: (e as Error).message };
   }
+  // record: whatever happened above, the state and the one reconcile.finished line.
+  return run.finish(verdict);
 }
 
-async function reconcileSteps(run: Run, state: AgentState): Promise<ReconcileOutcome> {
+/** How a run ended: the state to record, its status, and why it failed. */
+interface Verdict {
+  state: AgentState;
+  status: ReconcileStatus;
+  error?: string;
+  code?: EventName;
+}
+
+/** A Verdict, written the way the steps read. */
+function ended(state: AgentState, status: ReconcileStatus, error?: string, code?: EventName): Verdict {
+  return { state, status, ...(error !== undefined ? { error } : {}), ...(code ? { code } : {}) };
+}
+
+async function reconcileSteps(run: Run, state: AgentState): Promise<Verdict> {
   const { deps, source } = run;
 
   // An adopted Elastic IP is a request recorded in the state (by the cloud checks), not a field.
   const host = state.adopted ? { ...deps.host, adoptedAddress: () => state.adopted?.address } : deps.host;
   const rendered = await run.stage('render', () => renderConfigRepo(source.dir, host, source.revision));
   run.outcome.issues = rendered.issues;
-  if (!rendered.files) return run.finish(state, 'invalid', rendered.issues.filter((i) => i.severity === 'error').map(formatIssue).join('; '));
+  if (!rendered.files) return ended(state, 'invalid', rendered.issues.filter((i) => i.severity === 'error').map(formatIssue).join('; '));
 
   const fingerprint = fingerprintOf(rendered.files);
   if (state.failed?.fingerprint === fingerprint && !state.pending) {
-    return run.finish(state, 'skipped', `this configuration was rolled back before (${state.failed.reason}); waiting for a new commit`);
+    return ended(state, 'skipped', `this configuration was rolled back before (${state.failed.reason}); waiting for a new commit`);
   }
 
   const { onDisk, plan } = await run.stage('plan', async () => {
@@ -133,7 +149,7 @@ async function reconcileSteps(run: Run, state: AgentState): Promise<ReconcileOut
       Object.assign(run.outcome, { extensions: plan.extensions });
       logEvent(deps.log, 'error', 'reconcile.refused', { ...fields, fix: refusal.fix }, `refused, nothing was applied: ${refusal.reason}`);
       const refused = { revision: source.revision, reason: refusal.reason, fix: refusal.fix, at: deps.now().toISOString() };
-      return run.finish({ ...state, refused }, 'refused', refusal.reason);
+      return ended({ ...state, refused }, 'refused', refusal.reason);
     }
     run.outcome.removalAcknowledgedBy = acknowledged;
     logEvent(deps.log, 'warn', 'reconcile.removal_acknowledged', { ...fields, by: acknowledged }, `applying a mass removal acknowledged by ${acknowledged}: ${refusal.reason}`);
@@ -147,9 +163,9 @@ async function reconcileSteps(run: Run, state: AgentState): Promise<ReconcileOut
     if (state.applied) {
       state = { ...state, applied: { ...state.applied, ...(source.commit ? { revision: source.revision, commit: source.commit } : {}), network: appliedNetworkOf(rendered.state!) } };
     }
-    if (!state.restartPending) return run.finish(state, 'unchanged');
+    if (!state.restartPending) return ended(state, 'unchanged');
     const pjsipBody = rendered.files.find((f) => f.module === 'res_pjsip')!.body;
-    return run.finish(await settleRestart(run, state, await transportsAwaitingRestart(deps, pjsipBody), pjsipBody), 'unchanged');
+    return ended(await settleRestart(run, state, await transportsAwaitingRestart(deps, pjsipBody), pjsipBody), 'unchanged');
   }
 
   // What Asterisk had before: kept on disk before anything is written, so that a crash between
@@ -165,13 +181,13 @@ async function reconcileSteps(run: Run, state: AgentState): Promise<ReconcileOut
   if (missingRights.length > 0) {
     const message = describeMissingRights(missingRights, deps.asterisk.username);
     logEvent(deps.log, 'error', 'ami.permission_denied', { missing: missingRights.map((m) => `${m.direction} ${m.class}`) }, message);
-    return run.finish(state, 'failed', message, 'ami.permission_denied');
+    return ended(state, 'failed', message, 'ami.permission_denied');
   }
   const foreign = await run.stage('preflight', () => foreignEndpoints(deps.asterisk, changes));
   const collisions = plan.extensions.added.filter((n) => foreign.has(n));
   if (collisions.length > 0) {
     run.outcome.issues = collisions.map((n) => collisionIssue(n, rendered));
-    return run.finish(state, 'invalid', run.outcome.issues.map(formatIssue).join('; '));
+    return ended(state, 'invalid', run.outcome.issues.map(formatIssue).join('; '));
   }
 
   const pending = { revision: source.revision, fingerprint, modules, paths: [...previous.keys()], at: deps.now().toISOString() };
@@ -207,7 +223,7 @@ async function reconcileSteps(run: Run, state: AgentState): Promise<ReconcileOut
     const reasons = modules.includes('res_pjsip')
       ? verification.restartPending
       : state.restartPending ? await transportsAwaitingRestart(deps, pjsipBody) : [];
-    return run.finish(await settleRestart(run, { ...rest, applied }, reasons, pjsipBody), 'applied');
+    return ended(await settleRestart(run, { ...rest, applied }, reasons, pjsipBody), 'applied');
   } catch (e) {
     const transient = notTheConfigsFault(e);
     if (transient) {
@@ -215,7 +231,7 @@ async function reconcileSteps(run: Run, state: AgentState): Promise<ReconcileOut
       // keep the change pending so that the next run reloads and verifies it, rather than
       // blaming this revision and rolling back a good change.
       logEvent(deps.log, 'error', transient, { ...(e instanceof ReloadError ? { module: e.module } : {}) }, (e as Error).message);
-      return run.finish({ ...after, pending: { ...pending, lastError: (e as Error).message } }, 'failed', (e as Error).message, transient);
+      return ended({ ...after, pending: { ...pending, lastError: (e as Error).message } }, 'failed', (e as Error).message, transient);
     }
     return await rollBack(run, after, previous, changes, verifyOptions, e instanceof Error ? e.message : String(e));
   }
@@ -257,7 +273,7 @@ async function rollBack(
   changes: readonly ModuleChange[],
   verifyOptions: VerifyOptions,
   reason: string,
-): Promise<ReconcileOutcome> {
+): Promise<Verdict> {
   const { deps, source } = run;
   const offending = run.outcome.verification?.mismatches.map((m) => m.object) ?? [];
   logEvent(deps.log, 'warn', 'verify.mismatch', { revision: source.revision, objects: [...new Set(offending)].slice(0, 20) }, `Asterisk did not take the change: ${reason}`);
@@ -276,11 +292,11 @@ async function rollBack(
     const message = e instanceof Error ? e.message : String(e);
     logEvent(deps.log, 'fatal', 'rollback.failed', { revision: source.revision, reason }, `rolling back failed: ${message}`);
     // Pending stays: the next run finishes the job once Asterisk answers again.
-    return run.finish({ ...state, failed }, 'failed', `${reason}; rollback failed: ${message}`, 'rollback.failed');
+    return ended({ ...state, failed }, 'failed', `${reason}; rollback failed: ${message}`, 'rollback.failed');
   }
   logEvent(deps.log, 'error', 'reconcile.rolled_back', { revision: source.revision, reason, objects: [...new Set(offending)].slice(0, 20) }, 'the change was rolled back to the last-known-good configuration');
   const { pending: _p, ...rest } = state;
-  return run.finish({ ...rest, failed }, 'rolled_back', reason);
+  return ended({ ...rest, failed }, 'rolled_back', reason);
 }
 
 /** Transport settings of `pjsipBody` that Asterisk does not have live yet (they wait for a restart). */
@@ -434,7 +450,7 @@ class Run {
   }
 
   /** record: state file and the one `reconcile.finished` line. */
-  async finish(state: AgentState, status: ReconcileStatus, error?: string, code?: EventName): Promise<ReconcileOutcome> {
+  async finish({ state, status, error, code }: Verdict): Promise<ReconcileOutcome> {
     const o = this.outcome;
     o.status = status;
     if (error !== undefined) o.error = error;

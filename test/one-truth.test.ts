@@ -74,7 +74,7 @@ describe('one reconcile at a time, and what a killed run leaves', () => {
     assert.equal(host.asterisk.reloadCount(), 0);
     await release();
     assert.equal(await applying, 0, o.out() + o.err());
-    assert.match(o.out(), /^applied: revision \S+, reloaded res_rtp_asterisk, res_pjsip, app_voicemail, pbx_config$/m);
+    assert.match(o.out(), /^applied: revision \S+, reloaded res_rtp_asterisk, res_pjsip, app_voicemail, app_confbridge, pbx_config$/m);
   });
 
   it('removes the temp files a killed write left (they hold credentials) before the next run', async () => {

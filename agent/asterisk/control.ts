@@ -26,6 +26,12 @@ export interface AsteriskControl {
 }
 
 export function amiControl(client: AmiClient): AsteriskControl {
+  // A session keeps the classes it logged in with (manager.c copies them at login): rights found
+  // complete stay so until the next connection. Missing ones are asked again each time.
+  let rightsComplete = false;
+  client.on('connected', () => {
+    rightsComplete = false;
+  });
   return {
     reload: async (module, timeoutMs) => {
       await client.reload(module, timeoutMs);
@@ -34,7 +40,12 @@ export function amiControl(client: AmiClient): AsteriskControl {
     showEndpoint: (name) => client.showEndpoint(name),
     command: (text) => client.command(text),
     secretFingerprint: (secret) => client.secretFingerprint(secret),
-    missingRights: () => missingAmiRights(client, client.username),
+    missingRights: async () => {
+      if (rightsComplete) return [];
+      const missing = await missingAmiRights(client, client.username);
+      rightsComplete = missing.length === 0;
+      return missing;
+    },
     username: client.username,
     whenRestarted: (timeoutMs) =>
       new Promise<boolean>((resolve) => {

@@ -105,6 +105,8 @@ export async function startPbxHost(
     reconnectMaxMs: 200,
   });
   await client.connect();
+  // One control per connection, as the daemon and the CLI have it (it remembers the rights check).
+  const control = amiControl(client);
 
   const events: PbxHost['events'] = [];
   const sink = new Writable({
@@ -125,7 +127,7 @@ export async function startPbxHost(
     events,
     log,
     deps: (overrides = {}) => ({
-      asterisk: amiControl(client),
+      asterisk: control,
       files: new DirectoryFileStore(configDir),
       state: new StateStore(stateDir),
       host: {
