@@ -103,9 +103,10 @@ describe('plan and apply commands', () => {
     const dir2 = await repo(['1001', '1002', '1003']);
     const child = spawn(process.execPath, ['--import', 'tsx', 'agent/cli/main.ts', 'apply', dir2, '--settings', host.settingsFile, '--revision', 'r2'], { stdio: 'ignore' });
     const state = new StateStore(host.stateDir);
+    // A child started through tsx takes seconds on a busy machine: wait generously.
     await waitFor(() =>
       host.asterisk.actionsReceived().slice(seen).some((a) => a.action.toLowerCase() === 'reload' && a.headers.some(([, v]) => /res_pjsip/.test(v))),
-    );
+    60_000);
     assert.equal((await state.read()).pending?.revision, 'r2', 'the change is marked pending before it is reloaded');
     child.kill('SIGKILL');
     await new Promise((r) => child.once('exit', r));
