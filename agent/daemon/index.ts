@@ -52,7 +52,6 @@ export class Daemon {
   private readonly abort = new AbortController();
   private readonly heap = new HeapTrimmer();
   private readonly plugins: DaemonPlugin[] = [];
-  private readonly fileDrift: FileDriftPlugin;
   private readonly cloud: CloudPlugin | undefined;
   private deps: ReconcileDeps | undefined;
   private tasks: ScheduledTask[] = [];
@@ -90,8 +89,7 @@ export class Daemon {
       reconcileBusy: () => this.runner.busy,
       requestRun: (reason) => this.runner.request(reason),
     };
-    this.fileDrift = new FileDriftPlugin(ctx);
-    this.plugins.push(this.fileDrift, new AsteriskDriftPlugin(ctx));
+    this.plugins.push(new FileDriftPlugin(ctx), new AsteriskDriftPlugin(ctx));
     if (settings.cloud.enabled) {
       this.cloud = new CloudPlugin(ctx, new CloudMonitor({ settings: { ...settings.cloud, reminder_minutes: reminderMinutes } }, log));
       this.plugins.push(this.cloud);

@@ -65,11 +65,16 @@ export class CloudPlugin implements DaemonPlugin {
     if (report.status === 'ok') await this.record(report);
     const decision = report.decision;
     if (decision.action !== 'adopt') return;
+    const latest = await ctx.state.read();
     if (decision.overridesConfig) {
-      const latest = await ctx.state.read();
       if (latest.adopted?.address !== decision.address) {
         await ctx.state.write({ ...latest, adopted: { address: decision.address, ...(decision.previous ? { previous: decision.previous } : {}), at: new Date().toISOString() } });
       }
+    } else if (latest.adopted) {
+      // The Elastic IP is pbx.yaml's own address again (or pbx.yaml says auto): an earlier
+      // adoption must not keep overriding it.
+      const { adopted: _dropped, ...rest } = latest;
+      await ctx.state.write(rest);
     }
     ctx.requestRun('drift');
   }
