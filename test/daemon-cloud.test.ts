@@ -124,5 +124,20 @@ describe('daemon with cloud checks (loopback IMDS and EC2)', function () {
     daemon = DaemonProcess.start(settings, { env: loopbackAwsEnv() });
     await daemon.finished(1);
     await daemon.waitFor(() => host.asterisk.liveState().transports['transport-udp']?.external_media_address === FIRST_EIP, 'the Elastic IP adopted');
+    // The adoption is a request kept in the state (it survives a restart), with where it came from.
+    const state = await new StateStore(host.stateDir).read();
+    assert.equal(state.adopted?.address, FIRST_EIP);
+    assert.deepEqual(state.applied?.network?.advertised, { address: FIRST_EIP, source: 'adopted', configured: '192.0.2.44' });
+
+    // pbx.yaml is corrected to the Elastic IP: nothing is left to override.
+    await remote.commit({ 'pbx.yaml': BASE_PBX.replace('external_address: 203.0.113.10', `external_address: ${FIRST_EIP}`) });
+    await remote.push();
+    daemon.signal('SIGHUP');
+    let after = await new StateStore(host.stateDir).read();
+    while (after.applied?.network?.advertised.source !== 'config') {
+      await new Promise((r) => setTimeout(r, 100));
+      after = await new StateStore(host.stateDir).read();
+    }
+    assert.equal(after.adopted, undefined);
   });
 });

@@ -17,7 +17,7 @@ import { DriftRecorder } from '../drift/recorder.js';
 import { logEvent, type Logger } from '../log.js';
 import { readManagedTexts } from '../managed-files.js';
 import type { ReconcileDeps } from '../reconcile.js';
-import { recordFailedRun, StateStore } from '../record/state.js';
+import { recordFailedRun, StateStore, type AgentState } from '../record/state.js';
 import { readSecretFile } from '../resolve/index.js';
 import { AmiConnection, gitSourceFrom, reconcileDeps, StartupError } from '../runtime.js';
 import type { GitSource } from '../source/git.js';
@@ -60,6 +60,8 @@ export class Daemon {
   /** The managed files as last applied and verified: what drift is measured against. */
   private expected = new Map<string, string | undefined>();
   private readyNotified = false;
+  /** An adoption asked for by the cloud checks, written into the state by the next run. */
+  private adoption: { value: { address: string; previous?: string } | undefined } | undefined;
   private stopping = false;
 
   constructor(
@@ -88,6 +90,10 @@ export class Daemon {
       expected: () => this.expected,
       reconcileBusy: () => this.runner.busy,
       requestRun: (reason) => this.runner.request(reason),
+      requestAdoption: (adoption) => {
+        this.adoption = { value: adoption };
+        this.runner.request('drift');
+      },
     };
     this.plugins.push(new FileDriftPlugin(ctx), new AsteriskDriftPlugin(ctx));
     if (settings.cloud.enabled) {
@@ -152,7 +158,12 @@ export class Daemon {
         await recordFailedRun(this.state, { code: 'ami.unreachable', error: message, at: new Date() });
         return { ok: false };
       }
-      const result = await syncOnce(this.settings, this.deps!, this.source, this.log, reason, { signal: this.abort.signal });
+      const adoption = this.adoption;
+      this.adoption = undefined;
+      const result = await syncOnce(this.settings, this.deps!, this.source, this.log, reason, {
+        signal: this.abort.signal,
+        ...(adoption ? { amendState: (state: AgentState) => withAdoption(state, adoption.value) } : {}),
+      });
       // What the run left on disk, as the run knows it: re-reading the disk here could pick up a
       // hand edit made a moment after the run and take it for the expected text.
       const outcome = result.outcome;
@@ -247,6 +258,17 @@ export class Daemon {
   get stats() {
     return this.runner.stats;
   }
+}
+
+/** The state with `adoption` recorded (or an earlier one dropped); the same object when nothing changes. */
+function withAdoption(state: AgentState, adoption: { address: string; previous?: string } | undefined): AgentState {
+  if (adoption === undefined) {
+    if (!state.adopted) return state;
+    const { adopted: _dropped, ...rest } = state;
+    return rest;
+  }
+  if (state.adopted?.address === adoption.address) return state;
+  return { ...state, adopted: { ...adoption, at: new Date().toISOString() } };
 }
 
 /** Credentials in an https URL never reach the log. */

@@ -7,7 +7,7 @@ import type { AgentSettingsData } from '../../schemas/agent-settings.js';
 import { logEvent, type Logger } from '../log.js';
 import { reconcile, type ReconcileDeps, type ReconcileOutcome } from '../reconcile.js';
 import { withReconcileLock } from '../record/lock.js';
-import { recordFailedRun } from '../record/state.js';
+import { recordFailedRun, type AgentState } from '../record/state.js';
 import type { FetchResult, GitSource } from '../source/git.js';
 import type { TriggerReason } from './runner.js';
 
@@ -25,10 +25,19 @@ export async function syncOnce(
   source: GitSource,
   log: Logger,
   reason: TriggerReason,
-  options: { signal?: AbortSignal; onWait?: (ownerPid: number) => void } = {},
+  options: {
+    signal?: AbortSignal;
+    onWait?: (ownerPid: number) => void;
+    /** A change to the state that must be made under the lock first (an Elastic IP adopted or dropped). */
+    amendState?: (state: AgentState) => AgentState;
+  } = {},
 ): Promise<SyncResult> {
   return withReconcileLock(settings.state_dir, options.onWait, async () => {
-    const state = await deps.state.read();
+    let state = await deps.state.read();
+    if (options.amendState) {
+      const amended = options.amendState(state);
+      if (amended !== state) await deps.state.write((state = amended));
+    }
     const fetched = await source.fetch(state.applied?.commit, options.signal);
     if (!fetched.ok) {
       const at = deps.now();

@@ -65,18 +65,13 @@ export class CloudPlugin implements DaemonPlugin {
     if (report.status === 'ok') await this.record(report);
     const decision = report.decision;
     if (decision.action !== 'adopt') return;
-    const latest = await ctx.state.read();
     if (decision.overridesConfig) {
-      if (latest.adopted?.address !== decision.address) {
-        await ctx.state.write({ ...latest, adopted: { address: decision.address, ...(decision.previous ? { previous: decision.previous } : {}), at: new Date().toISOString() } });
-      }
-    } else if (latest.adopted) {
-      // The Elastic IP is pbx.yaml's own address again (or pbx.yaml says auto): an earlier
-      // adoption must not keep overriding it.
-      const { adopted: _dropped, ...rest } = latest;
-      await ctx.state.write(rest);
+      ctx.requestAdoption({ address: decision.address, ...(decision.previous ? { previous: decision.previous } : {}) });
+    } else {
+      // auto follows the Elastic IP by itself; and once it is pbx.yaml's own address again, an
+      // earlier adoption must not keep overriding it.
+      ctx.requestAdoption(undefined);
     }
-    ctx.requestRun('drift');
   }
 
   /** Every open cloud finding into the drift record; one that a check covered and no longer finds is resolved. */

@@ -24,6 +24,12 @@ export interface DaemonContext {
   /** A reconcile is running or about to: the managed files are in flux. */
   reconcileBusy(): boolean;
   requestRun(reason: TriggerReason): void;
+  /**
+   * Asks for a run that first records an Elastic IP to advertise instead of pbx.yaml's address
+   * (or, with undefined, drops an earlier one). The state is only written under the reconcile
+   * lock, by the run.
+   */
+  requestAdoption(adoption: { address: string; previous?: string } | undefined): void;
 }
 
 export interface DaemonPlugin {
