@@ -120,7 +120,7 @@ describe('plan and apply commands', () => {
     const after = await state.read();
     assert.equal(after.pending, undefined);
     assert.equal(after.applied?.revision, 'r2');
-  });
+  }).timeout(180_000); // four CLI processes through tsx: slow on a busy machine, and not what is measured
 });
 
 async function waitFor(cond: () => Promise<boolean> | boolean, timeoutMs = 10000): Promise<void> {
