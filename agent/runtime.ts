@@ -46,7 +46,9 @@ export function amiClientFor(settings: AgentSettingsData, secret: string, option
   });
 }
 
-function warnIfExposed(exposure: Awaited<ReturnType<typeof readManagerExposure>>, log: Logger): void {
+/** Logs ami.exposed when manager.conf lets AMI listen beyond loopback (the daemon and the CLI). */
+export async function warnIfAmiExposed(configDir: string, log: Logger): Promise<void> {
+  const exposure = await readManagerExposure(configDir);
   if (!exposure?.exposed) return;
   logEvent(log, 'warn', 'ami.exposed', { bindaddr: exposure.bindaddr, port: exposure.port },
     `AMI listens on ${exposure.bindaddr}:${exposure.port}; set bindaddr = 127.0.0.1 in manager.conf [general] so that only this host can reach it`);
@@ -107,7 +109,7 @@ export class AmiConnection {
 /** Connects and logs in to AMI, with the secret from its root-only file (the CLI's commands). */
 export async function connectAsterisk(settings: AgentSettingsData, log: Logger): Promise<{ client: AmiClient; control: AsteriskControl }> {
   const ami = settings.asterisk.ami;
-  warnIfExposed(await readManagerExposure(settings.asterisk.config_dir), log);
+  await warnIfAmiExposed(settings.asterisk.config_dir, log);
   const secret = await readSecretFile(ami.secret_file);
   if ('problem' in secret) throw new StartupError('ami.secret', `AMI secret: ${secret.problem}`);
   const client = amiClientFor(settings, secret.value);

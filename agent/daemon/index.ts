@@ -11,7 +11,6 @@ import path from 'node:path';
 import { watch as watchFiles, type FSWatcher } from 'chokidar';
 import { schedule, validate as validCron, type ScheduledTask } from 'node-cron';
 import type { AgentSettingsData } from '../../schemas/agent-settings.js';
-import { readManagerExposure } from '../asterisk/manager-conf.js';
 import { CloudMonitor } from '../cloud/index.js';
 import { DriftRecorder } from '../drift/recorder.js';
 import { logEvent, type Logger } from '../log.js';
@@ -19,7 +18,7 @@ import { readManagedTexts } from '../managed-files.js';
 import type { ReconcileDeps } from '../reconcile.js';
 import { recordFailedRun, StateStore, type AgentState } from '../record/state.js';
 import { readSecretFile } from '../resolve/index.js';
-import { AmiConnection, gitSourceFrom, reconcileDeps, StartupError } from '../runtime.js';
+import { AmiConnection, gitSourceFrom, reconcileDeps, StartupError, warnIfAmiExposed } from '../runtime.js';
 import type { GitSource } from '../source/git.js';
 import { HeapTrimmer } from './heap.js';
 import { AsteriskDriftPlugin } from './plugins/asterisk-drift.js';
@@ -115,10 +114,7 @@ export class Daemon {
     const { settings, log } = this;
     await mkdir(settings.state_dir, { recursive: true, mode: 0o700 });
     await writeFile(path.join(settings.state_dir, PID_FILE), `${process.pid}\n`, { mode: 0o644 });
-    const exposure = await readManagerExposure(settings.asterisk.config_dir);
-    if (exposure?.exposed) {
-      logEvent(log, 'warn', 'ami.exposed', { bindaddr: exposure.bindaddr, port: exposure.port }, `AMI listens on ${exposure.bindaddr}:${exposure.port}; set bindaddr = 127.0.0.1 in manager.conf`);
-    }
+    await warnIfAmiExposed(settings.asterisk.config_dir, log);
     this.deps = await reconcileDeps(settings, this.ami.control, log, {
       ...(this.cloud ? { elasticIp: () => this.cloud!.monitor.elasticIp() } : {}),
     });
