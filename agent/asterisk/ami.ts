@@ -802,6 +802,51 @@ export class AmiClient extends EventEmitter<AmiClientEvents> {
     return { module, fullyBooted: this.fullyBooted };
   }
 
+  /**
+   * DialplanExtensionAdd with `Replace: yes` (pbx_config.c manager_dialplan_extension_add): sets
+   * one priority, or the hint, of an extension in place, creating the context if needed. Asterisk
+   * registers it under pbx_config, as if read from extensions.conf (reference transcript p_).
+   * Needs write `system`, as Reload does.
+   */
+  async dialplanSet(
+    entry: { context: string; extension: string; priority: number | 'hint'; application: string; data: string },
+    options: { timeoutMs?: number } = {},
+  ): Promise<void> {
+    const r = await this.action({
+      Action: 'DialplanExtensionAdd',
+      Context: entry.context,
+      Extension: entry.extension,
+      Priority: String(entry.priority),
+      Application: entry.application,
+      ...(entry.data !== '' ? { ApplicationData: entry.data } : {}),
+      Replace: 'yes',
+    }, options);
+    if (r.response !== 'Success') {
+      throw new AmiError(refusalCode(r.message) ?? 'ami.action_failed',
+        `DialplanExtensionAdd ${entry.extension},${entry.priority}@${entry.context} failed: ${r.message}`, { action: 'DialplanExtensionAdd', response: r });
+    }
+  }
+
+  /**
+   * DialplanExtensionRemove: the whole extension, or one priority of it. Resolves false when there
+   * was nothing to remove (Asterisk answers "Failed to remove requested extension", transcript p_).
+   */
+  async dialplanRemove(
+    entry: { context: string; extension: string; priority?: number | 'hint' },
+    options: { timeoutMs?: number } = {},
+  ): Promise<boolean> {
+    const r = await this.action({
+      Action: 'DialplanExtensionRemove',
+      Context: entry.context,
+      Extension: entry.extension,
+      ...(entry.priority !== undefined ? { Priority: String(entry.priority) } : {}),
+    }, options);
+    if (r.response === 'Success') return true;
+    if (/^Failed to remove requested extension/i.test(r.message)) return false;
+    throw new AmiError(refusalCode(r.message) ?? 'ami.action_failed',
+      `DialplanExtensionRemove ${entry.extension}@${entry.context} failed: ${r.message}`, { action: 'DialplanExtensionRemove', response: r });
+  }
+
   /** PJSIPShowEndpoints; zero endpoints (Asterisk answers Error "No endpoints found") is []. */
   async showEndpoints(options: { timeoutMs?: number } = {}): Promise<EndpointSummary[]> {
     const r = await this.listAction({ Action: 'PJSIPShowEndpoints' }, options);

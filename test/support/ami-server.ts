@@ -140,11 +140,15 @@ const ACTION_CLASSES: Record<string, string[]> = {
   pjsipshowendpoints: ['system'],
   pjsipshowendpoint: ['system'],
   pjsipshowaors: ['system'],
+  // pbx_config.c load_module: both with EVENT_FLAG_SYSTEM.
+  dialplanextensionadd: ['system'],
+  dialplanextensionremove: ['system'],
 };
 const ACTION_NAMES: Record<string, string> = {
   ping: 'Ping', events: 'Events', logoff: 'Logoff', login: 'Login', listcommands: 'ListCommands', challenge: 'Challenge',
   command: 'Command', reload: 'Reload', getconfig: 'GetConfig', coresettings: 'CoreSettings', corestatus: 'CoreStatus',
   pjsipshowendpoints: 'PJSIPShowEndpoints', pjsipshowendpoint: 'PJSIPShowEndpoint', pjsipshowaors: 'PJSIPShowAors',
+  dialplanextensionadd: 'DialplanExtensionAdd', dialplanextensionremove: 'DialplanExtensionRemove',
 };
 /** manager.c perms[], in its order. */
 const ALL_CLASSES = ['system', 'call', 'log', 'verbose', 'command', 'agent', 'user', 'config', 'dtmf', 'reporting', 'cdr', 'dialplan', 'originate', 'agi', 'cc', 'aoc', 'test', 'security', 'message'];
@@ -227,7 +231,7 @@ export class FakeAsterisk {
   private reloadInProgress = false;
   private hangModule: string | null = null;
   private hung: Array<() => void> = [];
-  private closeAfter: { answer: boolean } | null = null;
+  private closeAfter: { answer: boolean; action?: string } | null = null;
   private failures: Array<{ action: string; message: string }> = [];
   private injected: ListEvent[] = [];
 
@@ -361,9 +365,12 @@ export class FakeAsterisk {
     for (const release of hung) release();
   }
 
-  /** The next action (any session) is answered (unless answer=false) and then the connection closes. */
-  closeAfterNextAction(options: { answer?: boolean } = {}): void {
-    this.closeAfter = { answer: options.answer ?? true };
+  /**
+   * The next action (any session; or the next one with this name) is answered (unless
+   * answer=false) and then the connection closes.
+   */
+  closeAfterNextAction(options: { answer?: boolean; action?: string } = {}): void {
+    this.closeAfter = { answer: options.answer ?? true, ...(options.action ? { action: options.action.toLowerCase() } : {}) };
   }
 
   /** The next action with this name ('*' = any) is answered `Response: Error` with this message. */
@@ -553,8 +560,8 @@ export class FakeAsterisk {
     this.received.push({ session: s.id, action, headers: m.headers() });
     this.actionCounts.set(action.toLowerCase(), (this.actionCounts.get(action.toLowerCase()) ?? 0) + 1);
 
-    const closeAfter = this.closeAfter;
-    this.closeAfter = null;
+    const closeAfter = this.closeAfter && (!this.closeAfter.action || this.closeAfter.action === action.toLowerCase()) ? this.closeAfter : null;
+    if (closeAfter) this.closeAfter = null;
     if (closeAfter && !closeAfter.answer) {
       s.end();
       return;
@@ -592,6 +599,8 @@ export class FakeAsterisk {
       case 'pjsipshowendpoint': return this.showEndpoint(s, m);
       case 'pjsipshowaors': return this.showAors(s, m);
       case 'listcommands': return this.listCommands(s, m);
+      case 'dialplanextensionadd': return this.dialplanExtensionAdd(s, m);
+      case 'dialplanextensionremove': return this.dialplanExtensionRemove(s, m);
       default:
         return this.sendError(s, m, `Invalid/unknown command: ${action}. Use Action: ListCommands to show available commands.`);
     }
@@ -688,6 +697,32 @@ export class FakeAsterisk {
   }
 
   /** manager.c action_listcommands: the actions the user's write classes allow, "Name: synopsis (Priv: classes)". */
+  /** pbx_config.c manager_dialplan_extension_add, answers as in transcript p_. */
+  private dialplanExtensionAdd(s: Session, m: Message): void {
+    const [context, exten, priority, app] = ['Context', 'Extension', 'Priority', 'Application'].map((h) => m.get(h) ?? '');
+    if (!context || !exten || !priority || !app) {
+      return this.sendError(s, m, 'Context, Extension, Priority, and Application must be defined for DialplanExtensionAdd.');
+    }
+    const prio = priority === 'hint' ? 'hint' : /^\d+$/.test(priority) ? Number(priority) : undefined;
+    if (prio === undefined) return this.sendError(s, m, 'The priority specified was invalid.');
+    const replace = /^(yes|true|y|t|1|on)$/i.test(m.get('Replace') ?? '');
+    const result = this.dialplan.addEntry(context, exten, prio, app, m.get('ApplicationData') ?? '', replace);
+    if (result === 'exists') return this.sendError(s, m, 'That extension and priority already exist at that context');
+    this.sendAck(s, m, 'Added requested extension');
+  }
+
+  /** pbx_config.c manager_dialplan_extension_remove, answers as in transcript p_. */
+  private dialplanExtensionRemove(s: Session, m: Message): void {
+    const context = m.get('Context') ?? '';
+    const exten = m.get('Extension') ?? '';
+    if (!context || !exten) return this.sendError(s, m, 'Context and Extension must be provided for DialplanExtensionRemove');
+    const priority = m.get('Priority') ?? '';
+    const prio = priority === '' ? undefined : priority === 'hint' ? 'hint' : /^[1-9]\d*$/.test(priority) ? Number(priority) : null;
+    if (prio === null) return this.sendError(s, m, 'The priority specified was invalid.');
+    if (!this.dialplan.removeEntry(context, exten, prio)) return this.sendError(s, m, 'Failed to remove requested extension');
+    this.sendAck(s, m, prio === undefined ? 'Removed the requested extension' : 'Removed the requested priority from the extension');
+  }
+
   private listCommands(s: Session, m: Message): void {
     const lines = Object.entries(ACTION_CLASSES)
       .filter(([, classes]) => classes.length === 0 || mayWrite(s, classes))

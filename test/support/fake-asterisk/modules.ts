@@ -119,6 +119,8 @@ interface Priority {
 interface Extension {
   name: string;
   priorities: Priority[];
+  /** `exten => N,hint,PJSIP/N`: the device, and where it came from. */
+  hint?: { app: string; file: string; line: number };
 }
 interface Context {
   name: string;
@@ -182,7 +184,10 @@ export class DialplanModule extends FileModule {
         let prio: number;
         if (bare === 'n') prio = (last && last.ext === ext ? last.prio : 0) + 1;
         else if (/^\d+$/.test(bare)) prio = Number(bare);
-        else if (bare === 'hint') continue;
+        else if (bare === 'hint') {
+          ext.hint = { app: appText, file: v.file, line: v.line };
+          continue;
+        }
         else {
           this.log('WARNING', 'pbx_config.c', `Invalid priority/label '${prioText}' at line ${v.line}`);
           continue;
@@ -220,14 +225,8 @@ export class DialplanModule extends FileModule {
         return [false, [`There is no existence of ${exten}@${contextName} extension`, `Command 'dialplan show ${arg}' failed.`]];
       }
       const out = [`[ Context '${ctx.name}' created by 'pbx_config' ]`];
-      for (const ext of found) {
-        ext.priorities.forEach((p, i) => {
-          const first = i === 0 ? `'${ext.name}' =>` : '';
-          const label = p.label ? ` [${p.label}]` : '';
-          out.push(`  ${first.padEnd(17)} ${`${p.priority}.${label} ${p.app}(${p.data})`.padEnd(45)} [${p.file}:${p.line}]`);
-        });
-      }
-      out.push('', `-= 1 extension (${found[0]!.priorities.length} priorities) in 1 context. =-`);
+      for (const ext of found) out.push(...extensionLines(ext));
+      out.push('', `-= 1 extension (${entryCount(found[0]!)} priorities) in 1 context. =-`);
       return [true, out];
     }
     const out: string[] = [];
@@ -243,13 +242,8 @@ export class DialplanModule extends FileModule {
       });
       for (const ext of sorted) {
         exts++;
-        ext.priorities.forEach((p, i) => {
-          prios++;
-          const first = i === 0 ? `'${ext.name}' =>` : '';
-          const label = p.label ? ` [${p.label}]` : '';
-          const text = `${p.priority}.${label} ${p.app}(${p.data})`;
-          out.push(`  ${first.padEnd(17)} ${text.padEnd(45)} [${p.file}:${p.line}]`);
-        });
+        prios += entryCount(ext);
+        out.push(...extensionLines(ext));
       }
       for (const inc of ctx.includes) {
         out.push(`  Include =>        ${`'${inc.name}'`.padEnd(45)} [pbx_config]`);
@@ -260,6 +254,65 @@ export class DialplanModule extends FileModule {
     out.push(`-= ${plural(exts, 'extension', 'extensions')} (${plural(prios, 'priority', 'priorities')}) in ${plural(wanted.length, 'context', 'contexts')}. =-`);
     return [true, out];
   }
+
+  /**
+   * DialplanExtensionAdd (pbx_config.c manager_dialplan_extension_add): the context is created
+   * if missing; an existing priority is kept unless `replace` ('exists' then). Registrar pbx_config,
+   * which `dialplan show` prints as `[pbx_config]` (transcript p_).
+   */
+  addEntry(contextName: string, name: string, priority: number | 'hint', app: string, data: string, replace: boolean): 'added' | 'exists' {
+    let ctx = this.contexts.get(contextName);
+    if (!ctx) this.contexts.set(contextName, (ctx = { name: contextName, extensions: [], includes: [] }));
+    let ext = ctx.extensions.find((e) => e.name === name);
+    if (!ext) ctx.extensions.push((ext = { name, priorities: [] }));
+    if (priority === 'hint') {
+      if (ext.hint && !replace) return 'exists';
+      ext.hint = { app, file: 'pbx_config', line: 0 };
+      return 'added';
+    }
+    const at = ext.priorities.findIndex((p) => p.priority === priority);
+    if (at >= 0 && !replace) return 'exists';
+    const entry = { priority, label: '', app, data, file: 'pbx_config', line: 0 };
+    if (at >= 0) ext.priorities[at] = entry;
+    else ext.priorities.push(entry);
+    ext.priorities.sort((a, b) => a.priority - b.priority);
+    return 'added';
+  }
+
+  /** DialplanExtensionRemove: the whole extension, or one priority; false when there was none. */
+  removeEntry(contextName: string, name: string, priority?: number | 'hint'): boolean {
+    const ctx = this.contexts.get(contextName);
+    const ext = ctx?.extensions.find((e) => e.name === name);
+    if (!ctx || !ext) return false;
+    if (priority === undefined) {
+      ctx.extensions = ctx.extensions.filter((e) => e !== ext);
+      return true;
+    }
+    if (priority === 'hint') {
+      if (!ext.hint) return false;
+      delete ext.hint;
+    } else {
+      const before = ext.priorities.length;
+      ext.priorities = ext.priorities.filter((p) => p.priority !== priority);
+      if (ext.priorities.length === before) return false;
+    }
+    if (!ext.hint && ext.priorities.length === 0) ctx.extensions = ctx.extensions.filter((e) => e !== ext);
+    return true;
+  }
+}
+
+/** `dialplan show`'s lines for one extension: the hint first, then each priority (pbx.c print_ext). */
+function extensionLines(ext: Extension): string[] {
+  const where = (file: string, line: number) => (line > 0 ? `[${file}:${line}]` : `[${file}]`);
+  const rows: Array<[string, string]> = [];
+  if (ext.hint) rows.push([`hint: ${ext.hint.app}`, where(ext.hint.file, ext.hint.line)]);
+  for (const p of ext.priorities) rows.push([`${p.priority}.${p.label ? ` [${p.label}]` : ''} ${p.app}(${p.data})`, where(p.file, p.line)]);
+  return rows.map(([text, from], i) => `  ${(i === 0 ? `'${ext.name}' =>` : '').padEnd(17)} ${text.padEnd(45)} ${from}`);
+}
+
+/** Priorities as `dialplan show` counts them: the hint is one. */
+function entryCount(ext: Extension): number {
+  return ext.priorities.length + (ext.hint ? 1 : 0);
 }
 
 // ---------------------------------------------------------------------------------------------
