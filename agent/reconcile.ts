@@ -56,7 +56,10 @@ export interface ReconcileOutcome {
   status: ReconcileStatus;
   revision: string;
   changedFiles: string[];
+  /** Modules Asterisk reloaded (a dialplan changed by live edits is not among them). */
   reloads: AsteriskModule[];
+  /** Live dialplan edits sent instead of reloading pbx_config (0 when none). */
+  dialplanEdits: number;
   extensions: ReloadPlan['extensions'];
   restartReasons: string[];
   /** What the change would do to the phones beyond its diff (plan/hazards.ts). */
@@ -172,6 +175,9 @@ async function reconcileSteps(run: Run, state: AgentState): Promise<Verdict> {
   // here and verification can still be rolled back by the next run.
   const previous = await previousFiles(deps, state, plan, onDisk);
   const changes = moduleChanges(modules, rendered.files, previous, onDisk, plan);
+  // Live edits start from what Asterisk has live, which is the disk's file unless an earlier run
+  // left a change pending (then Asterisk may hold either version): that case reloads the file.
+  const dialplanEdits = state.pending ? undefined : plan.dialplan?.edits;
 
   // Endpoints Asterisk has that are not the agent's: an extension with the same name would make
   // two endpoint sections, and res_pjsip then keeps every endpoint on its old configuration.
@@ -204,8 +210,9 @@ async function reconcileSteps(run: Run, state: AgentState): Promise<Verdict> {
   const after = { ...state, pending };
   const verifyOptions = { detailLimit: deps.options.verifyDetailLimit, foreign };
   try {
-    const reloaded = await run.stage('reload', () => reloadModules(deps.asterisk, modules, deps.options.reloadTimeoutMs));
-    run.outcome.reloads = reloaded.map((r) => r.module);
+    const reloaded = await run.stage('reload', () => reloadModules(deps.asterisk, modules, deps.options.reloadTimeoutMs, dialplanEdits));
+    run.outcome.reloads = reloaded.filter((r) => r.how === 'reload').map((r) => r.module);
+    if (reloaded.some((r) => r.how === 'edits')) run.outcome.dialplanEdits = dialplanEdits!.length;
     const verification = await run.stage('verify', () => verifyLiveState(deps.asterisk, changes, verifyOptions));
     run.outcome.verification = verification;
     if (!verification.ok) return await rollBack(run, after, previous, changes, verifyOptions, describeMismatches(verification.mismatches));
@@ -371,8 +378,9 @@ function moduleChanges(
     const file = files.find((f) => f.module === module)!;
     const before = previous.has(file.path) ? previous.get(file.path) : onDisk.get(file.path);
     const change: ModuleChange = { module, before: splitManagedText(before ?? '').body, after: file.body };
-    // The plan compared pjsip.conf with the disk; reuse that unless the reference is last-known-good.
+    // The plan compared the files with the disk; reuse that unless the reference is last-known-good.
     if (module === 'res_pjsip' && plan.pjsip && before === onDisk.get(file.path)) change.pjsip = plan.pjsip;
+    if (module === 'pbx_config' && plan.dialplan && before === onDisk.get(file.path)) change.dialplan = plan.dialplan;
     return change;
   });
 }
@@ -413,6 +421,9 @@ function hashes(files: readonly RenderedFile[]): Record<string, string> {
   return Object.fromEntries(files.map((f) => [f.path, f.bodyHash]));
 }
 
+/** Names per list in the reconcile.finished line at most (the counts are always whole). */
+const LOGGED_NAMES = 100;
+
 /** The code a run of each failing status records when no more specific one is known. */
 const FAILURE_CODES: Partial<Record<ReconcileStatus, EventName>> = {
   invalid: 'reconcile.invalid',
@@ -432,6 +443,7 @@ class Run {
       revision: source.revision,
       changedFiles: [],
       reloads: [],
+      dialplanEdits: 0,
       extensions: { added: [], changed: [], removed: [] },
       restartReasons: [],
       planWarnings: [],
@@ -479,7 +491,11 @@ class Run {
         status,
         changedFiles: o.changedFiles,
         reloads: status === 'unchanged' || status === 'invalid' || status === 'skipped' || status === 'refused' ? [] : o.reloads,
-        extensions: o.extensions,
+        // Capped: journald splits a line longer than LineMax (48K, journald.conf(5)) into pieces
+        // that are no longer JSON, and a first sync of 10,000 extensions lists more than that.
+        extensions: { added: o.extensions.added.slice(0, LOGGED_NAMES), changed: o.extensions.changed.slice(0, LOGGED_NAMES), removed: o.extensions.removed.slice(0, LOGGED_NAMES) },
+        extensionCounts: { added: o.extensions.added.length, changed: o.extensions.changed.length, removed: o.extensions.removed.length },
+        ...(o.dialplanEdits > 0 ? { dialplanEdits: o.dialplanEdits } : {}),
         verification: v ? { ok: v.ok, mismatches: v.mismatches.length, restartPending: v.restartPending, ...v.checked } : undefined,
         durationMs,
         stages: o.stages,

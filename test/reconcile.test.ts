@@ -60,11 +60,13 @@ describe('reconcile against a loopback Asterisk', () => {
     assert.equal((await stat(pjsip)).mtimeMs, before.mtimeMs);
   });
 
-  it('adds an extension: only res_pjsip and pbx_config reload, and the new endpoint is live', async () => {
+  it('adds an extension: only res_pjsip reloads, the dialplan gains it live, and the new endpoint is live', async () => {
     await run(await repo(TWO), 'r1');
     const out = await run(await repo([...TWO, { number: '1003' }]), 'r2');
     assert.equal(out.status, 'applied', out.error);
-    assert.deepEqual(out.reloads, ['res_pjsip', 'pbx_config']);
+    assert.deepEqual(out.reloads, ['res_pjsip']);
+    assert.equal(out.dialplanEdits, 3, 'priority 1, priority 2 and the hint');
+    assert.equal(host.asterisk.reloadCount('pbx_config'), 1, 'extensions.conf was not re-read');
     assert.deepEqual(out.extensions, { added: ['1003'], changed: [], removed: [] });
     assert.deepEqual(host.asterisk.liveEndpoints(), ['1001', '1002', '1003']);
     assert.equal(host.asterisk.reloadCount('res_rtp_asterisk'), 1, 'rtp.conf did not change');

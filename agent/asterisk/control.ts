@@ -3,12 +3,15 @@
  * implementation is the AMI adapter (ami.ts); tests run the same adapter against a loopback fake.
  */
 import type { AsteriskModule } from '../managed-files.js';
+import type { DialplanEdit } from '../plan/dialplan.js';
 import type { AmiClient, EndpointDetails, EndpointSummary } from './ami.js';
 import { missingAmiRights, type MissingRight } from './rights.js';
 
 export interface AsteriskControl {
   /** Reload one module; resolves when Asterisk answered (which proves nothing about the result). */
   reload(module: AsteriskModule, timeoutMs: number): Promise<void>;
+  /** One live dialplan edit (plan/dialplan.ts); removing what is not there is not an error. */
+  editDialplan(edit: DialplanEdit, timeoutMs: number): Promise<void>;
   showEndpoints(): Promise<EndpointSummary[]>;
   showEndpoint(name: string): Promise<EndpointDetails | null>;
   /** CLI command through AMI; resolves to the output lines. */
@@ -35,6 +38,10 @@ export function amiControl(client: AmiClient): AsteriskControl {
   return {
     reload: async (module, timeoutMs) => {
       await client.reload(module, timeoutMs);
+    },
+    editDialplan: async (edit, timeoutMs) => {
+      if (edit.kind === 'set') await client.dialplanSet(edit, { timeoutMs });
+      else await client.dialplanRemove(edit, { timeoutMs });
     },
     showEndpoints: () => client.showEndpoints(),
     showEndpoint: (name) => client.showEndpoint(name),

@@ -105,7 +105,8 @@ export function printOutcome(io: Io, outcome: ReconcileOutcome): void {
   if (outcome.removalAcknowledgedBy) io.out(`Mass removal acknowledged by ${outcome.removalAcknowledgedBy}`);
   // `reloads` lists the modules Asterisk did reload, none when the run stopped before that.
   const reloaded = outcome.reloads.length ? `, reloaded ${outcome.reloads.join(', ')}` : '';
-  io.out(`${outcome.status}: revision ${outcome.revision}${reloaded}${outcome.error ? `: ${outcome.error}` : ''}`);
+  const edited = outcome.dialplanEdits > 0 ? `, dialplan changed live (${outcome.dialplanEdits} edit${outcome.dialplanEdits === 1 ? '' : 's'})` : '';
+  io.out(`${outcome.status}: revision ${outcome.revision}${reloaded}${edited}${outcome.error ? `: ${outcome.error}` : ''}`);
 }
 
 /** 0 applied or unchanged; 1 invalid or refused (the config repo must change); 3 anything else. */

@@ -7,11 +7,13 @@ import type { RenderedFile } from '../render/index.js';
 import { inReloadOrder, splitManagedText, type AsteriskModule } from '../managed-files.js';
 import { unifiedDiff } from './diff.js';
 import { planWarnings, type PlanWarning } from './hazards.js';
+import { compareDialplan, type DialplanComparison } from './dialplan.js';
 import { comparePjsip, type PjsipComparison } from './objects.js';
 import { compareRooms, type RoomChanges } from './rooms.js';
 
 export { checkRemovals, ACKNOWLEDGE_HINT, MASS_REMOVAL_FLAG, MASS_REMOVAL_TRAILER, type RemovalRefusal } from './guard.js';
 export type { PlanWarning } from './hazards.js';
+export type { DialplanComparison, DialplanEdit } from './dialplan.js';
 
 export type FileAction = 'create' | 'update' | 'unchanged';
 
@@ -41,6 +43,11 @@ export interface ReloadPlan {
   warnings: PlanWarning[];
   /** The pjsip.conf comparison behind `extensions`, kept for verification (absent when unchanged). */
   pjsip?: PjsipComparison;
+  /**
+   * The extensions.conf comparison (absent when it does not change): with `edits`, the dialplan
+   * changes live, entry by entry, instead of pbx_config reloading the whole file.
+   */
+  dialplan?: DialplanComparison;
   changed: boolean;
 }
 
@@ -66,6 +73,8 @@ export function planChanges(rendered: readonly RenderedFile[], onDisk: ReadonlyM
   const rtpBefore = rtpFile && onDisk.get(rtpFile.path);
   const rtp = { before: rtpBefore === undefined ? undefined : splitManagedText(rtpBefore).body, after: rtpFile?.rendered.body ?? '' };
   const conferences = conferenceChanges(files, onDisk);
+  const dialplanFile = files.find((f) => f.module === 'pbx_config' && f.action !== 'unchanged');
+  const dialplan = dialplanFile && compareDialplan(splitManagedText(onDisk.get(dialplanFile.path) ?? '').body, dialplanFile.rendered.body);
   const pjsipFile = files.find((f) => f.module === 'res_pjsip' && f.action !== 'unchanged');
   if (!pjsipFile) {
     return {
@@ -77,6 +86,7 @@ export function planChanges(rendered: readonly RenderedFile[], onDisk: ReadonlyM
       extensionsBefore: 0,
       restartReasons: [],
       warnings: planWarnings(undefined, rtp),
+      ...(dialplan ? { dialplan } : {}),
       changed: reloads.length > 0,
     };
   }
@@ -92,6 +102,7 @@ export function planChanges(rendered: readonly RenderedFile[], onDisk: ReadonlyM
     restartReasons,
     warnings: planWarnings(pjsip, rtp),
     pjsip,
+    ...(dialplan ? { dialplan } : {}),
     changed: reloads.length > 0,
   };
 }

@@ -11,6 +11,7 @@ import { AmiError, header, headerAll, type AmiHeaders, type EndpointDetails } fr
 import type { AsteriskControl } from '../asterisk/control.js';
 import { comparePjsip, parsePjsipObjects, type PjsipComparison, type PjsipObject } from '../plan/objects.js';
 import type { AsteriskModule } from '../managed-files.js';
+import { compareDialplan, type DialplanComparison, type DialplanEntry } from '../plan/dialplan.js';
 import { EXTENSIONS_CONTEXT } from '../render/extensions.js';
 import { VOICEMAIL_CONTEXT } from '../render/voicemail.js';
 
@@ -21,6 +22,8 @@ export interface ModuleChange {
   after: string;
   /** For res_pjsip, the comparison of before and after if already computed (it is not cheap). */
   pjsip?: PjsipComparison;
+  /** For pbx_config, likewise. */
+  dialplan?: DialplanComparison;
 }
 
 export interface Mismatch {
@@ -205,7 +208,36 @@ class Checker {
   }
 
   async verifyDialplan(change: ModuleChange) {
-    // Numbers per context: the agent's extensions and each conference room's own context.
+    // The dial-by-number context: each added or changed extension read back entry by entry (all
+    // of them when they were edited live, which is a bounded number; a sample after a reload),
+    // and each removed one must be gone.
+    const diff = change.dialplan ?? compareDialplan(change.before, change.after);
+    const limit = diff.edits ? Infinity : this.options.detailLimit;
+    for (const number of [...diff.changed, ...diff.added].slice(0, limit)) {
+      const at = `${number}@${EXTENSIONS_CONTEXT}`;
+      const { ok, lines } = await this.command(`dialplan show ${at}`);
+      if (!ok) {
+        this.mismatch(`dialplan ${at}`, 'presence', 'present', 'missing');
+        continue;
+      }
+      // Entries with labels are not compared one by one (the feature codes): present is enough.
+      const expected = diff.expected.get(number);
+      if (!expected) continue;
+      const live = extensionEntries(lines, number);
+      for (const want of expected) {
+        const got = live.get(want.priority);
+        const text = entryText(want);
+        if (got !== text) this.mismatch(`dialplan ${at}`, want.priority === 'hint' ? 'hint' : `priority ${want.priority}`, text, got);
+      }
+      const extra = [...live.keys()].filter((p) => !expected.some((w) => w.priority === p));
+      for (const p of extra) this.mismatch(`dialplan ${at}`, p === 'hint' ? 'hint' : `priority ${p}`, '(none)', live.get(p));
+    }
+    for (const number of diff.removed.slice(0, limit)) {
+      const at = `${number}@${EXTENSIONS_CONTEXT}`;
+      const { ok } = await this.command(`dialplan show ${at}`);
+      if (ok) this.mismatch(`dialplan ${at}`, 'presence', 'removed', 'still present');
+    }
+    // Numbers of the other contexts (each conference room has its own).
     const before = dialplanNumbers(change.before);
     const after = dialplanNumbers(change.after);
     const added = [...after].filter((n) => !before.has(n)).slice(0, this.options.detailLimit);
@@ -326,7 +358,10 @@ export async function liveEndpointNames(
   return found;
 }
 
-/** `NUMBER@CONTEXT` for every extension's first priority in an extensions.conf body. */
+/**
+ * `NUMBER@CONTEXT` for every extension's first priority in an extensions.conf body, outside the
+ * dial-by-number context (verifyDialplan reads that one entry by entry).
+ */
 function dialplanNumbers(body: string): Set<string> {
   const out = new Set<string>();
   let context = '';
@@ -334,7 +369,35 @@ function dialplanNumbers(body: string): Set<string> {
     const section = /^\[([^\]]+)\]$/.exec(line);
     if (section) context = section[1]!;
     const exten = /^exten => ([0-9]+),1,/.exec(line);
-    if (exten && context) out.add(`${exten[1]}@${context}`);
+    if (exten && context && context !== EXTENSIONS_CONTEXT) out.add(`${exten[1]}@${context}`);
+  }
+  return out;
+}
+
+/** How `dialplan show` prints an entry: `Gosub(args)`, `Hangup()`, or the hint's device. */
+function entryText(entry: DialplanEntry): string {
+  return entry.priority === 'hint' ? entry.application : `${entry.application}(${entry.data})`;
+}
+
+/**
+ * The entries `dialplan show NUMBER@CONTEXT` prints for NUMBER (pbx.c show_dialplan_helper):
+ *   `  '1001' =>         hint: PJSIP/1001                              [extensions.conf:30]`
+ *   `                    1. Gosub(pbx-agent-dial,s,1(1001,30,)) [extensions.conf:28]`
+ * (reference transcripts o_ and p_); lines of any other extension shown (a pattern) are skipped.
+ */
+export function extensionEntries(lines: readonly string[], number: string): Map<number | 'hint', string> {
+  const out = new Map<number | 'hint', string>();
+  let mine = false;
+  for (const raw of lines) {
+    const head = /^\s*'([^']*)' =>/.exec(raw);
+    if (head) mine = head[1] === number;
+    else if (!/^\s+\S/.test(raw)) mine = false; // a context's header, a blank line, the summary
+    if (!mine) continue;
+    const text = raw.replace(/^\s*'[^']*' =>/, '').replace(/\s+\[[^\]]*\]\s*$/, '').trim();
+    const hint = /^hint: (.*)$/.exec(text);
+    if (hint) out.set('hint', hint[1]!);
+    const prio = /^(\d+)\.(?: \[[^\]]*\])? (.*)$/.exec(text);
+    if (prio) out.set(Number(prio[1]), prio[2]!);
   }
   return out;
 }
