@@ -6,6 +6,7 @@ import type { DesiredState } from '../agent/model.js';
 import { renderConfigRepo } from '../agent/pipeline.js';
 import { planChanges } from '../agent/plan/index.js';
 import { renderAsteriskFiles, type RenderedFile } from '../agent/render/index.js';
+import { RenderMemo, renderPjsipConf } from '../agent/render/pjsip.js';
 import { voicemailPin } from '../agent/render/voicemail.js';
 import { DirectorySecretStore, md5Credential, resolveDesiredState, type HostFacts } from '../agent/resolve/index.js';
 import { BASE_EXTENSIONS, BASE_PBX, edit, makeRepo, removeTempRepos, tempDir } from './support/config-repo.js';
@@ -63,6 +64,34 @@ describe('render: desired state → Asterisk files', () => {
     assert.deepEqual(a.files!.map((f) => f.text), b.files!.map((f) => f.text));
     const again = await renderRepo({ 'pbx.yaml': BASE_PBX, 'extensions/z/late.yaml': `extensions:\n  - { number: "1001", md5: ${'a'.repeat(32)} }\n`, 'extensions/early.yaml': `extensions:\n  - { number: "1002", md5: ${'b'.repeat(32)} }\n` });
     assert.deepEqual(again.files!.map((f) => f.bodyHash), b.files!.map((f) => f.bodyHash));
+  });
+
+  it('renders every change exactly as a fresh render would, although unchanged extensions come from the previous render', async () => {
+    const second = `  - { number: "1002", md5: ${'b'.repeat(32)}, codec_profile: video, voicemail: true }\n`;
+    const base = (await renderRepo({ 'pbx.yaml': BASE_PBX, 'extensions/staff.yaml': BASE_EXTENSIONS + second })).state!;
+    assert.equal(base.extensions.length, 2);
+    const first = base.extensions[0]!;
+    const variants: Array<[string, (s: typeof base) => void]> = [
+      ['name', (s) => (s.extensions[0] = { ...first, name: 'Someone Else' })],
+      ['no name', (s) => (s.extensions[0] = (({ name: _n, ...rest }) => rest)(first))],
+      ['context', (s) => (s.extensions[0] = { ...first, context: 'other' })],
+      ['codec profile chosen', (s) => (s.extensions[0] = { ...first, codecProfile: 'video' })],
+      ['max_contacts', (s) => (s.extensions[0] = { ...first, maxContacts: first.maxContacts + 1 })],
+      ['qualify', (s) => (s.extensions[0] = { ...first, qualifySeconds: first.qualifySeconds + 5 })],
+      ['voicemail', (s) => (s.extensions[0] = first.voicemail ? (({ voicemail: _v, ...rest }) => rest)(first) : { ...first, voicemail: {} })],
+      ['credential', (s) => (s.extensions[0] = { ...first, credential: { kind: 'md5', hash: 'f'.repeat(32) } })],
+      ['realm', (s) => (s.realm = 'pbx.example.net')],
+      ['ice', (s) => (s.rtp = { ...s.rtp, ice: !s.rtp.ice })],
+      ['voicemail code', (s) => (s.featureCodes = { voicemail: '*98' })],
+      ['codec profile', (s) => (s.codecProfiles = s.codecProfiles.map((p) => ({ ...p, audio: [...p.audio].reverse() })))],
+    ];
+    for (const [what, change] of variants) {
+      renderPjsipConf(base); // the previous render, whose blocks are reused
+      const changed = structuredClone(base);
+      change(changed);
+      assert.equal(renderPjsipConf(changed), renderPjsipConf(changed, new RenderMemo()), what);
+      assert.notEqual(renderPjsipConf(changed), renderPjsipConf(base, new RenderMemo()), `${what} makes a difference`);
+    }
   });
 
   describe('pjsip.conf', () => {

@@ -1,7 +1,7 @@
 /**
  * load: config repo snapshot → DesiredState, or every problem found, located. Pure.
  */
-import { ExtensionsFile, SiteFile, type SiteFileData } from '../../schemas/config-repo.js';
+import { ExtensionsFile, SiteFile, type ExtensionsFileData, type SiteFileData } from '../../schemas/config-repo.js';
 import type { Credential, DesiredConference, DesiredExtension, DesiredState, DesiredTransport, Locate, Protocol } from '../model.js';
 import { checkConferences, conferenceVideoMode, checkExtensions, checkSite, type ExtensionEntry } from './cross-check.js';
 import { fileIssue, hasErrors, sortIssues, type ConfigIssue } from './issues.js';
@@ -141,6 +141,32 @@ function noPhonesWarnings(siteFile: string, extensions: number, disabled: number
   return [];
 }
 
+interface LoadedExtensionsFile {
+  text: string;
+  parsed?: ParsedYaml;
+  data?: ExtensionsFileData;
+  issues: readonly ConfigIssue[];
+}
+
+function loadExtensionsFile(file: RepoSnapshot['extensionFiles'][number]): LoadedExtensionsFile {
+  const { parsed, issues } = parseYaml(file);
+  if (!parsed) return { text: file.text, issues };
+  if (parsed.data === null || parsed.data === undefined) {
+    return { text: file.text, issues: [...issues, fileIssue(file.path, 'is empty; expected a list under `extensions:`')] };
+  }
+  const { data, issues: schemaIssues } = validateFile(parsed, ExtensionsFile);
+  return { text: file.text, parsed, ...(data ? { data } : {}), issues: [...issues, ...schemaIssues] };
+}
+
+/**
+ * The extensions files of the previous load, parsed and validated, by path. A push nearly always
+ * changes one file of many, and the same text always gives the same result: the others are taken
+ * from here instead of being parsed and validated again (10,000 extensions in 20 files: ~500 ms
+ * under the unit's node flags, against ~25 ms for the one changed file). Only the latest load's
+ * files are kept, so the cache is never larger than one repo's data.
+ */
+let lastLoaded = new Map<string, LoadedExtensionsFile>();
+
 export function loadDesiredState(snapshot: RepoSnapshot): LoadResult {
   const issues: ConfigIssue[] = [...snapshot.issues];
 
@@ -161,18 +187,16 @@ export function loadDesiredState(snapshot: RepoSnapshot): LoadResult {
   if (site && siteParsed) {
     site.extensions.forEach((data, i) => entries.push({ data, parsed: siteParsed!, path: ['extensions', i] }));
   }
+  const seen = new Map<string, LoadedExtensionsFile>();
   for (const file of snapshot.extensionFiles) {
-    const { parsed, issues: yamlIssues } = parseYaml(file);
-    issues.push(...yamlIssues);
-    if (!parsed) continue;
-    if (parsed.data === null || parsed.data === undefined) {
-      issues.push(fileIssue(file.path, 'is empty; expected a list under `extensions:`'));
-      continue;
-    }
-    const { data, issues: schemaIssues } = validateFile(parsed, ExtensionsFile);
-    issues.push(...schemaIssues);
-    data?.extensions.forEach((ext, i) => entries.push({ data: ext, parsed, path: ['extensions', i] }));
+    const previous = lastLoaded.get(file.path);
+    const loaded = previous?.text === file.text ? previous : loadExtensionsFile(file);
+    seen.set(file.path, loaded);
+    issues.push(...loaded.issues);
+    const { parsed, data } = loaded;
+    if (parsed) data?.extensions.forEach((ext, i) => entries.push({ data: ext, parsed, path: ['extensions', i] }));
   }
+  lastLoaded = seen;
 
   if (site && siteParsed) {
     issues.push(...checkSite(site, siteParsed));

@@ -70,6 +70,21 @@ export class ConfText {
     return this;
   }
 
+  /**
+   * Lines another ConfText made (its toBlock()), each already checked there: sections, separated
+   * from what comes before by a blank line as section() does.
+   */
+  block(text: string): this {
+    if (this.lines.length > 0 && this.lines[this.lines.length - 1] !== '') this.lines.push('');
+    this.lines.push(text);
+    return this;
+  }
+
+  /** The lines so far for block(): without the final line break. */
+  toBlock(): string {
+    return this.lines.join('\n');
+  }
+
   blank(): this {
     this.lines.push('');
     return this;
