@@ -80,6 +80,43 @@ describe('live dialplan edits: the plan', () => {
     assert.match(all.reloadReason!, /100 extensions change/);
   });
 
+  /** The blocks of the dial-by-number context, the slow way: every line. */
+  const blocksOf = (body: string) => {
+    const out = new Map<string, string>();
+    let inside = false;
+    let number = '';
+    for (const line of body.split('\n')) {
+      if (line.startsWith('[')) inside = line === `[${CONTEXT}]`;
+      else if (inside && line.startsWith('exten => ')) number = line.slice(9, line.indexOf(','));
+      if (inside && /^(exten|same) => /.test(line)) out.set(number, `${out.get(number) ?? ''}${line}\n`);
+    }
+    return out;
+  };
+  const numbers = Array.from({ length: 30 }, (_, i) => String(1000 + i));
+  const cases: Array<[string, string, string]> = [
+    ['one added at the end', conf(numbers), conf([...numbers, '2000'])],
+    ['one added first', conf(numbers.slice(1)), conf(numbers)],
+    ['one removed in the middle', conf(numbers), conf(numbers.filter((n) => n !== '1015'))],
+    ['the last removed', conf(numbers), conf(numbers.slice(0, -1))],
+    ['one changed', conf(numbers), conf(numbers).replace('1(1007,30,)', '1(1007,45,)')],
+    ['two far apart changed', conf(numbers), conf(numbers).replace('1(1001,30,)', '1(1001,45,)').replace('1(1028,30,)', '1(1028,45,)')],
+    ['a hint changed', conf(numbers), conf(numbers).replace('1012,hint,PJSIP/1012', '1012,hint,PJSIP/1012&PJSIP/1013')],
+    ['one moved to the end (a hand edit)', conf(numbers), conf([...numbers.filter((n) => n !== '1003'), '1003'])],
+    ['a copy made by hand is dropped', conf([...numbers, '1003']), conf(numbers)],
+  ];
+  for (const [what, before, after] of cases) {
+    it(`finds what comparing every line finds: ${what}`, () => {
+      const diff = compareDialplan(before, after);
+      const [a, b] = [blocksOf(before), blocksOf(after)];
+      assert.deepEqual(diff.added, [...b.keys()].filter((n) => !a.has(n)));
+      assert.deepEqual(diff.removed, [...a.keys()].filter((n) => !b.has(n)));
+      assert.deepEqual([...diff.changed].sort(), [...b.keys()].filter((n) => a.has(n) && a.get(n) !== b.get(n)).sort());
+      assert.equal(diff.reloadReason, undefined);
+      // Each extension planned whole: every line of its block, whichever line changed.
+      for (const n of [...diff.added, ...diff.changed]) assert.equal(diff.expected.get(n)?.length, b.get(n)!.split('\n').length - 1, n);
+    });
+  }
+
   it('reads the entries of the extensions.conf the agent renders (10,000 extensions: one set of edits for one change)', () => {
     const state = (n: number) => ({
       extensions: Array.from({ length: n }, (_, i) => ({ number: String(10_000 + i), ringSeconds: 30, voicemail: i % 2 === 0 })),

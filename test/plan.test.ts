@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { renderConfigRepo } from '../agent/pipeline.js';
 import { planChanges } from '../agent/plan/index.js';
-import { diffPjsipObjects, parsePjsipObjects } from '../agent/plan/objects.js';
+import { comparePjsip, diffPjsipObjects, parsePjsipObjects } from '../agent/plan/objects.js';
 import { DirectorySecretStore, type HostFacts } from '../agent/resolve/index.js';
 import { BASE_PBX, edit, extensionsYaml, makeRepo, removeTempRepos, testMd5 } from './support/config-repo.js';
 
@@ -40,6 +40,58 @@ describe('plan: object changes in pjsip.conf', () => {
     const tcp = '[transport-tcp]\ntype=transport\nprotocol=tcp\nbind=0.0.0.0:5060\n';
     assert.deepEqual(diffPjsipObjects(transport(), transport() + tcp).restartReasons, ['transport transport-tcp is new']);
     assert.deepEqual(diffPjsipObjects(transport() + tcp, transport()).restartReasons, ['transport transport-tcp is removed']);
+  });
+});
+
+describe('plan: only the part of pjsip.conf that differs is indexed, with the same answers', () => {
+  const transport = (bind: string) => `; transports\n[transport-udp]\ntype=transport\nprotocol=udp\nbind=${bind}\nexternal_media_address=203.0.113.10\n`;
+  const extension = (n: number, max = 3, realm = 'asterisk') =>
+    `[${n}]\ntype=endpoint\ncontext=internal\naors=${n}\nauth=${n}\n\n[${n}]\ntype=auth\nauth_type=md5\nrealm=${realm}\nmd5_cred=${String(n).repeat(8)}\n\n[${n}]\ntype=aor\nmax_contacts=${max}\n`;
+  const body = (numbers: number[], opts: { bind?: string; max?: Record<number, number>; realm?: Record<number, string> } = {}) =>
+    [transport(opts.bind ?? '0.0.0.0:5060'), ...numbers.map((n) => extension(n, opts.max?.[n] ?? 3, opts.realm?.[n]))].join('\n');
+  /** The comparison made the slow way: every section of both texts. */
+  const everySection = (before: string, after: string) => {
+    const index = (text: string) => new Map(parsePjsipObjects(text).map((o) => [`${o.type} ${o.name}`, o.options.join('\n')]));
+    const [a, b] = [index(before), index(after)];
+    const names = (m: Map<string, string>) => new Set([...m.keys()].filter((k) => !k.startsWith('transport ')).map((k) => k.split(' ')[1]!));
+    const [na, nb] = [names(a), names(b)];
+    return {
+      added: [...nb].filter((n) => !na.has(n)).sort(),
+      changed: [...nb].filter((n) => na.has(n) && ['endpoint', 'auth', 'aor'].some((t) => a.get(`${t} ${n}`) !== b.get(`${t} ${n}`))).sort(),
+      removed: [...na].filter((n) => !nb.has(n)).sort(),
+    };
+  };
+  const numbers = Array.from({ length: 40 }, (_, i) => 1000 + i);
+  const cases: Array<[string, string, string]> = [
+    ['identical', body(numbers), body(numbers)],
+    ['one added at the end', body(numbers), body([...numbers, 2000])],
+    ['one added first', body(numbers.slice(1)), body(numbers)],
+    ['one added in the middle', body(numbers.filter((n) => n !== 1020)), body(numbers)],
+    ['one removed in the middle', body(numbers), body(numbers.filter((n) => n !== 1020))],
+    ['the last removed', body(numbers), body(numbers.slice(0, -1))],
+    ['an aor changed', body(numbers), body(numbers, { max: { 1013: 5 } })],
+    ['two far apart changed', body(numbers), body(numbers, { max: { 1001: 5, 1038: 1 } })],
+    ['a transport changed', body(numbers), body(numbers, { bind: '0.0.0.0:5070' })],
+    ['an extension moved to the end (a hand edit)', body(numbers), body([...numbers.filter((n) => n !== 1005), 1005])],
+    ['from nothing', '', body(numbers)],
+    ['to nothing', body(numbers), ''],
+  ];
+  for (const [what, before, after] of cases) {
+    it(`finds what the whole comparison finds: ${what}`, () => {
+      const fast = comparePjsip(before, after);
+      const slow = everySection(before, after);
+      assert.deepEqual({ added: [...fast.added].sort(), changed: [...fast.changed].sort(), removed: [...fast.removed].sort() }, slow);
+    });
+  }
+
+  it('reads objects outside the differing part, counts every extension, and names a transport change', () => {
+    const c = comparePjsip(body(numbers, { realm: { 1013: 'old' } }), body(numbers, { bind: '0.0.0.0:5070', max: { 1013: 5 } }));
+    assert.equal(c.extensionsBefore, 40);
+    assert.deepEqual(c.changed, ['1013']);
+    assert.equal(c.object('aor', '1039')?.options.join(), 'max_contacts=3');
+    assert.equal(c.objectBefore('auth', '1013')?.options.find((o) => o.startsWith('realm=')), 'realm=old');
+    assert.deepEqual(c.transports().map((t) => t.name), ['transport-udp']);
+    assert.deepEqual(c.restartReasons, ['transport transport-udp changes bind']);
   });
 });
 

@@ -12,6 +12,7 @@
  * restart or a later reload loads the same dialplan.
  */
 import { EXTENSIONS_CONTEXT } from '../render/extensions.js';
+import { commonEnds } from './common-ends.js';
 
 /** One priority of an extension: `1`, `2`, … or the hint. */
 export interface DialplanEntry {
@@ -40,6 +41,8 @@ export interface DialplanComparison {
   edits?: DialplanEdit[];
   /** Why a reload is needed instead of edits (absent when edits are possible). */
   reloadReason?: string;
+  /** Nothing but extensions of the dial-by-number context differs (no context, include or room). */
+  onlyExtensions: boolean;
 }
 
 /**
@@ -57,11 +60,11 @@ interface ParsedDialplan {
   blocks: Map<string, string[]>;
 }
 
-/** Splits an extensions.conf body as rendered by render/extensions.ts. */
-function parse(body: string): ParsedDialplan {
+/** Splits an extensions.conf body as rendered by render/extensions.ts (or lines of its extensions context). */
+function parse(body: string, inside = false): ParsedDialplan {
   const rest: string[] = [];
   const blocks = new Map<string, string[]>();
-  let inExtensions = false;
+  let inExtensions = inside;
   let current: string[] | undefined;
   for (const line of body.split('\n')) {
     if (line.startsWith('[')) {
@@ -130,8 +133,61 @@ function sameEntry(a: DialplanEntry, b: DialplanEntry): boolean {
 
 /** Compares two extensions.conf bodies and plans the edits that turn the first into the second live. */
 export function compareDialplan(before: string, after: string): DialplanComparison {
-  const old = parse(before);
-  const next = parse(after);
+  // Only the extensions between the texts' common start and end are parsed when that is all that
+  // differs (nearly every push); otherwise, or if an extension moved, the whole of both.
+  const region = differingExtensions(before, after);
+  if (region) {
+    const old = parse(before.slice(region.start, region.beforeEnd), true);
+    const next = parse(after.slice(region.start, region.afterEnd), true);
+    const comparison = compareParsed(before, after, old, next, countExtensions(after));
+    const moved = comparison.added.some((n) => before.includes(`\nexten => ${n},`)) || comparison.removed.some((n) => after.includes(`\nexten => ${n},`));
+    if (!moved && old.rest === '' && next.rest === '') return comparison;
+  }
+  return compareParsed(before, after, parse(before), parse(after), countExtensions(after));
+}
+
+/** Extensions with a hint: every extension the agent renders has one. */
+function countExtensions(body: string): number {
+  let n = 0;
+  for (let at = body.indexOf(',hint,'); at >= 0; at = body.indexOf(',hint,', at + 1)) n++;
+  return n;
+}
+
+const BLOCK_START = /^exten => [^,]+,1,/;
+
+/**
+ * Where two extensions.conf bodies differ, widened to whole extensions (from an `exten => N,1,`
+ * line to the next one), when that lies inside the dial-by-number context of both; undefined
+ * when the difference reaches anything else (then everything is compared).
+ */
+function differingExtensions(before: string, after: string): { start: number; beforeEnd: number; afterEnd: number } | undefined {
+  if (before === '' || after === '') return undefined;
+  const { prefix, suffix } = commonEnds(before, after);
+  const lineAt = (text: string, at: number) => text.slice(at, (text.indexOf('\n', at) + 1 || text.length + 1) - 1);
+  let start = prefix === 0 ? 0 : before.lastIndexOf('\n', prefix - 1) + 1;
+  let end = before.indexOf('\n', Math.max(before.length - suffix - 1, start));
+  end = end < 0 ? before.length : end + 1;
+  // Back to the first line of the extension the difference starts in, on to the next one's.
+  while (start > 0 && !BLOCK_START.test(lineAt(before, start))) {
+    if (!/^(exten|same) => /.test(lineAt(before, start))) return undefined;
+    start = before.lastIndexOf('\n', start - 2) + 1;
+  }
+  while (end < before.length && /^(exten|same) => /.test(lineAt(before, end)) && !BLOCK_START.test(lineAt(before, end))) {
+    end = before.indexOf('\n', end) + 1 || before.length;
+  }
+  const keep = before.length - end;
+  if (after.length - keep < start) return undefined;
+  // Both parts must lie in [pbx-agent-extensions]: after its header, before the next section.
+  const inside = (text: string, from: number, to: number) => {
+    const header = text.lastIndexOf(`\n[${EXTENSIONS_CONTEXT}]\n`, from);
+    const nextSection = text.indexOf('\n[', header + 1);
+    return header >= 0 && (text.lastIndexOf('\n[', from) === header) && (nextSection < 0 || nextSection + 1 >= to);
+  };
+  if (!inside(before, start, end) || !inside(after, start, after.length - keep)) return undefined;
+  return { start, beforeEnd: end, afterEnd: after.length - keep };
+}
+
+function compareParsed(before: string, after: string, old: ParsedDialplan, next: ParsedDialplan, extensions: number): DialplanComparison {
   const added: string[] = [];
   const changed: string[] = [];
   const removed: string[] = [];
@@ -149,13 +205,13 @@ export function compareDialplan(before: string, after: string): DialplanComparis
     if (entries) expected.set(number, entries);
     else unexpressible ??= number;
   }
-  const comparison: DialplanComparison = { added, changed, removed, expected };
+  const comparison: DialplanComparison = { added, changed, removed, expected, onlyExtensions: before !== '' && old.rest === next.rest };
 
   const touched = added.length + changed.length + removed.length;
   if (before === '') comparison.reloadReason = 'extensions.conf is new';
   else if (old.rest !== next.rest) comparison.reloadReason = 'the change is not only to extensions of the dial-by-number context';
   else if (unexpressible !== undefined) comparison.reloadReason = `extension ${unexpressible} uses a label or pattern`;
-  else if (touched > liveEditLimit(next.blocks.size)) comparison.reloadReason = `${touched} extensions change (one reload is cheaper than ${touched} sets of actions)`;
+  else if (touched > liveEditLimit(extensions)) comparison.reloadReason = `${touched} extensions change (one reload is cheaper than ${touched} sets of actions)`;
   else comparison.edits = editsFor(comparison, old.blocks);
   return comparison;
 }

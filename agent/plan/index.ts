@@ -72,9 +72,9 @@ export function planChanges(rendered: readonly RenderedFile[], onDisk: ReadonlyM
   const rtpFile = files.find((f) => f.module === 'res_rtp_asterisk');
   const rtpBefore = rtpFile && onDisk.get(rtpFile.path);
   const rtp = { before: rtpBefore === undefined ? undefined : splitManagedText(rtpBefore).body, after: rtpFile?.rendered.body ?? '' };
-  const conferences = conferenceChanges(files, onDisk);
   const dialplanFile = files.find((f) => f.module === 'pbx_config' && f.action !== 'unchanged');
   const dialplan = dialplanFile && compareDialplan(splitManagedText(onDisk.get(dialplanFile.path) ?? '').body, dialplanFile.rendered.body);
+  const conferences = conferenceChanges(files, onDisk, dialplan);
   const pjsipFile = files.find((f) => f.module === 'res_pjsip' && f.action !== 'unchanged');
   if (!pjsipFile) {
     return {
@@ -108,10 +108,13 @@ export function planChanges(rendered: readonly RenderedFile[], onDisk: ReadonlyM
 }
 
 /** Rooms the change adds, changes or removes; nothing is compared when neither file changes. */
-function conferenceChanges(files: readonly FileChange[], onDisk: ReadonlyMap<string, string | undefined>): RoomChanges {
+function conferenceChanges(files: readonly FileChange[], onDisk: ReadonlyMap<string, string | undefined>, dialplan: DialplanComparison | undefined): RoomChanges {
   const confbridge = files.find((f) => f.module === 'app_confbridge');
   const extensions = files.find((f) => f.module === 'pbx_config');
-  if (!confbridge || !extensions || (confbridge.action === 'unchanged' && extensions.action === 'unchanged')) return { added: [], changed: [], removed: [] };
+  const none = { added: [], changed: [], removed: [] };
+  if (!confbridge || !extensions || (confbridge.action === 'unchanged' && extensions.action === 'unchanged')) return none;
+  // Extensions added or removed touch no room: nothing to compare in 250,000 lines.
+  if (confbridge.action === 'unchanged' && dialplan?.onlyExtensions) return none;
   const body = (f: FileChange) => splitManagedText(onDisk.get(f.path) ?? '').body;
   return compareRooms(
     { confbridge: body(confbridge), extensions: body(extensions) },
