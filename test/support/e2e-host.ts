@@ -96,6 +96,22 @@ export async function chownTree(dir: string, uid: number, gid: number): Promise<
   await run('chown', ['-R', `${uid}:${gid}`, dir]);
 }
 
+export interface E2eHostOptions {
+  /** Names the host's work folder and transcript under WORK_ROOT; default node<major>. */
+  label?: string;
+  /**
+   * Writes the config repo's first commit into the operator's clone (a host path); default
+   * pbx.yaml and two phones, 2001 and 2002.
+   */
+  seed?: (clone: string) => Promise<void>;
+}
+
+async function twoPhones(clone: string): Promise<void> {
+  await mkdir(path.join(clone, 'extensions'));
+  await writeFile(path.join(clone, 'pbx.yaml'), PBX_YAML);
+  await writeFile(path.join(clone, 'extensions/staff.yaml'), extensionsYaml(['2001', '2002']));
+}
+
 /** One fresh host: the container, the git host's repository, the AWS stand-ins. */
 export class E2eHost {
   transcript: string;
@@ -104,12 +120,14 @@ export class E2eHost {
     readonly c: HostContainer,
     readonly node: NodeDist,
     readonly work: string,
+    label: string,
   ) {
-    this.transcript = path.join(WORK_ROOT, `transcript-node${node.major}.txt`);
+    this.transcript = path.join(WORK_ROOT, `transcript-${label}.txt`);
   }
 
-  static async start(rootfs: string, release: string, node: NodeDist): Promise<E2eHost> {
-    const work = path.join(WORK_ROOT, `work-node${node.major}`);
+  static async start(rootfs: string, release: string, node: NodeDist, options: E2eHostOptions = {}): Promise<E2eHost> {
+    const label = options.label ?? `node${node.major}`;
+    const work = path.join(WORK_ROOT, `work-${label}`);
     await rm(work, { recursive: true, force: true });
     await mkdir(work, { recursive: true });
     const c = await HostContainer.boot(rootfs, {
@@ -132,11 +150,9 @@ export class E2eHost {
         await run('git', ['init', '-q', '--bare', '--initial-branch=main', at('/srv/git/config.git')]);
         const clone = at('/home/git/clone');
         await git(work, 'clone', '-q', at('/srv/git/config.git'), clone);
-        await mkdir(path.join(clone, 'extensions'));
-        await writeFile(path.join(clone, 'pbx.yaml'), PBX_YAML);
-        await writeFile(path.join(clone, 'extensions/staff.yaml'), extensionsYaml(['2001', '2002']));
+        await (options.seed ?? twoPhones)(clone);
         await git(clone, 'add', '.');
-        await git(clone, 'commit', '-q', '-m', 'two phones');
+        await git(clone, 'commit', '-q', '-m', options.seed ? 'first commit' : 'two phones');
         await git(clone, 'push', '-q', 'origin', 'HEAD:main');
         await git(clone, 'remote', 'set-url', 'origin', '/srv/git/config.git');
         await chownTree(at('/srv/git/config.git'), gitUser.uid, gitUser.gid);
@@ -153,9 +169,14 @@ export class E2eHost {
         await writeFile(at('/srv/e2e/sipp/room-800.csv'), 'SEQUENTIAL\n800;\n');
       },
     });
-    const h = new E2eHost(c, node, work);
-    await writeFile(h.transcript, `# pbx-agent end to end, Node.js ${node.version}, ${new Date().toISOString()}\n`);
-    await h.startStandins();
+    const h = new E2eHost(c, node, work, label);
+    try {
+      await writeFile(h.transcript, `# pbx-agent end to end, Node.js ${node.version}, ${new Date().toISOString()}\n`);
+      await h.startStandins();
+    } catch (e) {
+      await h.stop();
+      throw e;
+    }
     return h;
   }
 
@@ -275,6 +296,19 @@ export class E2eHost {
     return r.stdout.trim();
   }
 
+  /** An operator's commit of whatever changed in the clone (files written with c.at), pushed. */
+  async pushAll(message: string): Promise<string> {
+    const gitUser = await ids(this.c.root, 'git');
+    await chownTree(this.c.at('/home/git/clone'), gitUser.uid, gitUser.gid);
+    const r = await this.c.exec([
+      'runuser', '-u', 'git', '--', 'sh', '-ec',
+      'cd /home/git/clone && git add -A && git -c user.name=e2e -c user.email=e2e@example.org commit -q -m "$1" && git push -q origin HEAD:main && git rev-parse HEAD',
+      'sh', message,
+    ]);
+    assert.equal(r.code, 0, r.stderr);
+    return r.stdout.trim();
+  }
+
   /** An operator's commit of pbx.yaml, pushed to the git host. */
   async pushSite(yaml: string, message: string): Promise<string> {
     await writeFile(this.c.at('/home/git/clone/pbx.yaml'), yaml);
@@ -298,11 +332,20 @@ export class E2eHost {
 
   /** A GitHub push webhook to the agent, sent from inside the container's network. */
   async webhook(commit: string): Promise<number> {
+    return (await this.webhookTimed(commit)).status;
+  }
+
+  /**
+   * The webhook, and when its request went out (epoch ms, this machine's clock, which the
+   * container shares): the sender's start-up is not part of what is timed from it.
+   */
+  async webhookTimed(commit: string): Promise<{ status: number; sentAt: number }> {
     const body = JSON.stringify({ ref: 'refs/heads/main', after: commit, repository: { full_name: 'ops/pbx-config' } });
     const signature = `sha256=${createHmac('sha256', WEBHOOK_SECRET).update(body).digest('hex')}`;
-    const script = `const r=require('http').request({host:'127.0.0.1',port:9090,method:'POST',path:'/',headers:{'content-type':'application/json','x-github-event':'push','x-hub-signature-256':process.argv[1]}},(res)=>{res.resume();res.on('end',()=>process.stdout.write(String(res.statusCode)))});r.end(process.argv[2]);`;
+    const script = `const r=require('http').request({host:'127.0.0.1',port:9090,method:'POST',path:'/',headers:{'content-type':'application/json','x-github-event':'push','x-hub-signature-256':process.argv[1]}},(res)=>{res.resume();res.on('end',()=>process.stdout.write(res.statusCode+' '+t))});const t=Date.now();r.end(process.argv[2]);`;
     const r = await this.c.execInNetwork([process.execPath, '-e', script, signature, body]);
-    return Number(r.stdout);
+    const [status, sentAt] = r.stdout.trim().split(' ').map(Number);
+    return { status: status ?? NaN, sentAt: sentAt ?? NaN };
   }
 
   async agentPid(): Promise<number> {
