@@ -25,13 +25,13 @@
  * PBX_BENCH_REAL_CYCLES (default 3) sets how many add/change/remove cycles run at each size.
  */
 import { execFile, type ChildProcess } from 'node:child_process';
-import { readFile, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { createInterface } from 'node:readline';
 import { promisify } from 'node:util';
 import { md5Credential } from '../../agent/resolve/index.js';
 import { E2eHost } from '../support/e2e-host.js';
-import { preparedRootfs, type Exec } from '../support/host-container.js';
+import { preparedRootfs, WORK_ROOT } from '../support/host-container.js';
 import { nodeDist } from '../support/node-lines.js';
 import { buildRelease } from '../support/release.js';
 import { benchPassword, generateConfigRepo } from './gen-repo.js';
@@ -252,10 +252,49 @@ async function cannotRun(): Promise<string | undefined> {
   return undefined;
 }
 
+/**
+ * One run of this section on the machine at a time, from its start (a run still building the
+ * release has no container yet, so pgrep alone cannot see it): a lock directory holding the pid.
+ */
+async function takeLock(): Promise<string | undefined> {
+  const lock = path.join(WORK_ROOT, 'real-asterisk.lock');
+  await mkdir(WORK_ROOT, { recursive: true });
+  for (let i = 0; i < 2; i++) {
+    try {
+      await mkdir(lock);
+      await writeFile(path.join(lock, 'pid'), String(process.pid));
+      return lock;
+    } catch {
+      const pid = Number(await readFile(path.join(lock, 'pid'), 'utf8').catch(() => '0'));
+      let alive = false;
+      try {
+        alive = pid > 0 && process.kill(pid, 0);
+      } catch {
+        alive = false;
+      }
+      if (alive) return undefined;
+      await rm(lock, { recursive: true, force: true }); // left by a run that was killed
+    }
+  }
+  return undefined;
+}
+
 async function run(ctx: BenchContext): Promise<SectionReport> {
   const why = await cannotRun();
   if (why) return notMeasured(why);
+  const lock = await takeLock();
+  if (!lock) return notMeasured(`another run of this section holds ${path.join(WORK_ROOT, 'real-asterisk.lock')}; two booted containers on one host break each other`);
+  const release = () => rm(lock, { recursive: true, force: true });
+  const unlock = ctx.onInterrupt(release);
+  try {
+    return await runLocked(ctx);
+  } finally {
+    await release();
+    unlock();
+  }
+}
 
+async function runLocked(ctx: BenchContext): Promise<SectionReport> {
   ctx.log('real-asterisk: root filesystem (built on the first run on this machine, then cached)');
   const rootfs = await preparedRootfs((m) => ctx.log(`real-asterisk: ${m}`));
   ctx.log('real-asterisk: release tarball (npm pack)');
