@@ -505,7 +505,8 @@ async function lastReloadAt(h: E2eHost): Promise<number> {
 
 /** README commits: nothing managed changes. Asterisk's own log says which AMI actions arrived. */
 async function measureNoop(ctx: BenchContext, h: E2eHost, journal: JournalTail, size: number): Promise<NoopResult> {
-  const amiLog = '/var/log/asterisk/pbx-agent-bench-ami';
+  // `logger show channels` prints at most 35 characters of a channel's name: keep it shorter.
+  const amiLog = '/var/log/asterisk/bench-ami';
   await h.c.sh(`rm -f ${amiLog}`);
   const added = await h.c.sh(`asterisk -rx 'logger add channel ${amiLog} verbose' && asterisk -rx 'manager set debug on' && asterisk -rx 'logger show channels'`);
   const observing = added.code === 0 && added.stdout.includes(amiLog);
@@ -532,7 +533,7 @@ async function measureNoop(ctx: BenchContext, h: E2eHost, journal: JournalTail, 
   await new Promise((r) => setTimeout(r, 500));
   await h.c.sh(`asterisk -rx 'manager set debug off'; asterisk -rx 'logger remove channel ${amiLog}' || true`);
   let actions: Record<string, number> | undefined;
-  let amiNote = observing ? '' : `could not add an Asterisk log channel for manager debug: ${(added.stdout + added.stderr).trim().slice(0, 300)}`;
+  let amiNote = observing ? '' : `could not add an Asterisk log channel for manager debug: ${cli(added.stdout + added.stderr).replace(/\s+/g, ' ').slice(0, 200)}`;
   if (observing) {
     const blocks = amiActions((await h.c.exec(['cat', amiLog])).stdout);
     const controlSeen = blocks.some((b) => b.action === 'ping' && b.actionId === 'bench-control-ping');
