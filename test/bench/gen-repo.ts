@@ -27,11 +27,16 @@ function md5Hex(text: string): string {
   return createHash('md5').update(text).digest('hex');
 }
 
+/** The SIP password of a generated extension (a phone needs it to register). */
+export function benchPassword(number: string): string {
+  return `bench-password-${number}`;
+}
+
 /** One extension as YAML lines, with a mix of the optional fields real repos use. */
 function extensionYaml(i: number): string[] {
   const number = String(FIRST_NUMBER + i);
   // As `pbx-agent md5` would compute it, for a deterministic per-extension password.
-  const md5 = md5Hex(`${number}:asterisk:bench-password-${number}`);
+  const md5 = md5Hex(`${number}:asterisk:${benchPassword(number)}`);
   const lines = [`  - number: "${number}"`, `    name: User ${number}`, `    md5: ${md5}`];
   if (i % 4 === 0) {
     lines.push('    voicemail:', `      email: user${number}@example.com`);

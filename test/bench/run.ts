@@ -1,7 +1,8 @@
 /**
  * pbx-agent benchmarks: `npm run bench` (builds first), or `npm run bench -- SECTION_ID ...` to run
  * only some sections. Not run by CI. Prints one plain-text table per section and a budget summary;
- * exits 1 if any budget is exceeded, 2 if a section could not be measured at all.
+ * exits 1 if any budget is exceeded, 2 if a section failed. A section that cannot run on this
+ * machine (e.g. real-asterisk without root) says why and is counted as "not measured".
  *
  * To add a section: write a BenchSection (see section.ts, validate-render.ts) and list it below.
  */
@@ -16,9 +17,10 @@ import { validateRenderSection } from './validate-render.js';
 import { applyVerifySection } from './apply-verify.js';
 import { daemonSection } from './daemon.js';
 import { cloudCheckSection } from './cloud-check.js';
+import { realAsteriskSection } from './real-asterisk.js';
 
 /** Every section, in the order they run. */
-const SECTIONS: BenchSection[] = [validateRenderSection, applyVerifySection, daemonSection, cloudCheckSection];
+const SECTIONS: BenchSection[] = [validateRenderSection, applyVerifySection, daemonSection, cloudCheckSection, realAsteriskSection];
 
 async function main(argv: string[]): Promise<number> {
   const unknown = argv.filter((id) => !SECTIONS.some((s) => s.id === id));
@@ -32,14 +34,20 @@ async function main(argv: string[]): Promise<number> {
   console.log(`pbx-agent benchmarks: node ${process.version}, ${os.platform()} ${os.arch()}, ${os.cpus().length} x ${cpu}`);
 
   const root = await mkdtemp(path.join(os.tmpdir(), 'pbx-agent-bench-'));
+  // What sections asked to undo on an interrupt (a booted container), then the temp folder.
+  const interruptCleanups = new Set<() => Promise<void>>();
   const cleanup = () => rm(root, { recursive: true, force: true });
   const onSignal = (signal: NodeJS.Signals) => {
-    void cleanup().finally(() => process.kill(process.pid, signal));
+    console.error(`[bench] ${signal}: cleaning up`);
+    void Promise.allSettled([...interruptCleanups].map((f) => f()))
+      .then(() => cleanup())
+      .finally(() => process.kill(process.pid, signal));
   };
   process.once('SIGINT', onSignal);
   process.once('SIGTERM', onSignal);
 
   const checks: BudgetCheck[] = [];
+  const notMeasured: string[] = [];
   let failed = false;
   try {
     for (const [i, section] of selected.entries()) {
@@ -50,7 +58,15 @@ async function main(argv: string[]): Promise<number> {
           projectRoot: PROJECT_ROOT,
           tmpDir,
           log: (m) => console.error(`[bench] ${m}`),
+          onInterrupt: (f) => {
+            interruptCleanups.add(f);
+            return () => interruptCleanups.delete(f);
+          },
         });
+        if (report.notMeasured !== undefined) {
+          notMeasured.push(section.id);
+          console.log(`not measured: ${report.notMeasured}`);
+        }
         console.log(report.tables.map(formatTable).join('\n\n'));
         checks.push(...report.checks);
       } catch (e) {
@@ -73,6 +89,7 @@ async function main(argv: string[]): Promise<number> {
   console.log(
     `\n${checks.length - over.length}/${checks.length} budgets met` +
       (over.length ? `; ${over.length} OVER` : '') +
+      (notMeasured.length ? `; not measured: ${notMeasured.join(', ')}` : '') +
       (failed ? '; a section failed to run' : ''),
   );
   if (failed) return 2;

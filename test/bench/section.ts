@@ -12,10 +12,21 @@ export interface BenchContext {
   tmpDir: string;
   /** Progress messages, to stderr so that stdout is only the tables. */
   log(message: string): void;
+  /**
+   * Registers what must be undone even if the bench is interrupted (SIGINT/SIGTERM): run.ts awaits
+   * it before it exits on the signal. Returns the function that unregisters it (call it once the
+   * section has cleaned up itself).
+   */
+  onInterrupt(cleanup: () => Promise<void>): () => void;
 }
 
 export interface SectionReport {
   tables: Table[];
+  /**
+   * Why nothing was measured (e.g. this machine cannot boot a container): printed and counted as
+   * "not measured", which is neither a pass nor a failure.
+   */
+  notMeasured?: string;
   /** Every budget the section checked; any OVER makes the bench exit non-zero. */
   checks: BudgetCheck[];
 }
