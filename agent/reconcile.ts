@@ -25,6 +25,7 @@ import { inReloadOrder, MANAGED_DIR, splitManagedText, type AsteriskModule } fro
 import type { HostFacts } from './resolve/index.js';
 import { massRemovalAcknowledgement } from './source/revision.js';
 import { describeMismatches, liveEndpointNames, verifyLiveState, type ModuleChange, type VerifyOptions, type VerifyResult } from './verify/index.js';
+import { compareDialplan } from './plan/dialplan.js';
 import { comparePjsip } from './plan/objects.js';
 import type { RenderOutcome } from './pipeline.js';
 
@@ -175,9 +176,13 @@ async function reconcileSteps(run: Run, state: AgentState): Promise<Verdict> {
   // here and verification can still be rolled back by the next run.
   const previous = await previousFiles(deps, state, plan, onDisk);
   const changes = moduleChanges(modules, rendered.files, previous, onDisk, plan);
-  // Live edits start from what Asterisk has live, which is the disk's file unless an earlier run
-  // left a change pending (then Asterisk may hold either version): that case reloads the file.
-  const dialplanEdits = state.pending ? undefined : plan.dialplan?.edits;
+  // The edits from what Asterisk had verified to what the files say now. When an earlier run left
+  // this change pending, Asterisk holds the old dialplan, the new one, or the old one with some of
+  // these edits: each edit sets or removes one entry whatever is there, so sending them all again
+  // ends in the new dialplan in every case.
+  const dialplanChange = changes.find((c) => c.module === 'pbx_config');
+  const dialplanEdits = dialplanChange && (dialplanChange.dialplan ??= compareDialplan(dialplanChange.before, dialplanChange.after)).edits;
+  run.reloadTimeoutMs = scaledReloadTimeout(deps.options.reloadTimeoutMs, Math.max(plan.extensionsBefore, rendered.state!.extensions.length));
 
   // Endpoints Asterisk has that are not the agent's: an extension with the same name would make
   // two endpoint sections, and res_pjsip then keeps every endpoint on its old configuration.
@@ -210,7 +215,7 @@ async function reconcileSteps(run: Run, state: AgentState): Promise<Verdict> {
   const after = { ...state, pending };
   const verifyOptions = { detailLimit: deps.options.verifyDetailLimit, foreign };
   try {
-    const reloaded = await run.stage('reload', () => reloadModules(deps.asterisk, modules, deps.options.reloadTimeoutMs, dialplanEdits));
+    const reloaded = await run.stage('reload', () => reloadModules(deps.asterisk, modules, run.reloadTimeoutMs, dialplanEdits));
     run.outcome.reloads = reloaded.filter((r) => r.how === 'reload').map((r) => r.module);
     if (reloaded.some((r) => r.how === 'edits')) run.outcome.dialplanEdits = dialplanEdits!.length;
     const verification = await run.stage('verify', () => verifyLiveState(deps.asterisk, changes, verifyOptions));
@@ -290,7 +295,7 @@ async function rollBack(
       await restoreFiles(deps.files, previous);
       for (const [rel, text] of previous) run.outcome.liveFiles?.set(rel, text);
       const modules = changes.map((c) => c.module);
-      await reloadModules(deps.asterisk, modules, deps.options.reloadTimeoutMs);
+      await reloadModules(deps.asterisk, modules, run.reloadTimeoutMs);
       const back = changes.map((c) => ({ module: c.module, before: c.after, after: c.before }));
       const check = await verifyLiveState(deps.asterisk, back, verifyOptions);
       if (!check.ok) throw new Error(`the restored configuration does not verify either: ${describeMismatches(check.mismatches)}`);
@@ -432,12 +437,26 @@ const FAILURE_CODES: Partial<Record<ReconcileStatus, EventName>> = {
   failed: 'reconcile.failed',
 };
 
+/**
+ * A reload's time limit for a PBX of this size: `reload_timeout_seconds` per 2,000 extensions, at
+ * least once. Reloads grow with the PBX (a real Asterisk 22 on 2 vCPUs: pbx_config 0.1 s at 1,000
+ * extensions, 21-57 s at 10,000; res_pjsip 0.15 s and 3.2-4.0 s), and a working reload cut off as
+ * "hung" leaves the change pending while Asterisk still holds its reload lock, so every retry is
+ * refused as busy until it ends.
+ */
+export function scaledReloadTimeout(timeoutMs: number, extensions: number): number {
+  return Math.round(timeoutMs * Math.max(1, extensions / 2000));
+}
+
 /** Stage timings, the outcome being built, and the record stage at the end. */
 class Run {
   readonly outcome: ReconcileOutcome;
+  /** The reload time limit for this run's PBX (scaledReloadTimeout). */
+  reloadTimeoutMs: number;
   private readonly started = performance.now();
 
   constructor(readonly deps: ReconcileDeps, readonly source: ConfigSource) {
+    this.reloadTimeoutMs = deps.options.reloadTimeoutMs;
     this.outcome = {
       status: 'unchanged',
       revision: source.revision,

@@ -5,7 +5,7 @@
 import assert from 'node:assert/strict';
 import { readFile, stat } from 'node:fs/promises';
 import path from 'node:path';
-import { reconcile, type ReconcileOutcome } from '../agent/reconcile.js';
+import { reconcile, scaledReloadTimeout, type ReconcileOutcome } from '../agent/reconcile.js';
 import { StateStore } from '../agent/record/state.js';
 import { BASE_PBX, extensionsYaml, makeRepo, removeTempRepos } from './support/config-repo.js';
 import { startPbxHost, type PbxHost } from './support/pbx-host.js';
@@ -316,3 +316,12 @@ async function waitFor(cond: () => boolean, timeoutMs = 5000): Promise<void> {
     await new Promise((r) => setTimeout(r, 10));
   }
 }
+
+describe('reconcile: the reload time limit grows with the PBX', () => {
+  it('gives reload_timeout_seconds per 2,000 extensions, at least once: 10,000 extensions wait 150 s before calling a reload hung', () => {
+    assert.equal(scaledReloadTimeout(30_000, 0), 30_000);
+    assert.equal(scaledReloadTimeout(30_000, 1_000), 30_000);
+    assert.equal(scaledReloadTimeout(30_000, 4_000), 60_000);
+    assert.equal(scaledReloadTimeout(30_000, 10_000), 150_000);
+  });
+});
