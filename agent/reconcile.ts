@@ -100,6 +100,8 @@ export async function reconcile(deps: ReconcileDeps, source: ConfigSource): Prom
     // Anything unforeseen (Asterisk vanishing mid-verify, a disk error): record it and keep
     // whatever is pending for the next run, which will finish or roll back the change.
     const latest = await deps.state.read().catch(() => state);
+    // A write cut short leaves the files unknown to the run: the caller reads the disk instead.
+    if (Object.keys(run.outcome.stages).pop() === 'apply') delete run.outcome.liveFiles;
     logEvent(deps.log, 'error', 'reconcile.failed', { revision: source.revision, stage: Object.keys(run.outcome.stages).pop() }, (e as Error).message);
     verdict = { state: latest, status: 'failed', error: (e as Error).message };
   }

@@ -215,6 +215,22 @@ describe('daemon', function () {
     assert.match(await readFile(file, 'utf8'), /max_contacts=30/);
   });
 
+  it('does not take its own writes for hand edits when a run leaves the change pending', async () => {
+    const d = await startDaemon();
+    // Asterisk goes down after the agent learned its rights: the change is written, every reload is
+    // put off, and the change stays pending run after run (retried on the backoff).
+    host.asterisk.shuttingDown(true);
+    const commit = await remote.commit({ 'extensions/staff.yaml': extensionsYaml([{ number: '1001', extra: 'max_contacts: 7' }]) }, 'max_contacts 7');
+    await remote.push();
+    const body = pushBody('main', commit);
+    assert.equal((await post(port, body, signedHeaders('github', body, WEBHOOK_SECRET))).status, 202);
+    await d.waitFor((l) => l.filter((x) => x.event === 'reconcile.finished' && x.status === 'failed').length >= 3, 'three runs put off');
+    assert.match(await readFile(path.join(host.configDir, 'pbx-agent/pjsip.conf'), 'utf8'), /max_contacts=7/, 'the change was written');
+    host.asterisk.shuttingDown(false);
+    await d.waitFor((l) => l.some((x) => x.event === 'reconcile.finished' && x.status === 'applied' && x.revision === commit.slice(0, 12)), 'the pending change applied');
+    assert.deepEqual(d.events('drift.file'), []);
+  });
+
   it('reports a hand edit of the managed confbridge.conf as drift.file, the room PIN redacted', async () => {
     const secrets = path.join(host.root, 'etc/pbx-agent/secrets');
     await mkdir(secrets, { recursive: true });

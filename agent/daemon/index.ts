@@ -162,8 +162,10 @@ export class Daemon {
       });
       // What the run left on disk, as the run knows it: re-reading the disk here could pick up a
       // hand edit made a moment after the run and take it for the expected text.
+      // A failed run counts too: a change it left pending was written by the agent, not by hand.
       const outcome = result.outcome;
-      if (outcome?.liveFiles && outcome.status !== 'failed') this.expected = new Map(outcome.liveFiles);
+      if (outcome?.liveFiles) this.expected = new Map(outcome.liveFiles);
+      else if (outcome?.status === 'failed') this.expected = await readManagedTexts(this.settings.asterisk.config_dir);
       // Addresses or ports may have changed: the cloud side is checked again right away.
       if (outcome && outcome.changedFiles.length > 0) setImmediate(() => void this.cloud?.run());
       // A repo that cannot be reached is probed sooner than the backoff would: a fetch that
