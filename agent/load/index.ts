@@ -155,7 +155,10 @@ function loadExtensionsFile(file: RepoSnapshot['extensionFiles'][number]): Loade
     return { text: file.text, issues: [...issues, fileIssue(file.path, 'is empty; expected a list under `extensions:`')] };
   }
   const { data, issues: schemaIssues } = validateFile(parsed, ExtensionsFile);
-  return { text: file.text, parsed, ...(data ? { data } : {}), issues: [...issues, ...schemaIssues] };
+  // Kept for positions only: the raw YAML data is not needed once validated, and at 10,000
+  // extensions it is megabytes the daemon would hold between runs.
+  const positions: ParsedYaml = { file: parsed.file, data: undefined, positioned: parsed.positioned };
+  return { text: file.text, parsed: positions, ...(data ? { data } : {}), issues: [...issues, ...schemaIssues] };
 }
 
 /**

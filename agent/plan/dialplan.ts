@@ -140,7 +140,9 @@ export function compareDialplan(before: string, after: string): DialplanComparis
     const old = parse(before.slice(region.start, region.beforeEnd), true);
     const next = parse(after.slice(region.start, region.afterEnd), true);
     const comparison = compareParsed(before, after, old, next, countExtensions(after));
-    const moved = comparison.added.some((n) => before.includes(`\nexten => ${n},`)) || comparison.removed.some((n) => after.includes(`\nexten => ${n},`));
+    // Each look elsewhere scans a whole text: past a handful, parsing everything is cheaper.
+    const few = comparison.added.length + comparison.removed.length <= 20;
+    const moved = !few || comparison.added.some((n) => before.includes(`\nexten => ${n},`)) || comparison.removed.some((n) => after.includes(`\nexten => ${n},`));
     if (!moved && old.rest === '' && next.rest === '') return comparison;
   }
   return compareParsed(before, after, parse(before), parse(after), countExtensions(after));

@@ -123,8 +123,11 @@ export function comparePjsip(before: string, after: string): PjsipComparison {
   // exception: then every section is indexed.
   const region = differingSections(before, after);
   const narrow = compareSections(before, after, indexSections(before.slice(region.start, region.beforeEnd)), indexSections(after.slice(region.start, region.afterEnd)));
-  return narrow ?? compareSections(before, after, indexSections(before), indexSections(after))!;
+  return narrow ?? compareSections(before, after, indexSections(before), indexSections(after), false)!;
 }
+
+/** Objects added or removed that are looked for elsewhere one by one, at most (see compareSections). */
+const MAX_LOOKS = 60;
 
 /**
  * The part of two texts that differs, widened to whole sections: sections before `start` and
@@ -169,9 +172,14 @@ function countEndpoints(body: string): number {
  * rest of each text is the same in both. Undefined when a section is in one part only while the
  * other text has it elsewhere (it moved): the caller then compares every section.
  */
-function compareSections(before: string, after: string, old: Map<string, Section>, now: Map<string, Section>): PjsipComparison | undefined {
-  for (const [key, s] of now) if (!old.has(key) && hasSection(before, s.type, s.name)) return undefined;
-  for (const [key, s] of old) if (!now.has(key) && hasSection(after, s.type, s.name)) return undefined;
+function compareSections(before: string, after: string, old: Map<string, Section>, now: Map<string, Section>, narrowed = true): PjsipComparison | undefined {
+  if (narrowed) {
+    // Each look elsewhere scans a whole text: past a handful, indexing everything is cheaper.
+    const oneSided = [...[...now].filter(([key]) => !old.has(key)), ...[...old].filter(([key]) => !now.has(key))];
+    if (oneSided.length > MAX_LOOKS) return undefined;
+    for (const [key, s] of now) if (!old.has(key) && hasSection(before, s.type, s.name)) return undefined;
+    for (const [key, s] of old) if (!now.has(key) && hasSection(after, s.type, s.name)) return undefined;
+  }
 
   const extensions = (m: Map<string, Section>) => new Set([...m.values()].filter((s) => s.type !== 'transport').map((s) => s.name));
   const oldExt = extensions(old);
