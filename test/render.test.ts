@@ -85,8 +85,10 @@ describe('render: desired state → Asterisk files', () => {
       ['voicemail code', (s) => (s.featureCodes = { voicemail: '*98' })],
       ['codec profile', (s) => (s.codecProfiles = s.codecProfiles.map((p) => ({ ...p, audio: [...p.audio].reverse() })))],
     ];
-    for (const [what, change] of variants) {
-      renderPjsipConf(base); // the previous render, whose blocks are reused
+    for (const [i, [what, change]] of variants.entries()) {
+      // The previous render, whose blocks are reused: alone, or inside the file with its header.
+      if (i % 2 === 0) renderPjsipConf(base);
+      else renderAsteriskFiles(base, `rev${i}`);
       const changed = structuredClone(base);
       change(changed);
       assert.equal(renderPjsipConf(changed), renderPjsipConf(changed, new RenderMemo()), what);

@@ -38,18 +38,25 @@ function checkValue(key: string, value: string): void {
 
 export class ConfText {
   private readonly lines: string[] = [];
+  /** Characters so far in toString()'s result: where the next line starts. */
+  private length = 0;
+
+  private push(line: string): void {
+    this.lines.push(line);
+    this.length += line.length + 1;
+  }
 
   comment(text: string): this {
     if (CONTROL.test(text)) throw new UnsafeConfigValueError('a comment', text);
-    this.lines.push(text === '' ? ';' : `; ${text}`);
+    this.push(text === '' ? ';' : `; ${text}`);
     return this;
   }
 
   section(name: string, comment?: string): this {
     if (!SECTION_NAME.test(name)) throw new UnsafeConfigValueError('the section name', name);
-    if (this.lines.length > 0 && this.lines[this.lines.length - 1] !== '') this.lines.push('');
+    if (this.lines.length > 0 && this.lines[this.lines.length - 1] !== '') this.push('');
     if (comment !== undefined) this.comment(comment);
-    this.lines.push(`[${name}]`);
+    this.push(`[${name}]`);
     return this;
   }
 
@@ -58,7 +65,7 @@ export class ConfText {
     checkKey(key, KEY);
     const text = String(value);
     checkValue(key, text);
-    this.lines.push(`${key}=${text}`);
+    this.push(`${key}=${text}`);
     return this;
   }
 
@@ -66,18 +73,20 @@ export class ConfText {
   arrow(key: string, value: string): this {
     if (!ARROW_KEY.test(key)) throw new UnsafeConfigValueError('the key', key);
     checkValue(key, value);
-    this.lines.push(`${key} => ${value}`);
+    this.push(`${key} => ${value}`);
     return this;
   }
 
   /**
    * Lines another ConfText made (its toBlock()), each already checked there: sections, separated
-   * from what comes before by a blank line as section() does.
+   * from what comes before by a blank line as section() does. Returns where the block starts in
+   * toString()'s result.
    */
-  block(text: string): this {
-    if (this.lines.length > 0 && this.lines[this.lines.length - 1] !== '') this.lines.push('');
-    this.lines.push(text);
-    return this;
+  block(text: string): number {
+    if (this.lines.length > 0 && this.lines[this.lines.length - 1] !== '') this.push('');
+    const at = this.length;
+    this.push(text);
+    return at;
   }
 
   /** The lines so far for block(): without the final line break. */
@@ -86,7 +95,7 @@ export class ConfText {
   }
 
   blank(): this {
-    this.lines.push('');
+    this.push('');
     return this;
   }
 

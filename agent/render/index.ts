@@ -6,7 +6,7 @@ import { hashBody, MANAGED_FILES, renderHeader, type AsteriskModule } from '../m
 import type { ResolvedState } from '../model.js';
 import { renderConfbridgeConf } from './confbridge.js';
 import { renderExtensionsConf } from './extensions.js';
-import { renderPjsipConf } from './pjsip.js';
+import { PJSIP_MEMO, renderPjsipConf } from './pjsip.js';
 import { renderRtpConf } from './rtp.js';
 import { renderVoicemailConf } from './voicemail.js';
 
@@ -42,6 +42,8 @@ export function renderAsteriskFiles(state: ResolvedState, revision: string): Ren
   if (!REVISION_PATTERN.test(revision)) throw new Error(`invalid revision ${JSON.stringify(revision)}`);
   return MANAGED_FILES.map((spec) => {
     const body = RENDERERS[spec.module](state);
-    return { path: spec.path, module: spec.module, text: renderHeader(spec, revision) + body, body, bodyHash: hashBody(body) };
+    const text = renderHeader(spec, revision) + body;
+    if (spec.module === 'res_pjsip') PJSIP_MEMO.moveTo(text, body);
+    return { path: spec.path, module: spec.module, text, body, bodyHash: hashBody(body) };
   });
 }
