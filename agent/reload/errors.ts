@@ -17,7 +17,7 @@ export class ReloadError extends Error {
   }
 }
 
-export const CONNECTION_CODES: ReadonlySet<string> = new Set(['ami.disconnected', 'ami.closed', 'ami.unreachable']);
+const CONNECTION_CODES: ReadonlySet<string> = new Set(['ami.disconnected', 'ami.closed', 'ami.unreachable']);
 
 /** A failed reload (or live edit) as the kind of failure it is: only `refused` blames the config. */
 export function classifyReloadFailure(module: AsteriskModule, e: unknown, timeoutMs: number): ReloadError {
@@ -38,4 +38,23 @@ export function classifyReloadFailure(module: AsteriskModule, e: unknown, timeou
     return new ReloadError(module, 'forbidden', `reload of ${module}: the AMI user may not reload (${message}); it needs write = system`);
   }
   return new ReloadError(module, 'refused', `reload of ${module} was refused: ${message}`);
+}
+
+/**
+ * Runs `attempt`; if the connection dropped before an answer (Asterisk restarting?), the adapter
+ * reconnects and it runs once more. Callers send only what is harmless twice (a reload, an edit
+ * that sets or removes one entry); the result is verified either way. Any failure left is
+ * classified for `module`.
+ */
+export async function onceMoreIfDropped(module: AsteriskModule, timeoutMs: number, attempt: () => Promise<void>): Promise<void> {
+  try {
+    await attempt();
+  } catch (e) {
+    if (!(e instanceof AmiError) || !CONNECTION_CODES.has(e.code)) throw classifyReloadFailure(module, e, timeoutMs);
+    try {
+      await attempt();
+    } catch (again) {
+      throw classifyReloadFailure(module, again, timeoutMs);
+    }
+  }
 }

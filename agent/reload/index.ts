@@ -7,8 +7,7 @@ import type { AsteriskControl } from '../asterisk/control.js';
 import type { AsteriskModule } from '../managed-files.js';
 import type { DialplanEdit } from '../plan/dialplan.js';
 import { applyDialplanEdits } from './dialplan-live.js';
-import { classifyReloadFailure, CONNECTION_CODES } from './errors.js';
-import { AmiError } from '../asterisk/ami.js';
+import { onceMoreIfDropped } from './errors.js';
 
 export { ReloadError } from './errors.js';
 
@@ -37,25 +36,11 @@ export async function reloadModules(
       done.push({ module, how: 'edits', ms: performance.now() - start });
       continue;
     }
-    try {
-      await reloadOnce(asterisk, module, timeoutMs);
-    } catch (e) {
-      if (!(e instanceof AmiError) || !CONNECTION_CODES.has(e.code)) throw classifyReloadFailure(module, e, timeoutMs);
-      // The connection dropped (Asterisk restarting?): the adapter reconnects; one more try.
-      // Reloading a module twice is harmless; its result is verified either way.
-      try {
-        await reloadOnce(asterisk, module, timeoutMs);
-      } catch (again) {
-        throw classifyReloadFailure(module, again, timeoutMs);
-      }
-    }
+    // Reloading a module twice is harmless.
+    await onceMoreIfDropped(module, timeoutMs, () => asterisk.reload(module, timeoutMs));
     done.push({ module, how: 'reload', ms: performance.now() - start });
   }
   // A reload sent before FullyBooted is only queued (DESIGN.md): wait for boot before verifying.
   await asterisk.whenFullyBooted(timeoutMs);
   return done;
-}
-
-async function reloadOnce(asterisk: AsteriskControl, module: AsteriskModule, timeoutMs: number) {
-  await asterisk.reload(module, timeoutMs);
 }
