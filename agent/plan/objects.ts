@@ -67,19 +67,26 @@ interface Section {
   text: string;
 }
 
+/** The section whose `[` is at `start`: up to the next section, without its options parsed. */
+function sectionAt(body: string, start: number): Section {
+  const next = body.indexOf('\n[', start);
+  // Trailing blank lines depend on what follows the section, not on the section.
+  const text = body.slice(start, next < 0 ? body.length : next + 1).trimEnd();
+  const name = text.slice(1, text.indexOf(']'));
+  const t = text.indexOf('\ntype=');
+  const eol = t < 0 ? -1 : text.indexOf('\n', t + 6);
+  const type = t < 0 ? '' : text.slice(t + 6, eol < 0 ? text.length : eol).trim();
+  return { name, type, text };
+}
+
 /** Sections by type and name, without parsing their options. */
 function indexSections(body: string): Map<string, Section> {
   const out = new Map<string, Section>();
   let start = body.startsWith('[') ? 0 : body.indexOf('\n[') + 1;
   while (start > 0 || body.startsWith('[', start)) {
+    const section = sectionAt(body, start);
+    out.set(objectKey(section.type, section.name), section);
     const next = body.indexOf('\n[', start);
-    // Trailing blank lines depend on what follows the section, not on the section.
-    const text = body.slice(start, next < 0 ? body.length : next + 1).trimEnd();
-    const name = text.slice(1, text.indexOf(']'));
-    const t = text.indexOf('\ntype=');
-    const eol = t < 0 ? -1 : text.indexOf('\n', t + 6);
-    const type = t < 0 ? '' : text.slice(t + 6, eol < 0 ? text.length : eol).trim();
-    out.set(objectKey(type, name), { name, type, text });
     if (next < 0) break;
     start = next + 1;
   }
@@ -151,12 +158,7 @@ function hasSection(body: string, type: string, name: string): boolean {
 function sectionsOfType(body: string, type: string): PjsipObject[] {
   const out: PjsipObject[] = [];
   const marker = `\ntype=${type}\n`;
-  for (let at = body.indexOf(marker); at >= 0; at = body.indexOf(marker, at + 1)) {
-    const start = body.lastIndexOf('\n[', at) + 1;
-    const end = body.indexOf('\n[', at);
-    const text = body.slice(start, end < 0 ? body.length : end + 1).trimEnd();
-    out.push(parseSection({ name: text.slice(1, text.indexOf(']')), type, text }));
-  }
+  for (let at = body.indexOf(marker); at >= 0; at = body.indexOf(marker, at + 1)) out.push(parseSection(sectionAt(body, body.lastIndexOf('\n[', at) + 1)));
   return out;
 }
 
@@ -174,11 +176,14 @@ function countEndpoints(body: string): number {
  */
 function compareSections(before: string, after: string, old: Map<string, Section>, now: Map<string, Section>, narrowed = true): PjsipComparison | undefined {
   if (narrowed) {
-    // Each look elsewhere scans a whole text: past a handful, indexing everything is cheaper.
-    const oneSided = [...[...now].filter(([key]) => !old.has(key)), ...[...old].filter(([key]) => !now.has(key))];
+    // A section in one part only is looked for in the other whole text; each look scans it, so
+    // past a handful, indexing everything is cheaper.
+    const oneSided = [
+      ...[...now.values()].filter((x) => !old.has(objectKey(x.type, x.name))).map((x) => ({ section: x, other: before })),
+      ...[...old.values()].filter((x) => !now.has(objectKey(x.type, x.name))).map((x) => ({ section: x, other: after })),
+    ];
     if (oneSided.length > MAX_LOOKS) return undefined;
-    for (const [key, s] of now) if (!old.has(key) && hasSection(before, s.type, s.name)) return undefined;
-    for (const [key, s] of old) if (!now.has(key) && hasSection(after, s.type, s.name)) return undefined;
+    if (oneSided.some(({ section, other }) => hasSection(other, section.type, section.name))) return undefined;
   }
 
   const extensions = (m: Map<string, Section>) => new Set([...m.values()].filter((s) => s.type !== 'transport').map((s) => s.name));
@@ -238,11 +243,7 @@ function sectionsOfName(body: string, name: string): PjsipObject[] {
   const out: PjsipObject[] = [];
   const header = `[${name}]`;
   for (let at = body.indexOf(header); at >= 0; at = body.indexOf(header, at + 1)) {
-    if (at > 0 && body[at - 1] !== '\n') continue;
-    const end = body.indexOf('\n[', at);
-    const text = body.slice(at, end < 0 ? body.length : end + 1).trimEnd();
-    const t = /\ntype=([^\n]*)/.exec(text);
-    out.push(parseSection({ name, type: t ? t[1]!.trim() : '', text }));
+    if (at === 0 || body[at - 1] === '\n') out.push(parseSection(sectionAt(body, at)));
   }
   return out;
 }
