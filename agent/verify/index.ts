@@ -224,18 +224,14 @@ class Checker {
       const expected = diff.expected.get(number);
       if (!expected) continue;
       const live = extensionEntries(lines, number);
+      const field = (p: number | 'hint') => (p === 'hint' ? 'hint' : `priority ${p}`);
       for (const want of expected) {
         const got = live.get(want.priority);
         const text = entryText(want);
-        if (got !== text) this.mismatch(`dialplan ${at}`, want.priority === 'hint' ? 'hint' : `priority ${want.priority}`, text, got);
+        if (got !== text) this.mismatch(`dialplan ${at}`, field(want.priority), text, got);
       }
       const extra = [...live.keys()].filter((p) => !expected.some((w) => w.priority === p));
-      for (const p of extra) this.mismatch(`dialplan ${at}`, p === 'hint' ? 'hint' : `priority ${p}`, '(none)', live.get(p));
-    }
-    for (const number of diff.removed.slice(0, limit)) {
-      const at = `${number}@${EXTENSIONS_CONTEXT}`;
-      const { ok } = await this.command(`dialplan show ${at}`);
-      if (ok) this.mismatch(`dialplan ${at}`, 'presence', 'removed', 'still present');
+      for (const p of extra) this.mismatch(`dialplan ${at}`, field(p), '(none)', live.get(p));
     }
     // Numbers of the other contexts (each conference room has its own).
     const before = dialplanNumbers(change.before);
@@ -246,7 +242,7 @@ class Checker {
       const { ok } = await this.command(`dialplan show ${at}`);
       if (!ok) this.mismatch(`dialplan ${at}`, 'presence', 'present', 'missing');
     }
-    for (const at of removed) {
+    for (const at of [...diff.removed.slice(0, limit).map((n) => `${n}@${EXTENSIONS_CONTEXT}`), ...removed]) {
       const { ok } = await this.command(`dialplan show ${at}`);
       if (ok) this.mismatch(`dialplan ${at}`, 'presence', 'removed', 'still present');
     }
