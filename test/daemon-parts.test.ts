@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
-import { HeapTrimmer } from '../agent/daemon/heap.js';
+import { HeapTrimmer, takesGcOptions } from '../agent/daemon/heap.js';
 import { acquireLock, LockTimeoutError } from '../agent/record/lock.js';
 import { SyncRunner, type TriggerReason } from '../agent/daemon/runner.js';
 import { assessHealth } from '../agent/daemon/status.js';
@@ -260,6 +260,18 @@ describe('HeapTrimmer', () => {
     assert.equal(collections, 1);
     assert.equal(trimmer.afterRun(), false, 'no growth since the last collection');
     assert.equal(collections, 1);
+    assert.ok(kept.length > 0);
+  });
+
+  it("asks V8 12 and later for the collection that returns pages, and Node.js 20's V8 for a plain one", () => {
+    const calls: unknown[][] = [];
+    const kept = Array.from({ length: 50_000 }, (_, i) => ({ i, text: `x${i}`.repeat(8) }));
+    assert.equal(new HeapTrimmer((...args) => void calls.push(args), 1, true).afterRun(), true);
+    assert.equal(new HeapTrimmer((...args) => void calls.push(args), 1, false).afterRun(), true);
+    assert.deepEqual(calls, [[{ type: 'major', execution: 'sync', flavor: 'last-resort' }], []]);
+    assert.equal(takesGcOptions('11.3.244.8-node.33'), false);
+    assert.equal(takesGcOptions('12.4.254.21-node.33'), true);
+    assert.equal(takesGcOptions('13.6.233.17-node.40'), true);
     assert.ok(kept.length > 0);
   });
 
