@@ -51,6 +51,8 @@ export interface ConfigSource {
   revision: string;
   /** The full commit, when the config came from git (kept to refuse history rewrites). */
   commit?: string;
+  /** How long fetching and checking out the commit took, when this run fetched it. */
+  fetchMs?: number;
 }
 
 export interface ReconcileOutcome {
@@ -469,7 +471,8 @@ class Run {
       restartReasons: [],
       planWarnings: [],
       issues: [],
-      stages: {},
+      // The fetch comes first: where a push's time went, from git to verified.
+      stages: source.fetchMs !== undefined ? { fetch: Math.round(source.fetchMs * 10) / 10 } : {},
     };
   }
 

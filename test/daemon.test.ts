@@ -82,6 +82,10 @@ describe('daemon', function () {
     assert.deepEqual(host.asterisk.liveEndpoints(), ['1001', '1002']);
     assert.equal((second.verification as { ok: boolean }).ok, true);
     assert.equal(d.events('webhook.push').length, 1);
+    // Where the push's time went starts with the git fetch.
+    const stages = second.stages as Record<string, number>;
+    assert.equal(Object.keys(stages)[0], 'fetch');
+    assert.ok(stages.fetch! > 0, JSON.stringify(stages));
   });
 
   it('accepts GitLab and Gitea/Forgejo webhooks too, and ignores pushes to other branches', async () => {
@@ -310,6 +314,7 @@ describe('daemon', function () {
     await writeFile(path.join(local, 'extensions/staff.yaml'), extensionsYaml(['1001', '1008']));
     await daemon.waitFor(() => host.asterisk.liveEndpoints().includes('1008'), 'the local edit applied');
     assert.ok(daemon.events('reconcile.finished').length >= 2);
+    assert.ok(daemon.events('reconcile.finished').every((l) => !('fetch' in (l.stages as object))), 'nothing is fetched from a local path');
   });
 
   it('pbx-agent sync waits for the daemon\'s run in progress instead of overlapping it', async () => {

@@ -38,7 +38,9 @@ export async function syncOnce(
       const amended = options.amendState(state);
       if (amended !== state) await deps.state.write((state = amended));
     }
+    const fetchStarted = performance.now();
     const fetched = await source.fetch(state.applied?.commit, options.signal);
+    const fetchMs = performance.now() - fetchStarted;
     if (!fetched.ok) {
       const at = deps.now();
       const code = fetched.kind === 'unreachable' ? 'source.unreachable' : 'source.rejected';
@@ -52,7 +54,12 @@ export async function syncOnce(
       const { sourceRejected: _gone, ...rest } = state;
       await deps.state.write(rest);
     }
-    const outcome = await reconcile(deps, { dir: fetched.dir, revision: fetched.revision, ...(fetched.commit ? { commit: fetched.commit } : {}) });
+    const outcome = await reconcile(deps, {
+      dir: fetched.dir,
+      revision: fetched.revision,
+      ...(fetched.commit ? { commit: fetched.commit } : {}),
+      ...(fetched.localPath ? {} : { fetchMs }),
+    });
     const ok = outcome.status === 'applied' || outcome.status === 'unchanged';
     return { ok, outcome, dir: fetched.dir };
   });
