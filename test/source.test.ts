@@ -66,6 +66,22 @@ describe('git source', () => {
     });
   });
 
+  it('follows a changed source URL: the clone of the old one fetches from the new one', async () => {
+    const remote = await signedRemote();
+    const first = await remote.commit('pbx.yaml', true);
+    const clone = path.join(remote.dir, 'clone');
+    assert.equal((await new GitSource(remote.options(clone)).fetch()).ok, true);
+    // The repository moves (a new git host): a bare copy with one more commit.
+    const moved = path.join(remote.dir, 'moved.git');
+    await run('git', ['clone', '-q', '--bare', remote.options(clone).url, moved]);
+    const next = await remote.commit('extensions.yaml', true);
+    await git(moved, 'fetch', '-q', remote.options(clone).url, 'main:main');
+    const source = new GitSource({ ...remote.options(clone), url: `file://${moved}` });
+    const r = await source.fetch(first);
+    assert.deepEqual(r, { ok: true, dir: clone, revision: next.slice(0, 12), commit: next, localPath: false });
+    assert.equal(await git(clone, 'remote', 'get-url', 'origin'), `file://${moved}`);
+  });
+
   it('refuses a commit signed by a key that is not in the allowed-signers file', async () => {
     const remote = await signedRemote();
     await writeFile(path.join(remote.dir, 'allowed_signers'), 'someone@example.com namespaces="git" ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIE1SldbyGLaV3rMvnu+h+DkP1R5V7pF6hbzAqzVkydwR\n');

@@ -40,6 +40,12 @@ function shellQuote(s: string): string {
 }
 
 export class GitSource {
+  /**
+   * Whether this instance has pointed the clone's origin at opts.url: once is enough (settings
+   * with another URL make another instance), and every git child costs a fork of the daemon.
+   */
+  private originSet = false;
+
   constructor(private readonly opts: GitSourceOptions) {}
 
   get localPath(): boolean {
@@ -114,6 +120,7 @@ export class GitSource {
       await mkdir(path.dirname(workDir), { recursive: true, mode: 0o700 });
       try {
         await this.git(path.dirname(workDir), signal).clone(this.opts.url, workDir, ['--no-checkout', '--origin', 'origin']);
+        this.originSet = true;
       } catch (e) {
         await rm(workDir, { recursive: true, force: true });
         return { ok: false, kind: 'unreachable', message: `cannot clone ${this.opts.url}: ${firstLine(e)}` };
@@ -122,7 +129,10 @@ export class GitSource {
     }
 
     try {
-      await git.raw(['remote', 'set-url', 'origin', this.opts.url]);
+      if (!this.originSet) {
+        await git.raw(['remote', 'set-url', 'origin', this.opts.url]);
+        this.originSet = true;
+      }
       await git.fetch(['--prune', '--tags', '--force', 'origin', `+refs/heads/*:refs/remotes/origin/*`]);
     } catch (e) {
       return { ok: false, kind: 'unreachable', message: `cannot fetch ${this.opts.url}: ${firstLine(e)}` };
