@@ -275,6 +275,24 @@ describe('HeapTrimmer', () => {
     assert.ok(kept.length > 0);
   });
 
+  it('collects once no run has started for the quiet time, not while runs keep coming', async () => {
+    let collections = 0;
+    const trimmer = new HeapTrimmer(() => void collections++, 1, true, 50);
+    const kept = Array.from({ length: 50_000 }, (_, i) => ({ i, text: `x${i}`.repeat(8) }));
+    trimmer.runEnded();
+    trimmer.runStarting(); // the next push of a burst
+    assert.equal(trimmer.waiting, false);
+    await new Promise((r) => setTimeout(r, 120));
+    assert.equal(collections, 0, 'a run started before the quiet time was up');
+    kept.push(...Array.from({ length: 50_000 }, (_, i) => ({ i, text: `y${i}`.repeat(8) })));
+    trimmer.runEnded();
+    assert.equal(trimmer.waiting, true);
+    await new Promise((r) => setTimeout(r, 120));
+    assert.equal(collections, 1);
+    assert.equal(trimmer.waiting, false);
+    assert.ok(kept.length > 0);
+  });
+
   it('does nothing where node runs without --expose-gc', () => {
     const kept = Array.from({ length: 50_000 }, (_, i) => ({ i, text: `x${i}`.repeat(8) }));
     assert.equal(new HeapTrimmer(undefined, 1).afterRun(), false);

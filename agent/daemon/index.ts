@@ -147,6 +147,7 @@ export class Daemon {
   }
 
   private async syncJob(reason: TriggerReason): Promise<{ ok: boolean; retryInMs?: number }> {
+    this.heap.runStarting();
     try {
       if (!this.ami.client.connected) {
         const message = `Asterisk Manager is not connected (${this.ami.lastError ?? 'connecting'}); nothing can be applied until it is`;
@@ -176,7 +177,7 @@ export class Daemon {
       return { ok: false };
     } finally {
       this.notifyReady('first reconcile attempted');
-      this.heap.afterRun();
+      this.heap.runEnded();
     }
   }
 
@@ -244,6 +245,7 @@ export class Daemon {
     await Promise.all(this.watchers.map((w) => w.close()));
     await Promise.all(this.plugins.map((p) => p.stop()));
     await this.runner.stop();
+    this.heap.runStarting();
     await this.ami.close();
     process.off('SIGHUP', this.onHup);
     process.off('SIGTERM', this.onTerm);

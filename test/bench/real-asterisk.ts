@@ -578,7 +578,11 @@ async function amiControlPing(h: E2eHost): Promise<string> {
   return (r.stdout + r.stderr).replace(/\r/g, '').replace(/\n/g, ' ');
 }
 
+/** How long the daemon is left idle before its RSS is read: its quiet-time collection (agent/daemon/heap.ts), plus slack. */
+const IDLE_BEFORE_RSS_MS = 3000;
+
 async function measureMemory(h: E2eHost, size: number): Promise<MemoryResult> {
+  await new Promise((r) => setTimeout(r, IDLE_BEFORE_RSS_MS));
   const pid = await h.agentPid();
   const status = (await h.c.exec(['cat', `/proc/${pid}/status`])).stdout;
   const kb = (text: string, key: string) => Number(new RegExp(`^${key}:\\s+(\\d+) kB`, 'm').exec(text)?.[1] ?? NaN) / 1024;
@@ -780,6 +784,7 @@ function report(r: {
     notes: [
       'MemoryCurrent: systemctl show (the cgroup\'s memory; on a cgroup-v1 host the container\'s controllers may not account it).',
       'The 10,000 row is the same daemon after the 1,000 runs and the push of 9,000 more extensions.',
+      `RSS: read once the daemon has been idle for ${IDLE_BEFORE_RSS_MS / 1000} s after the no-op pushes (it collects after 2 s without a run).`,
     ],
   };
 
