@@ -150,6 +150,7 @@ export function gitSourceFrom(settings: AgentSettingsData): GitSource {
     ...(src.allowed_signers_file ? { allowedSignersFile: src.allowed_signers_file } : {}),
     timeoutMs: src.timeout_seconds * 1000,
     workDir: path.join(settings.state_dir, 'repo'),
+    sshControlDir: path.join(settings.state_dir, 'ssh'),
   });
 }
 

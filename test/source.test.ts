@@ -4,7 +4,7 @@
  */
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
-import { writeFile } from 'node:fs/promises';
+import { mkdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { GitSource, type GitSourceOptions } from '../agent/source/git.js';
@@ -108,6 +108,40 @@ describe('git source', () => {
     const gone = await new GitSource({ ...remote.options(path.join(remote.dir, 'c3')), url: `git://127.0.0.1:${port}/pbx.git` }).fetch();
     assert.equal(!gone.ok && gone.kind, 'unreachable');
     assert.match(!gone.ok ? gone.message : '', /fatal: unable to connect to 127\.0\.0\.1: .*Connection refused/);
+  });
+
+  it('fetches over ssh through one shared connection kept in a private directory', async () => {
+    // An `ssh` first on PATH that records its options and runs the remote command locally, as
+    // the git host's login shell would: what the agent asks of ssh, without an ssh server.
+    const remote = await signedRemote();
+    const first = await remote.commit('pbx.yaml', true);
+    const bin = path.join(remote.dir, 'bin');
+    await mkdir(bin);
+    const log = path.join(remote.dir, 'ssh-args.log');
+    await writeFile(path.join(bin, 'ssh'), `#!/bin/sh\nprintf '%s\\n' "$*" >> ${JSON.stringify(log)}\nfor last; do :; done\nexec sh -c "$last"\n`, { mode: 0o755 });
+    const control = path.join(remote.dir, 'state/ssh');
+    const options = { ...remote.options(path.join(remote.dir, 'clone')), url: `ssh://git@pbx-git.example${path.join(remote.dir, 'work')}`, sshControlDir: control };
+    const savedPath = process.env.PATH;
+    process.env.PATH = `${bin}:${savedPath}`;
+    try {
+      const source = new GitSource(options);
+      assert.deepEqual(await source.fetch(), { ok: true, dir: options.workDir, revision: first.slice(0, 12), commit: first, localPath: false });
+      const next = await remote.commit('extensions.yaml', true);
+      assert.equal((await source.fetch(first)).ok, true);
+      const calls = (await readFile(log, 'utf8')).trim().split('\n');
+      assert.equal(calls.length, 3, `the clone, then one fetch per fetch(): ${calls.join(' / ')}`);
+      for (const call of calls) assert.ok(call.includes(`-o ControlMaster=auto -o ControlPath=${control}/%C -o ControlPersist=120`), call);
+      assert.equal((await stat(control)).mode & 0o777, 0o700);
+      assert.equal(await git(options.workDir, 'rev-parse', 'HEAD'), next);
+
+      // A state directory so deep that the socket path would not fit: no shared connection.
+      const deep = path.join(remote.dir, 'd'.repeat(60));
+      await rm(log);
+      assert.equal((await new GitSource({ ...options, workDir: path.join(remote.dir, 'clone2'), sshControlDir: deep }).fetch()).ok, true);
+      assert.ok(!(await readFile(log, 'utf8')).includes('ControlMaster'));
+    } finally {
+      process.env.PATH = savedPath;
+    }
   });
 
   it('reads a local directory as it is, uncommitted edits included', async () => {

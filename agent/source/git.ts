@@ -24,7 +24,26 @@ export interface GitSourceOptions {
   timeoutMs: number;
   /** Where the clone lives (inside the state directory). */
   workDir: string;
+  /**
+   * A private directory where ssh keeps one connection to the git host open between fetches
+   * (ControlMaster). Without it, every fetch pays a new ssh handshake.
+   */
+  sshControlDir?: string;
 }
+
+/**
+ * How long ssh keeps the shared connection after its last fetch. Longer than the default sync
+ * schedule (every minute), so the scheduled fetches keep it warm and a push's fetch finds it
+ * open: measured on the e2e host, a fetch took 300-360 ms with a new connection and 120-130 ms
+ * over the shared one (the handshake alone was ~250 ms).
+ */
+const SSH_CONTROL_PERSIST_SECONDS = 120;
+
+/**
+ * The longest ControlPath that fits: a unix socket path has at most 107 bytes, and ssh adds a
+ * 17-character suffix to the path while it sets the socket up. %C expands to 40 hex digits.
+ */
+const MAX_CONTROL_DIR_LENGTH = 107 - 17 - 41;
 
 export type FetchResult =
   | { ok: true; dir: string; revision: string; commit?: string; localPath: boolean }
@@ -47,6 +66,12 @@ export class GitSource {
   private originSet = false;
 
   constructor(private readonly opts: GitSourceOptions) {}
+
+  /** opts.sshControlDir, when a socket path in it fits. */
+  private get sshControlDir(): string | undefined {
+    const dir = this.opts.sshControlDir;
+    return dir && Buffer.byteLength(dir) <= MAX_CONTROL_DIR_LENGTH ? dir : undefined;
+  }
 
   get localPath(): boolean {
     return isLocalPath(this.opts.url);
@@ -74,6 +99,11 @@ export class GitSource {
       '-o ServerAliveCountMax=2',
     ];
     if (this.opts.sshKeyFile) ssh.push(`-i ${shellQuote(this.opts.sshKeyFile)}`, '-o IdentitiesOnly=yes');
+    const control = this.sshControlDir;
+    if (control) {
+      // The master detaches with its stdio on /dev/null, so git (and simple-git) do not wait for it.
+      ssh.push('-o ControlMaster=auto', `-o ControlPath=${shellQuote(path.join(control, '%C'))}`, `-o ControlPersist=${SSH_CONTROL_PERSIST_SECONDS}`);
+    }
     env.GIT_SSH_COMMAND = ssh.join(' ');
     return env;
   }
@@ -111,6 +141,7 @@ export class GitSource {
     }
 
     const { workDir, branch, ref } = this.opts;
+    if (this.sshControlDir) await mkdir(this.sshControlDir, { recursive: true, mode: 0o700 });
     let git: SimpleGit;
     try {
       await access(path.join(workDir, '.git'));
