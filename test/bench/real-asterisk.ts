@@ -600,7 +600,7 @@ async function measureMemory(h: E2eHost, size: number): Promise<MemoryResult> {
   };
 }
 
-const STAGES = ['render', 'plan', 'preflight', 'apply', 'reload', 'verify'] as const;
+const STAGES = ['fetch', 'render', 'plan', 'preflight', 'apply', 'reload', 'verify'] as const;
 
 function stagesText(stages: unknown): string {
   if (!stages || typeof stages !== 'object') return '?';
@@ -714,7 +714,7 @@ function report(r: {
     rows: opRows,
     notes: [
       'push→applied: from the webhook POST (sent right after `git push` returned) to the journal timestamp of the reconcile.finished line of that commit, which the agent logs after its own verify.',
-      'agent ms: that line\'s durationMs (the reconcile); render … verify: its stages; outside: push→applied − agent ms (webhook, git fetch, queueing, logging).',
+      'agent ms: that line\'s durationMs (the reconcile, from render on); fetch … verify: its stages (fetch: the git fetch and checkout before the reconcile); outside: push→applied − agent ms (webhook, git fetch, queueing, logging).',
       'push→user sees: registrable = sipp REGISTER with the password gets 200; seen = `pjsip show endpoint` shows the new callerid / `dialplan show` the new ring time;',
       `gone = REGISTER with the right password is refused with 401. Probes start with the webhook and are retried (sipp: ${SIPP_PAUSE_MS} ms pause, asterisk -rx: ${CLI_PAUSE_MS} ms)`,
       `until ${PROBE_GRACE_MS / 1000} s after the agent's run ended; they compete for the CPUs with the reconcile they wait for; their resolution is one try.`,
