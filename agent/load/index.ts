@@ -158,7 +158,17 @@ function loadExtensionsFile(file: RepoSnapshot['extensionFiles'][number]): Loade
   // Kept for positions only: the raw YAML data is not needed once validated, and at 10,000
   // extensions it is megabytes the daemon would hold between runs.
   const positions: ParsedYaml = { file: parsed.file, data: undefined, positioned: parsed.positioned };
-  return { text: file.text, parsed: positions, ...(data ? { data } : {}), issues: [...issues, ...schemaIssues] };
+  return { text: file.text, parsed: positions, ...(data ? { data: detached(data) } : {}), issues: [...issues, ...schemaIssues] };
+}
+
+/**
+ * The validated data with strings of its own. The fast parser's strings are slices of its own copy
+ * of the file (js-yaml appends a terminator to the input), so keeping them between runs would keep
+ * a second copy of every extensions file: 2 MB at 10,000 extensions. The schema's output is plain
+ * JSON data (no transforms), so a round trip through JSON gives the same values.
+ */
+function detached<T>(data: T): T {
+  return JSON.parse(JSON.stringify(data)) as T;
 }
 
 /**
