@@ -471,8 +471,7 @@ class Run {
       restartReasons: [],
       planWarnings: [],
       issues: [],
-      // The fetch comes first: where a push's time went, from git to verified.
-      stages: source.fetchMs !== undefined ? { fetch: Math.round(source.fetchMs * 10) / 10 } : {},
+      stages: {},
     };
   }
 
@@ -489,6 +488,9 @@ class Run {
   async finish({ state, status, error, code }: Verdict): Promise<ReconcileOutcome> {
     const o = this.outcome;
     o.status = status;
+    // The fetch goes first, added only now: the stages so far name where a failure happened, and
+    // the fetch was done before this run began.
+    if (this.source.fetchMs !== undefined) o.stages = { fetch: Math.round(this.source.fetchMs * 10) / 10, ...o.stages };
     if (error !== undefined) o.error = error;
     const failureCode = code ?? FAILURE_CODES[status];
     if (failureCode) o.code = failureCode;

@@ -45,6 +45,30 @@ describe('reconcile against a loopback Asterisk', () => {
     assert.deepEqual(Object.keys(finished[0]!.stages as object), ['render', 'plan', 'preflight', 'apply', 'reload', 'verify']);
   });
 
+  it('reports the git fetch as the first stage, and never as where a run failed', async () => {
+    const dir = await repo(TWO);
+    const out = await reconcile(host.deps(), { dir, revision: 'r1', fetchMs: 12.34 });
+    assert.equal(out.status, 'applied', out.error);
+    assert.deepEqual(Object.keys(events('reconcile.finished')[0]!.stages as object), ['fetch', 'render', 'plan', 'preflight', 'apply', 'reload', 'verify']);
+    assert.equal((events('reconcile.finished')[0]!.stages as Record<string, number>).fetch, 12.3);
+
+    // A failure before the first stage of the run: the disk refuses the clean-up of temp files.
+    const deps = host.deps();
+    const files = deps.files;
+    deps.files = new Proxy(files, {
+      get(target, key) {
+        if (key === 'removeLeftovers') return async () => Promise.reject(new Error('EIO: the disk went away'));
+        const value = Reflect.get(target, key) as unknown;
+        return typeof value === 'function' ? value.bind(target) : value;
+      },
+    });
+    const failed = await reconcile(deps, { dir, revision: 'r2', fetchMs: 5 });
+    assert.equal(failed.status, 'failed');
+    const line = events('reconcile.failed')[0]!;
+    assert.equal(line.stage, undefined, 'the fetch had finished; no stage of the run had started');
+    assert.deepEqual(Object.keys(events('reconcile.finished')[1]!.stages as object), ['fetch']);
+  });
+
   it('does nothing at all when nothing changed: no write, no reload, no AMI traffic beyond none', async () => {
     const dir = await repo(TWO);
     await run(dir, 'r1');
