@@ -265,32 +265,30 @@ describe('HeapTrimmer', () => {
 
   it("asks V8 12 and later for the collection that returns pages, and Node.js 20's V8 for a plain one", () => {
     const calls: unknown[][] = [];
-    const kept = Array.from({ length: 50_000 }, (_, i) => ({ i, text: `x${i}`.repeat(8) }));
-    assert.equal(new HeapTrimmer((...args) => void calls.push(args), 1, true).afterRun(), true);
-    assert.equal(new HeapTrimmer((...args) => void calls.push(args), 1, false).afterRun(), true);
+    // Any heap counts as grown (-Infinity): this is about how gc is called, not when.
+    assert.equal(new HeapTrimmer((...args) => void calls.push(args), -Infinity, true).afterRun(), true);
+    assert.equal(new HeapTrimmer((...args) => void calls.push(args), -Infinity, false).afterRun(), true);
     assert.deepEqual(calls, [[{ type: 'major', execution: 'sync', flavor: 'last-resort' }], []]);
     assert.equal(takesGcOptions('11.3.244.8-node.33'), false);
     assert.equal(takesGcOptions('12.4.254.21-node.33'), true);
     assert.equal(takesGcOptions('13.6.233.17-node.40'), true);
-    assert.ok(kept.length > 0);
   });
 
   it('collects once no run has started for the quiet time, not while runs keep coming', async () => {
     let collections = 0;
-    const trimmer = new HeapTrimmer(() => void collections++, 1, true, 50);
-    const kept = Array.from({ length: 50_000 }, (_, i) => ({ i, text: `x${i}`.repeat(8) }));
+    // Any heap counts as grown (-Infinity), so only the timing decides whether it collects (a GC
+    // elsewhere in the test run may shrink the heap below the baseline).
+    const trimmer = new HeapTrimmer(() => void collections++, -Infinity, true, 50);
     trimmer.runEnded();
     trimmer.runStarting(); // the next push of a burst
     assert.equal(trimmer.waiting, false);
     await new Promise((r) => setTimeout(r, 120));
     assert.equal(collections, 0, 'a run started before the quiet time was up');
-    kept.push(...Array.from({ length: 50_000 }, (_, i) => ({ i, text: `y${i}`.repeat(8) })));
     trimmer.runEnded();
     assert.equal(trimmer.waiting, true);
     await new Promise((r) => setTimeout(r, 120));
     assert.equal(collections, 1);
     assert.equal(trimmer.waiting, false);
-    assert.ok(kept.length > 0);
   });
 
   it('does nothing where node runs without --expose-gc', () => {
