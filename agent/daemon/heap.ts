@@ -17,7 +17,7 @@ const GROWTH_BYTES = 4 * 1024 * 1024;
  * loop (a memory-returning one: ~120 ms on a 40 MB heap under the unit's flags), so it waits for
  * a quiet moment instead of holding up the webhook of the next push in a burst.
  */
-const QUIET_MS = 2000;
+export const QUIET_MS = 2000;
 
 /** `gc` as --expose-gc defines it: V8 12 and later also take options. */
 export type ExposedGc = (options?: { type: 'major'; execution: 'sync'; flavor: 'last-resort' }) => void;

@@ -18,7 +18,7 @@ import { FakeImds } from '../support/imds-server.js';
 import { AGENT_NODE_MAJORS, nodeBinary } from '../support/node-lines.js';
 import { unitNodeFlags } from '../support/unit-flags.js';
 import type { BenchContext, BenchSection, SectionReport } from './section.js';
-import { check, median, verdict, type BudgetCheck } from './stats.js';
+import { check, IDLE_BEFORE_RSS_MS, median, RSS_READ_NOTE, verdict, type BudgetCheck } from './stats.js';
 import { ms, type Table } from './table.js';
 
 const PUSHES = 20;
@@ -26,8 +26,6 @@ const NOOP_RUNS = 20;
 const RSS_RUNS = 100;
 const LATENCY_BUDGET_MS = 1000;
 const RSS_BUDGET_MB = 80;
-/** How long the daemon is left idle before its RSS is read: its quiet-time collection, plus slack. */
-const IDLE_BEFORE_RSS_MS = 3000;
 const TICKS = 100; // USER_HZ: /proc/<pid>/stat counts CPU time in 1/100 s
 
 
@@ -133,7 +131,7 @@ async function run(ctx: BenchContext): Promise<SectionReport> {
           daemon.signal('SIGHUP');
           await daemon.finished(2 + i, `run ${i + 1} of ${RSS_RUNS} (${label})`);
         }
-        // Steady state: the daemon collects once it has been without a run for 2 s (agent/daemon/heap.ts).
+        // Steady state: the daemon collects once it has been quiet for a while (agent/daemon/heap.ts).
         await new Promise((r) => setTimeout(r, IDLE_BEFORE_RSS_MS));
         const after = await rssMb(daemon.child.pid!);
         const cloudChecks = ec2.requests.filter((r) => r.action === 'DescribeAddresses').length;
@@ -201,7 +199,7 @@ async function run(ctx: BenchContext): Promise<SectionReport> {
       rows: memoryRows,
       notes: [
         'anon: RssAnon (heap, malloc); file: RssFile (pages of the node binary, ICU data and libraries: shared and reclaimable, but counted in RSS).',
-        `RSS after: read once the daemon has been idle for ${IDLE_BEFORE_RSS_MS / 1000} s (it collects after 2 s without a run).`,
+        `RSS after: ${RSS_READ_NOTE}.`,
       ],
     };
     if (writes + reloadsDuring + amiDuring !== 0) checks.push({ what: 'no-op runs write, reload and ask nothing', limit: 1, unit: 'count', actual: writes + reloadsDuring + amiDuring, pass: false });

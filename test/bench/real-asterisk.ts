@@ -8,8 +8,9 @@
  * generated extensions (test/bench/gen-repo.ts; the 10,000 are the 1,000 plus 9,000 more):
  *
  * 1. Asterisk's own cost of `module reload <module>.so` per managed module (an AMI Command on the
- *    container's loopback, timed until Asterisk answers), with the managed file touched (a full re-read, as after a change) and
- *    untouched (Asterisk skips a file whose size and mtime are unchanged).
+ *    container's loopback, timed until Asterisk answers), with the managed file touched (a full
+ *    re-read, as after a change) and untouched (Asterisk skips a file whose size and mtime are
+ *    unchanged).
  * 2. Through the daemon: one extension added, renamed (pjsip.conf only), given another ring time
  *    (extensions.conf only), removed; each a git push and a webhook. Push → applied is the webhook's
  *    send time to the journal timestamp of the reconcile.finished line of that commit (after the
@@ -37,7 +38,7 @@ import { nodeDist } from '../support/node-lines.js';
 import { buildRelease } from '../support/release.js';
 import { benchPassword, generateConfigRepo } from './gen-repo.js';
 import type { BenchContext, BenchSection, SectionReport } from './section.js';
-import { check, median, verdict, type BudgetCheck } from './stats.js';
+import { check, IDLE_BEFORE_RSS_MS, median, RSS_READ_NOTE, verdict, type BudgetCheck } from './stats.js';
 import { count, mb, ms, type Table } from './table.js';
 
 const execFileP = promisify(execFile);
@@ -405,7 +406,7 @@ async function waitLogged(ctx: BenchContext, journal: JournalTail, commit: strin
   }
 }
 
-/** `module reload` of each managed module, timed inside the container (no nsenter cost). */
+/** `module reload` of each managed module, as AMI Command actions on the container's loopback. */
 async function measureReloads(h: E2eHost, size: number): Promise<ReloadResult[]> {
   const out: ReloadResult[] = [];
   // The reloads themselves over AMI (Command): `asterisk -rx` gives up after 60 s without output.
@@ -573,9 +574,6 @@ async function amiControlPing(h: E2eHost): Promise<string> {
   const r = await h.c.execInNetwork([process.execPath, '-e', script, secret]);
   return (r.stdout + r.stderr).replace(/\r/g, '').replace(/\n/g, ' ');
 }
-
-/** How long the daemon is left idle before its RSS is read: its quiet-time collection (agent/daemon/heap.ts), plus slack. */
-const IDLE_BEFORE_RSS_MS = 3000;
 
 async function measureMemory(h: E2eHost, size: number): Promise<MemoryResult> {
   await new Promise((r) => setTimeout(r, IDLE_BEFORE_RSS_MS));
@@ -780,7 +778,7 @@ function report(r: {
     notes: [
       'MemoryCurrent: systemctl show (the cgroup\'s memory; on a cgroup-v1 host the container\'s controllers may not account it).',
       'The 10,000 row is the same daemon after the 1,000 runs and the push of 9,000 more extensions.',
-      `RSS: read once the daemon has been idle for ${IDLE_BEFORE_RSS_MS / 1000} s after the no-op pushes (it collects after 2 s without a run).`,
+      `RSS: after the no-op pushes, ${RSS_READ_NOTE}.`,
     ],
   };
 

@@ -6,6 +6,16 @@ import { spawn } from 'node:child_process';
 import { readFile, rm } from 'node:fs/promises';
 import path from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
+import { QUIET_MS } from '../../agent/daemon/heap.js';
+
+/**
+ * How long a daemon is left idle before its RSS is read: it collects once it has been without a
+ * run for QUIET_MS (agent/daemon/heap.ts), and a second more is slack.
+ */
+export const IDLE_BEFORE_RSS_MS = QUIET_MS + 1000;
+
+/** The note under an RSS table that says when it was read. */
+export const RSS_READ_NOTE = `read once the daemon has been idle for ${IDLE_BEFORE_RSS_MS / 1000} s (it collects after ${QUIET_MS / 1000} s without a run)`;
 
 export function median(xs: readonly number[]): number {
   if (xs.length === 0) throw new Error('median of nothing');
