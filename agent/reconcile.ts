@@ -27,6 +27,7 @@ import { massRemovalAcknowledgement } from './source/revision.js';
 import { describeMismatches, liveEndpointNames, verifyLiveState, type ModuleChange, type VerifyOptions, type VerifyResult } from './verify/index.js';
 import { compareDialplan } from './plan/dialplan.js';
 import { comparePjsip } from './plan/objects.js';
+import { planLiveObjects, type LiveObjectEdit, type LiveObjectsRecord } from './plan/live-objects.js';
 import type { RenderOutcome } from './pipeline.js';
 
 export interface ReconcileDeps {
@@ -43,6 +44,11 @@ export interface ReconcileDeps {
     restartPolicy: 'never' | 'when_idle';
     /** The operator acknowledged a mass removal for this run (--allow-mass-removal). */
     allowMassRemoval?: boolean;
+    /**
+     * Apply a change of at most this many extensions as live objects instead of a res_pjsip
+     * reload (asterisk.live_objects); absent: always reload.
+     */
+    liveObjectsLimit?: number;
   };
 }
 
@@ -63,6 +69,8 @@ export interface ReconcileOutcome {
   reloads: AsteriskModule[];
   /** Live dialplan edits sent instead of reloading pbx_config (0 when none). */
   dialplanEdits: number;
+  /** Live-object edits sent instead of reloading res_pjsip (0 when none). */
+  liveObjectEdits: number;
   extensions: ReloadPlan['extensions'];
   restartReasons: string[];
   /** What the change would do to the phones beyond its diff (plan/hazards.ts). */
@@ -186,6 +194,7 @@ async function reconcileSteps(run: Run, state: AgentState): Promise<Verdict> {
   // ends in the new dialplan in every case.
   const dialplanChange = changes.find((c) => c.module === 'pbx_config');
   const dialplanEdits = dialplanChange && (dialplanChange.dialplan ??= compareDialplan(dialplanChange.before, dialplanChange.after)).edits;
+  const live = state.pending ? undefined : await run.stage('preflight', () => liveObjectsPlan(run, state, changes));
   run.reloadTimeoutMs = scaledReloadTimeout(deps.options.reloadTimeoutMs, Math.max(plan.extensionsBefore, rendered.state!.extensions.length));
 
   // Endpoints Asterisk has that are not the agent's: an extension with the same name would make
@@ -205,7 +214,9 @@ async function reconcileSteps(run: Run, state: AgentState): Promise<Verdict> {
     return ended(state, 'invalid', run.outcome.issues.map(formatIssue).join('; '));
   }
 
-  const pending = { revision: source.revision, fingerprint, modules, paths: [...previous.keys()], at: deps.now().toISOString() };
+  const pending = { revision: source.revision, fingerprint, modules, paths: [...previous.keys()], at: deps.now().toISOString(), ...(live || state.pending?.live ? { live: true } : {}) };
+  // Asterisk may hold live objects (recorded, or sent by a run that stopped midway).
+  const dropLiveObjects = state.live !== undefined || state.pending?.live === true;
   await deps.state.write({ ...state, pending });
   if (state.pending) {
     const why = state.pending.lastError
@@ -219,13 +230,32 @@ async function reconcileSteps(run: Run, state: AgentState): Promise<Verdict> {
   const after = { ...state, pending };
   const verifyOptions = { detailLimit: deps.options.verifyDetailLimit, foreign };
   try {
-    const reloaded = await run.stage('reload', () => reloadModules(deps.asterisk, modules, run.reloadTimeoutMs, dialplanEdits));
+    const reloaded = await run.stage('reload', () =>
+      reloadModules(deps.asterisk, modules, run.reloadTimeoutMs, { ...(dialplanEdits ? { dialplan: dialplanEdits } : {}), ...(live ? { pjsip: live.edits } : {}), dropLiveObjects }),
+    );
     run.outcome.reloads = reloaded.filter((r) => r.how === 'reload').map((r) => r.module);
     if (reloaded.some((r) => r.how === 'edits')) run.outcome.dialplanEdits = dialplanEdits!.length;
-    const verification = await run.stage('verify', () => verifyLiveState(deps.asterisk, changes, verifyOptions));
+    const pjsipReport = reloaded.find((r) => r.module === 'res_pjsip');
+    if (pjsipReport?.fellBack !== undefined) {
+      logEvent(deps.log, 'warn', 'live.fell_back', { revision: source.revision }, `Asterisk refused a live object, so res_pjsip was reloaded instead: ${pjsipReport.fellBack}`);
+    }
+    let verification = await run.stage('verify', () => verifyLiveState(deps.asterisk, changes, verifyOptions));
+    if (!verification.ok && pjsipReport?.how === 'live') {
+      // Live objects hide nothing that pjsip.conf, already written, does not say: a reload shows
+      // whether the change itself is at fault (someone may have reloaded in between).
+      const reason = describeMismatches(verification.mismatches);
+      logEvent(deps.log, 'warn', 'live.fell_back', { revision: source.revision }, `the live objects did not verify (${reason}), so res_pjsip was reloaded instead`);
+      await run.stage('reload', () => reloadModules(deps.asterisk, ['res_pjsip'], run.reloadTimeoutMs, { dropLiveObjects: true }));
+      pjsipReport.how = 'reload';
+      run.outcome.reloads = inReloadOrder([...run.outcome.reloads, 'res_pjsip']);
+      verification = await run.stage('verify', () => verifyLiveState(deps.asterisk, changes, verifyOptions));
+    }
     run.outcome.verification = verification;
+    if (pjsipReport?.how === 'live') run.outcome.liveObjectEdits = live!.edits.length;
     if (!verification.ok) return await rollBack(run, after, previous, changes, verifyOptions, describeMismatches(verification.mismatches));
-    const { pending: _done, failed: _old, ...rest } = after;
+    const { pending: _done, failed: _old, live: _folded, ...rest } = after;
+    // What Asterisk holds as live objects now: after a res_pjsip reload, nothing.
+    const liveNow = pjsipReport?.how === 'live' ? { ...live!.record, since: state.live?.since ?? deps.now().toISOString() } : pjsipReport ? undefined : state.live;
     const applied = {
       revision: source.revision,
       ...(source.commit ? { commit: source.commit } : {}),
@@ -234,6 +264,7 @@ async function reconcileSteps(run: Run, state: AgentState): Promise<Verdict> {
       files: hashes(rendered.files),
       network: appliedNetworkOf(rendered.state!),
     };
+    if (liveNow) Object.assign(rest, { live: liveNow });
     // What still differs live (bind, protocol, TLS) is what needs a restart; the plan's guess is not.
     const pjsipBody = rendered.files.find((f) => f.module === 'res_pjsip')!.body;
     const reasons = modules.includes('res_pjsip')
@@ -251,6 +282,32 @@ async function reconcileSteps(run: Run, state: AgentState): Promise<Verdict> {
     }
     return await rollBack(run, after, previous, changes, verifyOptions, e instanceof Error ? e.message : String(e));
   }
+}
+
+/**
+ * The live-object edits for this change (plan/live-objects.ts), or undefined when res_pjsip is to
+ * be reloaded: not configured, no pjsip.conf change, a change live objects cannot carry, or an
+ * Asterisk without the sorcery mapping (logged once per probe as live.unavailable).
+ */
+async function liveObjectsPlan(run: Run, state: AgentState, changes: readonly ModuleChange[]): Promise<{ edits: LiveObjectEdit[]; record: Omit<LiveObjectsRecord, 'since'> } | undefined> {
+  const { deps } = run;
+  const store = deps.asterisk.liveObjects;
+  const limit = deps.options.liveObjectsLimit;
+  const pjsip = changes.find((c) => c.module === 'res_pjsip');
+  if (!store || limit === undefined || !pjsip) return undefined;
+  pjsip.pjsip ??= comparePjsip(pjsip.before, pjsip.after);
+  const plan = planLiveObjects(pjsip.pjsip, state.live, limit);
+  if ('reason' in plan) {
+    logEvent(deps.log, 'debug', 'live.skipped', { revision: run.source.revision }, `res_pjsip is reloaded: ${plan.reason}`);
+    return undefined;
+  }
+  const availability = await store.availability();
+  if (!availability.live) {
+    // Once per probe (per AMI connection), not on every run.
+    if (availability.probed) logEvent(deps.log, 'warn', 'live.unavailable', {}, `live objects are enabled but cannot be used, so res_pjsip is reloaded: ${availability.reason}`);
+    return undefined;
+  }
+  return plan;
 }
 
 /**
@@ -299,7 +356,7 @@ async function rollBack(
       await restoreFiles(deps.files, previous);
       for (const [rel, text] of previous) run.outcome.liveFiles?.set(rel, text);
       const modules = changes.map((c) => c.module);
-      await reloadModules(deps.asterisk, modules, run.reloadTimeoutMs);
+      await reloadModules(deps.asterisk, modules, run.reloadTimeoutMs, { dropLiveObjects: state.live !== undefined || state.pending?.live === true });
       const back = changes.map((c) => ({ module: c.module, before: c.after, after: c.before }));
       const check = await verifyLiveState(deps.asterisk, back, verifyOptions);
       if (!check.ok) throw new Error(`the restored configuration does not verify either: ${describeMismatches(check.mismatches)}`);
@@ -311,7 +368,9 @@ async function rollBack(
     return ended({ ...state, failed }, 'failed', `${reason}; rollback failed: ${message}`, 'rollback.failed');
   }
   logEvent(deps.log, 'error', 'reconcile.rolled_back', { revision: source.revision, reason, objects: [...new Set(offending)].slice(0, 20) }, 'the change was rolled back to the last-known-good configuration');
-  const { pending: _p, ...rest } = state;
+  const { pending: _p, live: _folded, ...withoutLive } = state;
+  // The restore reloaded res_pjsip, which drops the live objects (reload/index.ts).
+  const rest = changes.some((c) => c.module === 'res_pjsip') ? withoutLive : { ...withoutLive, ...(state.live ? { live: state.live } : {}) };
   return ended({ ...rest, failed }, 'rolled_back', reason);
 }
 
@@ -467,6 +526,7 @@ class Run {
       changedFiles: [],
       reloads: [],
       dialplanEdits: 0,
+      liveObjectEdits: 0,
       extensions: { added: [], changed: [], removed: [] },
       restartReasons: [],
       planWarnings: [],
@@ -522,6 +582,7 @@ class Run {
         extensions: { added: o.extensions.added.slice(0, LOGGED_NAMES), changed: o.extensions.changed.slice(0, LOGGED_NAMES), removed: o.extensions.removed.slice(0, LOGGED_NAMES) },
         extensionCounts: { added: o.extensions.added.length, changed: o.extensions.changed.length, removed: o.extensions.removed.length },
         ...(o.dialplanEdits > 0 ? { dialplanEdits: o.dialplanEdits } : {}),
+        ...(o.liveObjectEdits > 0 ? { liveObjectEdits: o.liveObjectEdits } : {}),
         verification: v ? { ok: v.ok, mismatches: v.mismatches.length, restartPending: v.restartPending, ...v.checked } : undefined,
         durationMs,
         stages: o.stages,

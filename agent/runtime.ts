@@ -8,6 +8,8 @@ import type { AgentSettingsData } from '../schemas/agent-settings.js';
 import { DirectoryFileStore } from './apply/files.js';
 import { AmiClient, AmiError } from './asterisk/ami.js';
 import { amiControl, type AsteriskControl } from './asterisk/control.js';
+import { AriClient } from './asterisk/ari.js';
+import { amiAriLiveObjects, type LiveObjectStore } from './asterisk/live-objects.js';
 import { readManagerExposure } from './asterisk/manager-conf.js';
 import { logEvent, type Logger } from './log.js';
 import type { ReconcileDeps } from './reconcile.js';
@@ -69,9 +71,9 @@ export class AmiConnection {
   private first: Promise<void> | undefined;
   private onConnected: () => void = () => undefined;
 
-  constructor(settings: AgentSettingsData, secret: string, private readonly log: Logger) {
+  constructor(settings: AgentSettingsData, secret: string, private readonly log: Logger, ariPassword?: string) {
     this.client = amiClientFor(settings, secret, { keepaliveMs: 30_000 });
-    this.control = amiControl(this.client);
+    this.control = amiControl(this.client, liveObjectStoreFor(settings, this.client, ariPassword));
   }
 
   /** Starts connecting; `onConnected` runs after a connection that followed a failed attempt. */
@@ -102,8 +104,30 @@ export class AmiConnection {
   async close(): Promise<void> {
     this.closed = true;
     clearTimeout(this.timer);
+    this.control.liveObjects?.close();
     await this.client.close().catch(() => undefined);
   }
+}
+
+/**
+ * The ARI password when live objects are enabled (asterisk.live_objects), from its root-only file;
+ * undefined when they are not.
+ */
+export async function readAriPassword(settings: AgentSettingsData): Promise<string | undefined> {
+  const live = settings.asterisk.live_objects;
+  if (!live.enabled) return undefined;
+  const secret = await readSecretFile(live.secret_file);
+  if ('problem' in secret) throw new StartupError('ari.secret', `ARI password (asterisk.live_objects.secret_file): ${secret.problem}`);
+  return secret.value;
+}
+
+/** Live objects over this AMI client, with ARI when enabled (see asterisk/live-objects.ts). */
+export function liveObjectStoreFor(settings: AgentSettingsData, client: AmiClient, ariPassword: string | undefined): LiveObjectStore {
+  const live = settings.asterisk.live_objects;
+  const ari = ariPassword === undefined
+    ? undefined
+    : new AriClient({ url: live.ari_url, username: live.username, password: ariPassword, timeoutMs: settings.asterisk.ami.action_timeout_seconds * 1000 });
+  return amiAriLiveObjects(client, ari);
 }
 
 /** Connects and logs in to AMI, with the secret from its root-only file (the CLI's commands). */
@@ -112,6 +136,7 @@ export async function connectAsterisk(settings: AgentSettingsData, log: Logger):
   await warnIfAmiExposed(settings.asterisk.config_dir, log);
   const secret = await readSecretFile(ami.secret_file);
   if ('problem' in secret) throw new StartupError('ami.secret', `AMI secret: ${secret.problem}`);
+  const ariPassword = await readAriPassword(settings);
   const client = amiClientFor(settings, secret.value);
   try {
     await client.connect();
@@ -124,7 +149,7 @@ export async function connectAsterisk(settings: AgentSettingsData, log: Logger):
     logEvent(log, 'error', 'ami.unreachable', { host: ami.host, port: ami.port }, (e as Error).message);
     throw new StartupError('ami.unreachable', (e as Error).message);
   }
-  return { client, control: amiControl(client) };
+  return { client, control: amiControl(client, liveObjectStoreFor(settings, client, ariPassword)) };
 }
 
 /** external_address: auto, answered from instance metadata and the EC2 API (lazily). */
@@ -176,6 +201,7 @@ export async function reconcileDeps(
       reloadTimeoutMs: settings.asterisk.reload_timeout_seconds * 1000,
       verifyDetailLimit: settings.asterisk.verify_detail_limit,
       restartPolicy: settings.asterisk.restart_policy,
+      ...(settings.asterisk.live_objects.enabled ? { liveObjectsLimit: settings.asterisk.live_objects.max_extensions } : {}),
     },
   };
 }

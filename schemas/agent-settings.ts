@@ -24,6 +24,25 @@ export const AmiSettings = z
   })
   .describe('How the agent reaches Asterisk Manager (AMI).');
 
+/**
+ * Extensions changed live as dynamic PJSIP objects instead of a res_pjsip reload (README, Large
+ * PBXs). Needs sorcery.conf to map endpoint, auth and aor to `astdb,pbx-agent-live` before
+ * pjsip.conf, which takes effect when Asterisk starts, and ARI on loopback; bootstrap.sh sets
+ * both up. Without them every change reloads res_pjsip as before.
+ */
+export const LiveObjectsSettings = z
+  .strictObject({
+    enabled: z.boolean().default(false).describe('Apply a change of a few extensions as live objects (astdb + ARI) when Asterisk has the mapping.'),
+    ari_url: z.string().url().default('http://127.0.0.1:8088').describe("Asterisk's HTTP server with ARI (http.conf, ari.conf); keep it on loopback."),
+    username: z.string().regex(/^[A-Za-z0-9_.-]{1,64}$/, { error: 'expected an ari.conf user name' }).default('pbx-agent'),
+    secret_file: AbsolutePath.default('/etc/pbx-agent/ari.secret').describe('File holding the ARI password (one line, not readable by other users).'),
+    max_extensions: z.number().int().min(1).max(1000).default(20).describe('A change of more extensions than this reloads res_pjsip instead.'),
+    fold_after_seconds: Seconds(30, 86400).describe(
+      'Once no run has come for this long, res_pjsip is reloaded so that pjsip.conf holds everything and the live objects are dropped.',
+    ),
+  })
+  .describe('Extensions changed live, without a res_pjsip reload.');
+
 export const AsteriskSettings = z
   .strictObject({
     config_dir: AbsolutePath.default('/etc/asterisk'),
@@ -45,6 +64,7 @@ export const AsteriskSettings = z
       .default(200)
       .describe('At most this many added endpoints are read back one by one; changed ones always are.'),
     ami: AmiSettings.prefault({}),
+    live_objects: LiveObjectsSettings.prefault({}),
   })
   .describe('The Asterisk the agent manages.');
 

@@ -254,8 +254,9 @@ describe('HeapTrimmer', () => {
       collections++;
     }, 1024 * 1024);
     assert.equal(trimmer.afterRun(), false, 'nothing grew yet');
-    // Live data the run leaves behind: 4 MB of small objects.
-    for (let i = 0; i < 50_000; i++) kept.push({ i, text: `extension ${i}`.repeat(4) });
+    // Live data the run leaves behind: ~30 MB of small objects, far more than any garbage of
+    // earlier tests that a collection during the loop could free below the baseline.
+    for (let i = 0; i < 400_000; i++) kept.push({ i, text: `extension ${i}`.repeat(4) });
     assert.equal(trimmer.afterRun(), true);
     assert.equal(collections, 1);
     assert.equal(trimmer.afterRun(), false, 'no growth since the last collection');

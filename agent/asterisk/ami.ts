@@ -848,6 +848,28 @@ export class AmiClient extends EventEmitter<AmiClientEvents> {
   }
 
   /** PJSIPShowEndpoints; zero endpoints (Asterisk answers Error "No endpoints found") is []. */
+  /**
+   * AMI DBPut (main/db.c manager_dbput): one astdb entry. manager.c reads a line into a 1,024-byte
+   * buffer and discards a longer one, so callers keep `Val:` lines short (see live-objects.ts).
+   */
+  async dbPut(family: string, key: string, value: string, options: { timeoutMs?: number } = {}): Promise<void> {
+    const r = await this.action({ Action: 'DBPut', Family: family, Key: key, Val: value }, options);
+    if (r.response !== 'Success') {
+      throw new AmiError(refusalCode(r.message) ?? 'ami.action_failed', `DBPut ${family}/${key} failed: ${r.message}`, { action: 'DBPut', response: r });
+    }
+  }
+
+  /**
+   * AMI DBDelTree of a whole family (main/db.c manager_dbdeltree): every key under /family/.
+   * Resolves to false when there was nothing to delete ("Database entry not found").
+   */
+  async dbDelTree(family: string, options: { timeoutMs?: number } = {}): Promise<boolean> {
+    const r = await this.action({ Action: 'DBDelTree', Family: family }, options);
+    if (r.response === 'Success') return true;
+    if (/not found/i.test(r.message)) return false;
+    throw new AmiError(refusalCode(r.message) ?? 'ami.action_failed', `DBDelTree ${family} failed: ${r.message}`, { action: 'DBDelTree', response: r });
+  }
+
   async showEndpoints(options: { timeoutMs?: number } = {}): Promise<EndpointSummary[]> {
     const r = await this.listAction({ Action: 'PJSIPShowEndpoints' }, options);
     if (r.response.response !== 'Success') {

@@ -5,6 +5,7 @@
 import type { AsteriskModule } from '../managed-files.js';
 import type { DialplanEdit } from '../plan/dialplan.js';
 import type { AmiClient, EndpointDetails, EndpointSummary } from './ami.js';
+import type { LiveObjectStore } from './live-objects.js';
 import { missingAmiRights, type MissingRight } from './rights.js';
 
 export interface AsteriskControl {
@@ -26,9 +27,11 @@ export interface AsteriskControl {
   whenFullyBooted(timeoutMs: number): Promise<boolean>;
   /** Resolves true once the connection has dropped, come back, and Asterisk has fully booted again. */
   whenRestarted(timeoutMs: number): Promise<boolean>;
+  /** PJSIP objects changed without a reload (live-objects.ts); absent when not configured. */
+  readonly liveObjects?: LiveObjectStore;
 }
 
-export function amiControl(client: AmiClient): AsteriskControl {
+export function amiControl(client: AmiClient, liveObjects?: LiveObjectStore): AsteriskControl {
   // A session keeps the classes it logged in with (manager.c copies them at login): rights found
   // complete stay so until the next connection. Missing ones are asked again each time.
   let rightsComplete = false;
@@ -54,6 +57,7 @@ export function amiControl(client: AmiClient): AsteriskControl {
       return missing;
     },
     username: client.username,
+    ...(liveObjects ? { liveObjects } : {}),
     whenRestarted: (timeoutMs) =>
       new Promise<boolean>((resolve) => {
         let dropped = false;

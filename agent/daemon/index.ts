@@ -18,7 +18,9 @@ import { readManagedTexts } from '../managed-files.js';
 import type { ReconcileDeps } from '../reconcile.js';
 import { recordFailedRun, StateStore, type AgentState } from '../record/state.js';
 import { readSecretFile } from '../resolve/index.js';
-import { AmiConnection, gitSourceFrom, reconcileDeps, StartupError, warnIfAmiExposed } from '../runtime.js';
+import { AmiConnection, gitSourceFrom, readAriPassword, reconcileDeps, StartupError, warnIfAmiExposed } from '../runtime.js';
+import { foldLiveObjects } from '../reload/fold.js';
+import { withReconcileLock } from '../record/lock.js';
 import type { GitSource } from '../source/git.js';
 import { HeapTrimmer } from './heap.js';
 import { AsteriskDriftPlugin } from './plugins/asterisk-drift.js';
@@ -50,6 +52,8 @@ export class Daemon {
   private readonly drift: DriftRecorder;
   private readonly abort = new AbortController();
   private readonly heap = new HeapTrimmer();
+  /** Fires once no run has come for live_objects.fold_after_seconds while live objects exist. */
+  private foldTimer: NodeJS.Timeout | undefined;
   private readonly plugins: DaemonPlugin[] = [];
   private readonly cloud: CloudPlugin | undefined;
   private deps: ReconcileDeps | undefined;
@@ -67,10 +71,11 @@ export class Daemon {
     private readonly settings: AgentSettingsData,
     private readonly log: Logger,
     amiSecret: string,
+    ariPassword?: string,
   ) {
     if (!settings.source) throw new StartupError('settings.invalid', 'the daemon needs a source: set source.url in the settings file');
     this.state = new StateStore(settings.state_dir);
-    this.ami = new AmiConnection(settings, amiSecret, log);
+    this.ami = new AmiConnection(settings, amiSecret, log, ariPassword);
     this.source = gitSourceFrom(settings);
     this.runner = new SyncRunner((reason) => this.syncJob(reason), {
       backoffBaseMs: settings.schedule.backoff_base_seconds * 1000,
@@ -107,7 +112,7 @@ export class Daemon {
     }
     const secret = await readSecretFile(settings.asterisk.ami.secret_file);
     if ('problem' in secret) throw new StartupError('ami.secret', `AMI secret: ${secret.problem}`);
-    return new Daemon(settings, log, secret.value);
+    return new Daemon(settings, log, secret.value, await readAriPassword(settings));
   }
 
   async start(): Promise<void> {
@@ -148,7 +153,12 @@ export class Daemon {
 
   private async syncJob(reason: TriggerReason): Promise<{ ok: boolean; retryInMs?: number }> {
     this.heap.runStarting();
+    clearTimeout(this.foldTimer);
     try {
+      if (reason === 'fold') {
+        const result = await withReconcileLock(this.settings.state_dir, undefined, () => foldLiveObjects(this.deps!));
+        return { ok: result !== 'failed' };
+      }
       if (!this.ami.client.connected) {
         const message = `Asterisk Manager is not connected (${this.ami.lastError ?? 'connecting'}); nothing can be applied until it is`;
         logEvent(this.log, 'error', 'ami.unreachable', { reason }, message);
@@ -178,7 +188,17 @@ export class Daemon {
     } finally {
       this.notifyReady('first reconcile attempted');
       this.heap.runEnded();
+      await this.armFold();
     }
+  }
+
+  /** Live objects wait to be folded into pjsip.conf until pushes have stopped (reload/fold.ts). */
+  private async armFold(): Promise<void> {
+    if (this.stopping) return;
+    const state = await this.state.read().catch(() => undefined);
+    if (!state?.live) return;
+    clearTimeout(this.foldTimer);
+    this.foldTimer = setTimeout(() => this.runner.request('fold'), this.settings.asterisk.live_objects.fold_after_seconds * 1000);
   }
 
   private notifyReady(status: string): void {
@@ -236,6 +256,7 @@ export class Daemon {
   async stop(signal: string = 'stop'): Promise<void> {
     if (this.stopping) return;
     this.stopping = true;
+    clearTimeout(this.foldTimer);
     logEvent(this.log, 'info', 'daemon.stopping', { signal, busy: this.runner.busy }, this.runner.busy ? 'finishing the reconcile in progress, then exiting' : 'exiting');
     // A fetch in progress may be cut; a write+reload+verify in progress is waited for below.
     this.abort.abort();

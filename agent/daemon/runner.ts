@@ -5,7 +5,7 @@
  * doubling backoff (with a cap) instead of hammering git or Asterisk, and a retry is scheduled
  * at its end; a job may ask for an earlier retry (a probe of a config repo that was out of reach).
  */
-export type TriggerReason = 'startup' | 'schedule' | 'webhook' | 'signal' | 'file' | 'drift' | 'retry' | 'cli';
+export type TriggerReason = 'startup' | 'schedule' | 'webhook' | 'signal' | 'file' | 'drift' | 'retry' | 'cli' | 'fold';
 
 export interface RunnerOptions {
   backoffBaseMs: number;

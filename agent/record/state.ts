@@ -13,6 +13,7 @@ import { DirectoryFileStore } from '../apply/files.js';
 import type { EventName } from '../log.js';
 import type { AdvertisedAddress, DesiredTransport, ResolvedState } from '../model.js';
 import type { AsteriskModule } from '../managed-files.js';
+import type { LiveObjectsRecord } from '../plan/live-objects.js';
 
 export interface RunRecord {
   at: string;
@@ -53,7 +54,16 @@ export interface AgentState {
   /** The source refused the newest commit (history rewrite, missing signature). */
   sourceRejected?: { commit?: string; reason: string; at: string };
   /** lastError: why the last run left it pending (absent: the agent stopped mid-run). */
-  pending?: { revision: string; fingerprint: string; modules: AsteriskModule[]; paths: string[]; at: string; lastError?: string };
+  pending?: {
+    revision: string;
+    fingerprint: string;
+    modules: AsteriskModule[];
+    paths: string[];
+    at: string;
+    lastError?: string;
+    /** The run sends live objects: if it stops midway, the next run's reload must drop them. */
+    live?: boolean;
+  };
   /**
    * The newest configuration was refused by the mass-removal guard (plan/guard.ts); cleared by
    * the next run that applies or finds nothing to change.
@@ -61,6 +71,11 @@ export interface AgentState {
   refused?: { revision: string; reason: string; fix: string; at: string };
   /** A desired state that failed verification: not retried until the config changes. */
   failed?: { revision: string; fingerprint: string; reason: string; at: string };
+  /**
+   * Extensions Asterisk has as live objects rather than from pjsip.conf (plan/live-objects.ts),
+   * until the daemon folds them with a res_pjsip reload.
+   */
+  live?: LiveObjectsRecord;
   /** Changes that need an Asterisk restart to take effect (transport bind, protocol, TLS). */
   restartPending?: { reasons: string[]; since: string };
   lastRun?: RunRecord;
