@@ -6,7 +6,7 @@
  * Nothing changed → nothing written, nothing reloaded. A change Asterisk rejects is rolled back
  * and remembered so that it is not retried until the config changes again.
  */
-import { createHash } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { readManagedFiles, restoreFiles, writeChangedFiles } from './apply/index.js';
 import type { ManagedFileStore } from './apply/files.js';
 import { AmiError } from './asterisk/ami.js';
@@ -27,7 +27,7 @@ import { massRemovalAcknowledgement } from './source/revision.js';
 import { describeMismatches, liveEndpointNames, verifyLiveState, type ModuleChange, type VerifyOptions, type VerifyResult } from './verify/index.js';
 import { compareDialplan } from './plan/dialplan.js';
 import { comparePjsip } from './plan/objects.js';
-import { planLiveObjects, type LiveObjectEdit, type LiveObjectsRecord } from './plan/live-objects.js';
+import { planLiveObjects, type LiveObjectsPlan } from './plan/live-objects.js';
 import type { RenderOutcome } from './pipeline.js';
 
 export interface ReconcileDeps {
@@ -247,6 +247,7 @@ async function reconcileSteps(run: Run, state: AgentState): Promise<Verdict> {
       logEvent(deps.log, 'warn', 'live.fell_back', { revision: source.revision }, `the live objects did not verify (${reason}), so res_pjsip was reloaded instead`);
       await run.stage('reload', () => reloadModules(deps.asterisk, ['res_pjsip'], run.reloadTimeoutMs, { dropLiveObjects: true }));
       pjsipReport.how = 'reload';
+      for (const c of changes) delete c.lockedOut;
       run.outcome.reloads = inReloadOrder([...run.outcome.reloads, 'res_pjsip']);
       verification = await run.stage('verify', () => verifyLiveState(deps.asterisk, changes, verifyOptions));
     }
@@ -255,7 +256,10 @@ async function reconcileSteps(run: Run, state: AgentState): Promise<Verdict> {
     if (!verification.ok) return await rollBack(run, after, previous, changes, verifyOptions, describeMismatches(verification.mismatches));
     const { pending: _done, failed: _old, live: _folded, ...rest } = after;
     // What Asterisk holds as live objects now: after a res_pjsip reload, nothing.
-    const liveNow = pjsipReport?.how === 'live' ? { ...live!.record, since: state.live?.since ?? deps.now().toISOString() } : pjsipReport ? undefined : state.live;
+    const liveNow = pjsipReport?.how !== 'live' ? (pjsipReport ? undefined : state.live)
+      // Nothing left live (an extension created live and deleted again): nothing to fold.
+      : live!.record.added.length + live!.record.changed.length + live!.record.removed.length === 0 ? undefined
+      : { ...live!.record, since: state.live?.since ?? deps.now().toISOString() };
     const applied = {
       revision: source.revision,
       ...(source.commit ? { commit: source.commit } : {}),
@@ -289,14 +293,16 @@ async function reconcileSteps(run: Run, state: AgentState): Promise<Verdict> {
  * be reloaded: not configured, no pjsip.conf change, a change live objects cannot carry, or an
  * Asterisk without the sorcery mapping (logged once per probe as live.unavailable).
  */
-async function liveObjectsPlan(run: Run, state: AgentState, changes: readonly ModuleChange[]): Promise<{ edits: LiveObjectEdit[]; record: Omit<LiveObjectsRecord, 'since'> } | undefined> {
+async function liveObjectsPlan(run: Run, state: AgentState, changes: readonly ModuleChange[]): Promise<Extract<LiveObjectsPlan, { edits: unknown }> | undefined> {
   const { deps } = run;
   const store = deps.asterisk.liveObjects;
   const limit = deps.options.liveObjectsLimit;
   const pjsip = changes.find((c) => c.module === 'res_pjsip');
   if (!store || limit === undefined || !pjsip) return undefined;
   pjsip.pjsip ??= comparePjsip(pjsip.before, pjsip.after);
-  const plan = planLiveObjects(pjsip.pjsip, state.live, limit);
+  // An md5_cred no password matches: removed file-defined extensions are locked out with it.
+  const credential = randomBytes(16).toString('hex');
+  const plan = planLiveObjects(pjsip.pjsip, state.live, limit, credential);
   if ('reason' in plan) {
     logEvent(deps.log, 'debug', 'live.skipped', { revision: run.source.revision }, `res_pjsip is reloaded: ${plan.reason}`);
     return undefined;
@@ -307,6 +313,7 @@ async function liveObjectsPlan(run: Run, state: AgentState, changes: readonly Mo
     if (availability.probed) logEvent(deps.log, 'warn', 'live.unavailable', {}, `live objects are enabled but cannot be used, so res_pjsip is reloaded: ${availability.reason}`);
     return undefined;
   }
+  if (plan.lockedOut.length > 0) pjsip.lockedOut = { numbers: new Set(plan.lockedOut), credential };
   return plan;
 }
 

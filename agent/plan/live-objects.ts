@@ -27,12 +27,22 @@ export interface LiveObjectsRecord {
   added: string[];
   /** Extensions of pjsip.conf that a live object overrides. */
   changed: string[];
+  /**
+   * Extensions removed from pjsip.conf that Asterisk still has from the file it loaded: their
+   * auth is replaced by one no password matches, until the fold's reload drops them.
+   */
+  removed: string[];
   /** When the first of them was written. */
   since: string;
 }
 
 export type LiveObjectsPlan =
-  | { edits: LiveObjectEdit[]; record: Omit<LiveObjectsRecord, 'since'> }
+  | {
+      edits: LiveObjectEdit[];
+      record: Omit<LiveObjectsRecord, 'since'>;
+      /** Removed extensions that stay listed, locked out, until the fold (verified by their auth). */
+      lockedOut: string[];
+    }
   | { reason: string };
 
 /**
@@ -45,21 +55,32 @@ const TYPES: readonly LiveObjectType[] = ['auth', 'aor', 'endpoint'];
 
 /**
  * The edits that take Asterisk from `pjsip.before` to `pjsip.after` without a reload, or why that
- * cannot be done. `live` is what Asterisk holds as live objects now.
+ * cannot be done. `live` is what Asterisk holds as live objects now; `lockoutCredential` is an
+ * md5_cred no password matches (random, from the caller), for removed file-defined extensions.
  */
-export function planLiveObjects(pjsip: PjsipComparison, live: LiveObjectsRecord | undefined, limit: number): LiveObjectsPlan {
+export function planLiveObjects(pjsip: PjsipComparison, live: LiveObjectsRecord | undefined, limit: number, lockoutCredential: string): LiveObjectsPlan {
   const { added, changed, removed } = pjsip;
   const touched = added.length + changed.length + removed.length;
   if (touched === 0) return { reason: 'no extension changes (a transport or other section does)' };
   if (touched > limit) return { reason: `${touched} extensions change (more than live_objects.max_extensions, ${limit})` };
   if (!sameTransports(pjsip)) return { reason: 'a transport changes' };
   const liveAdded = new Set(live?.added ?? []);
-  // Only an object created live can be deleted live: one pjsip.conf defined stays until a reload.
-  const fromFile = removed.filter((n) => !liveAdded.has(n));
-  if (fromFile.length > 0) return { reason: `extension ${fromFile[0]} is removed from pjsip.conf (only a reload drops it)` };
+  const liveRemoved = new Set(live?.removed ?? []);
 
   const edits: LiveObjectEdit[] = [];
   for (const number of added) {
+    if (liveRemoved.has(number)) {
+      // Back before the fold: Asterisk still has its file objects, so they are overridden like
+      // a changed extension's (creating them through ARI would be refused: they exist).
+      const objects = objectsOf(pjsip, number);
+      if ('reason' in objects) return objects;
+      for (const type of TYPES) {
+        const json = jsonOf(objects[type]);
+        if (typeof json !== 'string') return json;
+        edits.push({ kind: 'write', type, id: number, json });
+      }
+      continue;
+    }
     const objects = objectsOf(pjsip, number);
     if ('reason' in objects) return objects;
     // Auth first, endpoint last: the endpoint names both. The auth has no observer to run.
@@ -85,15 +106,31 @@ export function planLiveObjects(pjsip: PjsipComparison, live: LiveObjectsRecord 
       edits.push({ kind: 'write', type, id: number, json });
     }
   }
+  const lockedOut: string[] = [];
   for (const number of removed) {
-    // This order leaves the hint Unavailable (measured: aor first drops the contacts).
-    for (const type of ['aor', 'endpoint', 'auth'] as const) edits.push({ kind: 'delete', type, id: number });
+    if (liveAdded.has(number)) {
+      // Created live, so deletable live. This order leaves the hint Unavailable (measured: aor
+      // first drops the contacts).
+      for (const type of ['aor', 'endpoint', 'auth'] as const) edits.push({ kind: 'delete', type, id: number });
+      continue;
+    }
+    // From the file Asterisk loaded: only a reload drops it. Until the fold, its auth takes no
+    // password, so the phone can neither register nor call (401); its dialplan entries are
+    // removed live by the same run.
+    const auth = pjsip.objectBefore('auth', number);
+    if (!auth) return { reason: `extension ${number} had no auth to lock` };
+    const json = jsonOf({ ...auth, options: [...auth.options.filter((l) => !l.startsWith('md5_cred=') && !l.startsWith('password=')), `md5_cred=${lockoutCredential}`] });
+    if (typeof json !== 'string') return json;
+    edits.push({ kind: 'write', type: 'auth', id: number, json });
+    lockedOut.push(number);
   }
 
   const gone = new Set(removed);
-  const nextAdded = [...new Set([...(live?.added ?? []), ...added])].filter((n) => !gone.has(n));
-  const nextChanged = [...new Set([...(live?.changed ?? []), ...changed.filter((n) => !liveAdded.has(n))])].filter((n) => !gone.has(n));
-  return { edits, record: { added: nextAdded, changed: nextChanged } };
+  const back = new Set(added.filter((n) => liveRemoved.has(n)));
+  const nextAdded = [...new Set([...(live?.added ?? []), ...added.filter((n) => !back.has(n))])].filter((n) => !gone.has(n));
+  const nextChanged = [...new Set([...(live?.changed ?? []), ...changed.filter((n) => !liveAdded.has(n)), ...back])].filter((n) => !gone.has(n));
+  const nextRemoved = [...new Set([...(live?.removed ?? []), ...lockedOut])].filter((n) => !back.has(n));
+  return { edits, record: { added: nextAdded, changed: nextChanged, removed: nextRemoved }, lockedOut };
 }
 
 function sameTransports(pjsip: PjsipComparison): boolean {

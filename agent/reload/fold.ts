@@ -23,6 +23,7 @@ export async function foldLiveObjects(deps: ReconcileDeps): Promise<FoldResult> 
   // A pending change reloads res_pjsip itself on the next run, which drops the live objects.
   if (!live || state.pending) return 'nothing';
   const numbers = [...live.added, ...live.changed];
+  const removed = live.removed ?? [];
   const pjsipPath = MANAGED_FILES.find((f) => f.module === 'res_pjsip')!.path;
   const body = splitManagedText((await deps.files.read(pjsipPath)) ?? '').body;
   // The same objects, read back from the file after the reload as a changed extension would be.
@@ -37,7 +38,7 @@ export async function foldLiveObjects(deps: ReconcileDeps): Promise<FoldResult> 
   }
   const { live: _folded, ...rest } = state;
   await deps.state.write(rest);
-  const check = await verifyLiveState(deps.asterisk, [{ module: 'res_pjsip', before: body, after: body, pjsip: { ...same, changed: numbers } }], {
+  const check = await verifyLiveState(deps.asterisk, [{ module: 'res_pjsip', before: body, after: body, pjsip: { ...same, changed: numbers, removed } }], {
     detailLimit: deps.options.verifyDetailLimit,
   });
   const ms = Math.round(performance.now() - started);
@@ -45,6 +46,6 @@ export async function foldLiveObjects(deps: ReconcileDeps): Promise<FoldResult> 
     logEvent(deps.log, 'error', 'live.fold_failed', { extensions: numbers.length, ms }, `after folding, Asterisk does not have what pjsip.conf says: ${describeMismatches(check.mismatches)}`);
     return 'failed';
   }
-  logEvent(deps.log, 'info', 'live.folded', { added: live.added.length, changed: live.changed.length, since: live.since, ms }, `${numbers.length} live extension(s) folded into pjsip.conf`);
+  logEvent(deps.log, 'info', 'live.folded', { added: live.added.length, changed: live.changed.length, removed: removed.length, since: live.since, ms }, `${numbers.length + removed.length} live extension(s) folded into pjsip.conf`);
   return 'folded';
 }

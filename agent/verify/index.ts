@@ -24,6 +24,11 @@ export interface ModuleChange {
   pjsip?: PjsipComparison;
   /** For pbx_config, likewise. */
   dialplan?: DialplanComparison;
+  /**
+   * For res_pjsip applied as live objects: removed extensions that stay listed until the fold,
+   * locked out with this credential (plan/live-objects.ts). Verified by their auth instead.
+   */
+  lockedOut?: { numbers: ReadonlySet<string>; credential: string };
 }
 
 export interface Mismatch {
@@ -143,7 +148,9 @@ class Checker {
       if (!liveNames.has(name)) this.mismatch(`endpoint ${name}`, 'presence', 'present', 'missing');
     }
     for (const name of diff.removed) {
-      if (liveNames.has(name) && !this.options.foreign?.has(name)) this.mismatch(`endpoint ${name}`, 'presence', 'removed', 'still present');
+      if (!liveNames.has(name) || this.options.foreign?.has(name)) continue;
+      if (change.lockedOut?.numbers.has(name)) await this.verifyLockedOut(name, change.lockedOut.credential, fetched.get(name));
+      else this.mismatch(`endpoint ${name}`, 'presence', 'removed', 'still present');
     }
 
     const detailed = [...diff.changed, ...diff.added.slice(0, this.options.detailLimit)].filter((n) => liveNames.has(n));
@@ -168,6 +175,19 @@ class Checker {
 
     for (const transport of diff.transports()) {
       await this.verifyTransport(transport);
+    }
+  }
+
+  /** A removed extension still listed until the fold: its auth must take no password any more. */
+  async verifyLockedOut(name: string, credential: string, known: EndpointDetails | null | undefined) {
+    let details = known;
+    if (details === undefined) {
+      details = await this.asterisk.showEndpoint(name);
+      this.checked.endpointDetails++;
+    }
+    const auth = details?.auths.find((h) => header(h, 'ObjectName') === name);
+    if (header(auth ?? {}, 'Md5Cred') !== this.asterisk.secretFingerprint(credential)) {
+      this.mismatch(`auth ${name}`, 'Md5Cred', '(locked out until the fold)', auth ? '(the old credential)' : 'missing');
     }
   }
 

@@ -39,6 +39,8 @@ export class AsteriskDriftPlugin implements DaemonPlugin {
     const expected = ctx.expected();
     if (!expected.has('pbx-agent/pjsip.conf') || expected.get('pbx-agent/pjsip.conf') === undefined) return;
     const operator = await operatorSectionNames(ctx.settings.asterisk.config_dir);
+    // Removed extensions locked out as live objects stay listed until the fold: not stale.
+    for (const name of (await ctx.state.read()).live?.removed ?? []) operator.add(name);
     const mismatches = await findAsteriskDrift(ctx.asterisk, managedBody(expected, 'res_pjsip'), managedBody(expected, 'res_rtp_asterisk'), operator);
     if (ctx.reconcileBusy()) return; // a run started meanwhile: what was read may be mid-change
     const summary = mismatches.length ? describeMismatches(mismatches) : undefined;
