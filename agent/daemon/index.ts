@@ -153,9 +153,10 @@ export class Daemon {
 
   private async syncJob(reason: TriggerReason): Promise<{ ok: boolean; retryInMs?: number }> {
     this.heap.runStarting();
-    clearTimeout(this.foldTimer);
+    let applied = false;
     try {
       if (reason === 'fold') {
+        this.foldTimer = undefined;
         const result = await withReconcileLock(this.settings.state_dir, undefined, () => foldLiveObjects(this.deps!));
         return { ok: result !== 'failed' };
       }
@@ -175,6 +176,7 @@ export class Daemon {
       // hand edit made a moment after the run and take it for the expected text.
       // A failed run counts too: a change it left pending was written by the agent, not by hand.
       const outcome = result.outcome;
+      applied = outcome?.status === 'applied';
       if (outcome?.liveFiles) this.expected = new Map(outcome.liveFiles);
       else if (outcome?.status === 'failed') this.expected = await readManagedTexts(this.settings.asterisk.config_dir);
       // Addresses or ports may have changed: the cloud side is checked again right away.
@@ -188,17 +190,29 @@ export class Daemon {
     } finally {
       this.notifyReady('first reconcile attempted');
       this.heap.runEnded();
-      await this.armFold();
+      await this.armFold(applied);
     }
   }
 
-  /** Live objects wait to be folded into pjsip.conf until pushes have stopped (reload/fold.ts). */
-  private async armFold(): Promise<void> {
+  /**
+   * Live objects wait to be folded into pjsip.conf until changes have stopped coming
+   * (reload/fold.ts): each applied change starts the quiet time again; runs that change nothing
+   * (the schedule's) do not, or a fold_after_seconds longer than the sync interval would never end.
+   */
+  private async armFold(applied: boolean): Promise<void> {
     if (this.stopping) return;
     const state = await this.state.read().catch(() => undefined);
-    if (!state?.live) return;
+    if (!state?.live) {
+      clearTimeout(this.foldTimer);
+      this.foldTimer = undefined;
+      return;
+    }
+    if (this.foldTimer && !applied) return;
     clearTimeout(this.foldTimer);
-    this.foldTimer = setTimeout(() => this.runner.request('fold'), this.settings.asterisk.live_objects.fold_after_seconds * 1000);
+    this.foldTimer = setTimeout(() => {
+      this.foldTimer = undefined;
+      this.runner.request('fold');
+    }, this.settings.asterisk.live_objects.fold_after_seconds * 1000);
   }
 
   private notifyReady(status: string): void {
