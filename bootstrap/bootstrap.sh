@@ -25,9 +25,11 @@ Usage: bootstrap.sh --repo URL [options]
 
 Installs Asterisk 20 (Ubuntu archive), git, Node.js LTS (NodeSource apt repository, or an
 official build given with --node-dist) and pbx-agent, creates the pbx-agent user, its directories,
-settings, AMI user and secrets, makes Asterisk include the managed files, enables and starts
-asterisk and pbx-agent, runs a first sync and prints `pbx-agent status` and `pbx-agent check`.
-Ubuntu 24.04 only. Run as root.
+settings, AMI and ARI users (loopback only) and secrets, makes Asterisk include the managed files
+and map PJSIP objects to astdb for live objects (sorcery.conf; refused if sorcery.conf maps
+res_pjsip itself), enables and starts asterisk and pbx-agent (restarting a running Asterisk for a
+new mapping only when no calls are up), runs a first sync and prints `pbx-agent status` and
+`pbx-agent check`. Ubuntu 24.04 only. Run as root.
 
 pbx-agent is installed from the directory holding this script: a release (the unpacked
 pbx-agent-<version>.tgz: built, with its dependencies; nothing is compiled on the host) or a git
@@ -311,6 +313,50 @@ if [[ -z $ROOT ]]; then
   fi
 fi
 
+# Live objects (step 7) need sorcery.conf's [res_pjsip] section to be the agent's: Asterisk reads
+# only the first section of a name (ast_variable_browse), and sorcery uses only the first `config`
+# mapping of a type. sorcery_res_pjsip FILE prints the operator's own active [res_pjsip] section,
+# header and mapping lines, as "LINE: text" (nothing when there is none); comments (`;`, and
+# `;-- ... --;` blocks) do not count.
+# shellcheck disable=SC2016 # awk program: its $ are awk's
+SORCERY_RES_PJSIP_AWK='
+block { if (index($0, "--;")) { block = 0; $0 = substr($0, index($0, "--;") + 3) } else next }
+{
+  line = $0; p = index(line, ";")
+  if (p) {
+    # The first ";" starts the comment: ";--" (not ";---") a block one, unless it ends on this line.
+    rest = substr(line, p + 3)
+    if (substr(line, p, 3) == ";--" && substr(rest, 1, 1) != "-" && !index(rest, "--;")) block = 1
+    line = substr(line, 1, p - 1)
+  }
+}
+{ sub(/[ \t\r]+$/, "", line) }
+line ~ /^[ \t]*\[/ { cur = (line ~ /^[ \t]*\[res_pjsip\]/); if (cur) print FNR ": " line; next }
+cur && line ~ /=/ { print FNR ": " line }'
+sorcery_res_pjsip() {
+  [[ -f $1 ]] || return 0
+  awk "$SORCERY_RES_PJSIP_AWK" "$1"
+}
+# The refusal, before anything changes (step 7 checks again, after the asterisk package is in).
+sorcery_refusal() {
+  local found
+  found=$(sorcery_res_pjsip "$ROOT/etc/asterisk/sorcery.conf")
+  [[ -n $found ]] || return 0
+  echo "/etc/asterisk/sorcery.conf has a [res_pjsip] section of its own:"
+  printf '%s\n' "$found" | sed 's/^/    line /'
+  if grep -Eq '^[0-9]+: [[:space:]]*(endpoint|auth|aor)(/[^=]*)?[[:space:]]*=' <<<"$found"; then
+    echo "  It maps PJSIP endpoints, auths or aors itself, and pbx-agent's live objects need a mapping of their own for those (astdb family pbx-agent-live before pjsip.conf): the two conflict (Asterisk reads only the first [res_pjsip] section, and sorcery uses only the first config mapping of a type)."
+  else
+    echo "  Asterisk reads only the first [res_pjsip] section of sorcery.conf, so the one pbx-agent adds for its live objects (endpoint, auth and aor in astdb before pjsip.conf) would be ignored."
+  fi
+  echo "  Comment out or remove that section (PJSIP objects from realtime or another store cannot be combined with pbx-agent's live objects), then run this script again; it adds the mapping itself (#tryinclude pbx-agent/sorcery.conf) and restarts Asterisk when no calls are up."
+  return 1
+}
+if ! sorcery_why=$(sorcery_refusal); then
+  printf '%s: error: %s\n' "$PROG" "$sorcery_why" >&2
+  finish_refused "/etc/asterisk/sorcery.conf has a [res_pjsip] section of its own (see above)"
+fi
+
 # ---------------------------------------------------------------------------------------------
 # From here on things change: log everything, and say clearly how it ended.
 
@@ -322,6 +368,8 @@ FAIL_REASON=""
 AGENT_CHANGED=0
 MANAGER_CHANGED=0
 ASTERISK_RELOADS=()
+# sorcery.conf's mapping was added or changed: Asterisk reads it only when it starts.
+ASTERISK_RESTART=0
 TEE_PID=""
 # Work decided by one run and done at step 10 (Asterisk reloads, an agent restart) is written
 # down as it is decided, so that a run that fails in between leaves it to the next run instead of
@@ -380,11 +428,13 @@ step() {
   echo
   say "== $1"
 }
-# pending_items: one line per piece of work decided so far ("asterisk: CMD", "agent: restart").
+# pending_items: one line per piece of work decided so far ("asterisk: CMD", "restart: asterisk",
+# "agent: restart").
 pending_items() {
   ((MANAGER_CHANGED == 0)) || echo "asterisk: manager reload"
   local r
   for r in "${ASTERISK_RELOADS[@]}"; do echo "asterisk: $r"; done
+  ((ASTERISK_RESTART == 0)) || echo "restart: asterisk"
   ((AGENT_CHANGED == 0)) || echo "agent: restart"
 }
 save_pending() {
@@ -408,6 +458,7 @@ load_pending() {
     case $line in
       "asterisk: manager reload") MANAGER_CHANGED=1 ;;
       "asterisk: "*) ASTERISK_RELOADS+=("${line#asterisk: }") ;;
+      "restart: asterisk") ASTERISK_RESTART=1 ;;
       "agent: restart") AGENT_CHANGED=1 ;;
     esac
   done <"$ROOT$PENDING_FILE"
@@ -591,6 +642,21 @@ set_conf_key() {
     return 0
   fi
   CONF_SECTION=$2 CONF_KEY=$3 CONF_VALUE=$4 CONF_ACCEPT=$5 edit_file "$path" "$SET_CONF_KEY_AWK" 2
+}
+
+# conf_value FILE SECTION KEY: the first value of KEY in [SECTION] of an Asterisk config file,
+# without its comment; nothing when there is none (or no file).
+# shellcheck disable=SC2016 # awk program: its $ are awk's
+CONF_VALUE_AWK='
+BEGIN { sec = ENVIRON["CONF_SECTION"]; key = ENVIRON["CONF_KEY"] }
+/^[ \t]*\[/ { cur = (index($0, "[" sec "]") > 0); next }
+cur {
+  l = $0; sub(/;.*$/, "", l); k = l; sub(/^[ \t]*/, "", k); sub(/[ \t]*=.*$/, "", k)
+  if (l ~ /=/ && k == key) { v = l; sub(/^[^=]*=>?[ \t]*/, "", v); sub(/[ \t\r]+$/, "", v); print v; exit }
+}'
+conf_value() {
+  [[ -f $ROOT$1 ]] || return 0
+  CONF_SECTION=$2 CONF_KEY=$3 awk "$CONF_VALUE_AWK" "$ROOT$1"
 }
 
 # ensure_include FILE LINE MATCH_REGEX COMMENT: append COMMENT and LINE once, unless a line
@@ -879,6 +945,16 @@ else
   echo "$AMI_SECRET" | ensure_file "$ami_secret_file" root pbx-agent 0640 secret
   AGENT_CHANGED=1
 fi
+# The password of the agent's ARI user (live objects), kept the same way.
+ari_secret_file=/etc/pbx-agent/ari.secret
+if [[ -s $ROOT$ari_secret_file && $(wc -l <"$ROOT$ari_secret_file") -le 1 ]]; then
+  ARI_SECRET=$(head -n 1 -- "$ROOT$ari_secret_file")
+  ensure_owner_mode "$ari_secret_file" root pbx-agent 0640
+else
+  ARI_SECRET=$(random_secret)
+  echo "$ARI_SECRET" | ensure_file "$ari_secret_file" root pbx-agent 0640 secret
+  AGENT_CHANGED=1
+fi
 if [[ -n $WEBHOOK_LISTEN ]]; then
   if [[ -n $WEBHOOK_SECRET ]]; then
     before=$CHANGES
@@ -939,7 +1015,7 @@ if [[ -n $ALLOWED_SIGNERS_SRC ]]; then
   ensure_file /etc/pbx-agent/allowed_signers root root 0644 <"$ALLOWED_SIGNERS_SRC"
 fi
 
-step "6/12 Asterisk Manager: loopback only, a dedicated least-privilege user for the agent"
+step "6/12 Asterisk Manager and ARI: loopback only, dedicated users for the agent"
 [[ -f $ROOT/etc/asterisk/manager.conf ]] || ((DRY_RUN == 1)) || fail "/etc/asterisk/manager.conf does not exist (is the asterisk package installed?)"
 before=$CHANGES
 if [[ -f $ROOT/etc/asterisk/manager.conf ]]; then
@@ -952,12 +1028,14 @@ fi
 [[ -d $ROOT/etc/asterisk/manager.d ]] || ensure_dir /etc/asterisk/manager.d root asterisk 0750
 # The user section lives in its own file (Ubuntu's manager.conf includes manager.d/*.conf):
 # readable by Asterisk, writable by root only. Least privilege for what the agent does:
-# Reload, GetConfig, CoreSettings, PJSIPShow* need class system; Command needs command.
+# Reload, GetConfig, CoreSettings, PJSIPShow*, DBPut/DBDel/DBDelTree (live objects) need class
+# system; Command needs command.
 ensure_file /etc/asterisk/manager.d/pbx-agent.conf root asterisk 0640 secret <<EOF
 ; AMI user of pbx-agent, written by its bootstrap (bootstrap.sh): re-running it rewrites this file.
 ; The secret is also in /etc/pbx-agent/ami.secret. Loopback only; least privilege:
 ;   read  = system           events of class system (FullyBooted, Reload, ...)
-;   write = system,command   Reload, GetConfig, CoreSettings, PJSIPShow* (system); Command (command)
+;   write = system,command   Reload, GetConfig, CoreSettings, PJSIPShow*, DBPut, DBDel (system);
+;                            Command (command)
 [pbx-agent]
 secret = $AMI_SECRET
 deny = 0.0.0.0/0.0.0.0
@@ -975,6 +1053,75 @@ fi
 ((CHANGES == before)) || MANAGER_CHANGED=1
 AMI_PORT=$(awk -F'=>?' '/^[ \t]*\[/ { g = ($0 ~ /^[ \t]*\[general\]/) } g && $1 ~ /^[ \t]*port[ \t]*$/ { gsub(/[^0-9]/, "", $2); print $2; exit }' "$ROOT/etc/asterisk/manager.conf" 2>/dev/null || true)
 [[ $AMI_PORT =~ ^[0-9]+$ ]] || AMI_PORT=5038
+
+# ARI, for live objects: the agent creates and deletes PJSIP objects through res_ari_asterisk's
+# dynamic configuration (/ari/asterisk/config/dynamic/res_pjsip/...), so that res_pjsip's
+# observers run. Asterisk's HTTP server carries it, on loopback only: an ARI user that is not
+# read-only may do anything ARI allows (change any PJSIP object, originate calls). Plain HTTP
+# (loopback: no TLS to set up).
+http_conf=/etc/asterisk/http.conf
+ari_conf=/etc/asterisk/ari.conf
+true_re='^(yes|true|on|y|t|1)$'
+http_bind_was=$(conf_value "$http_conf" general bindaddr)
+before=$CHANGES
+if [[ ! -e $ROOT$http_conf && -d $ROOT/etc/asterisk ]]; then
+  # The asterisk-config package ships http.conf; without one, a file with what ARI needs.
+  printf '%s\n' "; Asterisk's HTTP server, written by pbx-agent's bootstrap (there was no http.conf): loopback only." \
+    '[general]' 'enabled = yes' 'bindaddr = 127.0.0.1' 'bindport = 8088' | ensure_file "$http_conf" root asterisk 0640
+else
+  # In reverse: a missing key goes right under [general], so they end up in this order.
+  set_conf_key "$http_conf" general bindport 8088 '^[0-9]+$'
+  set_conf_key "$http_conf" general bindaddr 127.0.0.1 '^127\.0\.0\.1$'
+  set_conf_key "$http_conf" general enabled yes "$true_re"
+fi
+((CHANGES == before)) || ASTERISK_RELOADS+=("module reload http")
+if [[ -n $http_bind_was && $http_bind_was != 127.0.0.1 ]]; then
+  warn "http.conf bound Asterisk's HTTP server to $http_bind_was; pbx-agent puts it on 127.0.0.1 only, since ARI with the agent's user (allowed everything ARI does: change any PJSIP object, originate calls) must not be reachable from outside. Whatever used it on $http_bind_was (WebRTC over ws://, phone provisioning, AMI over HTTP) no longer can"
+fi
+tls_enabled=$(conf_value "$http_conf" general tlsenable)
+if [[ ${tls_enabled,,} =~ $true_re ]]; then
+  warn "http.conf has tlsenable = yes: ARI, with the agent's user, is also served over HTTPS on tlsbindaddr ($(conf_value "$http_conf" general tlsbindaddr)); keep that on loopback, or closed to the outside by the security group"
+fi
+HTTP_PORT=$(conf_value "$http_conf" general bindport)
+[[ $HTTP_PORT =~ ^[0-9]{1,5}$ ]] || HTTP_PORT=8088
+HTTP_PREFIX=$(conf_value "$http_conf" general prefix)
+HTTP_PREFIX=${HTTP_PREFIX#/}
+HTTP_PREFIX=${HTTP_PREFIX%/}
+if [[ -n $HTTP_PREFIX ]]; then
+  if [[ $HTTP_PREFIX =~ ^[A-Za-z0-9._~-]+(/[A-Za-z0-9._~-]+)*$ ]]; then
+    HTTP_PREFIX=/$HTTP_PREFIX
+  else
+    warn "http.conf has prefix = $HTTP_PREFIX, which does not fit in a URL as it is: the agent's ari_url leaves it out; set asterisk.live_objects.ari_url in /etc/pbx-agent/agent.yaml by hand"
+    HTTP_PREFIX=""
+  fi
+fi
+# ari.conf: ARI on, and the agent's user in a file of its own that root writes and Asterisk
+# reads, as for AMI.
+before=$CHANGES
+ari_include='#tryinclude "ari.d/pbx-agent.conf"'
+ari_include_comment="; pbx-agent's ARI user (installed by its bootstrap; do not remove)"
+if [[ ! -e $ROOT$ari_conf && -d $ROOT/etc/asterisk ]]; then
+  printf '%s\n' "; Asterisk REST Interface, written by pbx-agent's bootstrap (there was no ari.conf)." \
+    '[general]' 'enabled = yes' '' "$ari_include_comment" "$ari_include" | ensure_file "$ari_conf" root asterisk 0640
+else
+  set_conf_key "$ari_conf" general enabled yes "$true_re"
+fi
+[[ -d $ROOT/etc/asterisk/ari.d ]] || ensure_dir /etc/asterisk/ari.d root asterisk 0750
+ensure_file /etc/asterisk/ari.d/pbx-agent.conf root asterisk 0640 secret <<EOF
+; ARI user of pbx-agent, written by its bootstrap (bootstrap.sh): re-running it rewrites this file.
+; The password is also in /etc/pbx-agent/ari.secret. The agent creates, changes and deletes PJSIP
+; endpoints, auths and aors through /ari/asterisk/config/dynamic (live objects), which a
+; read-only user cannot. Reachable on loopback only (http.conf bindaddr = 127.0.0.1).
+[pbx-agent]
+type = user
+read_only = no
+password = $ARI_SECRET
+password_format = plain
+EOF
+if [[ -f $ROOT$ari_conf ]]; then
+  ensure_include "$ari_conf" "$ari_include" '^[ \t]*#(try)?include[ \t]+"?ari\.d/(\*|pbx-agent)\.conf"?[ \t]*$' "$ari_include_comment"
+fi
+((CHANGES == before)) || ASTERISK_RELOADS+=("module reload res_ari.so")
 
 step "7/12 Asterisk includes the managed files (your own configuration stays yours)"
 # confbridge.conf: Debian's asterisk-config ships it with [general], [default_user],
@@ -1033,6 +1180,51 @@ if [[ ! -e $ROOT$managed_rtp ]]; then
 fi
 ensure_symlink "$rtp" pbx-agent/rtp.conf "$rtp_moved"
 ((CHANGES == before)) || ASTERISK_RELOADS+=("module reload res_rtp_asterisk.so")
+# Live objects: sorcery looks PJSIP endpoints, auths and aors up in astdb first (where the agent
+# puts the few extensions a change touches), then in pjsip.conf. Sorcery reads this mapping only
+# when Asterisk starts, so adding or changing it means an Asterisk restart (step 10).
+# sorcery.conf includes it with #tryinclude: a plain #include of a missing file stops Asterisk
+# from starting ("Bucket API initialization failed").
+if ! sorcery_why=$(sorcery_refusal); then fail "$sorcery_why"; fi
+before=$CHANGES
+ensure_file /etc/asterisk/pbx-agent/sorcery.conf pbx-agent asterisk 0640 <<'EOF'
+; pbx-agent's live objects, written by its bootstrap (bootstrap.sh): re-running it rewrites this file.
+; PJSIP endpoints, auths and aors are looked up in astdb (family pbx-agent-live) first, then in
+; pjsip.conf: pbx-agent applies a change of a few extensions as objects in astdb (AMI DBPut, ARI)
+; instead of reloading res_pjsip, and folds them into pjsip.conf later. Sorcery reads this only
+; when Asterisk starts. Asterisk reads only the first [res_pjsip] section of sorcery.conf and uses
+; only the first config mapping of a type: sorcery.conf must not map res_pjsip objects itself.
+; The other res_pjsip types (transport, identify, registration, ...) keep reading pjsip.conf.
+[res_pjsip]
+endpoint=astdb,pbx-agent-live
+endpoint=config,pjsip.conf,criteria=type=endpoint
+auth=astdb,pbx-agent-live
+auth=config,pjsip.conf,criteria=type=auth
+aor=astdb,pbx-agent-live
+aor=config,pjsip.conf,criteria=type=aor
+EOF
+ensure_include /etc/asterisk/sorcery.conf "#tryinclude pbx-agent/sorcery.conf" \
+  '^[ \t]*#(try)?include[ \t]+"?pbx-agent/sorcery\.conf"?[ \t]*$' \
+  "; pbx-agent: PJSIP objects in astdb before pjsip.conf, its live objects (installed by its bootstrap; do not remove)"
+((CHANGES == before)) || ASTERISK_RESTART=1
+# What live objects load (the asterisk-modules package ships them all): res_sorcery_astdb (the
+# mapping), res_ari_asterisk (dynamic configuration) and the modules that one needs.
+modules_conf=$ROOT/etc/asterisk/modules.conf
+if [[ -f $modules_conf ]]; then
+  held=()
+  autoload=$(conf_value /etc/asterisk/modules.conf modules autoload)
+  for m in res_sorcery_astdb res_ari res_ari_asterisk res_ari_model res_stasis res_http_websocket; do
+    if grep -Eq "^[[:space:]]*noload[[:space:]]*=>?[[:space:]]*$m(\\.so)?[[:space:]]*(;.*)?\$" "$modules_conf"; then
+      held+=("$m.so (noload)")
+    elif [[ ${autoload,,} =~ ^(no|false|off|n|f|0)$ ]] &&
+      ! grep -Eq "^[[:space:]]*(load|preload|require|preload-require)[[:space:]]*=>?[[:space:]]*$m(\\.so)?[[:space:]]*(;.*)?\$" "$modules_conf"; then
+      held+=("$m.so (autoload = no, no load line)")
+    fi
+  done
+  if ((${#held[@]} > 0)); then
+    warn "modules.conf keeps $(printf '%s, ' "${held[@]}" | sed 's/, $//') from loading: pbx-agent's live objects need them; until they load (fix modules.conf, restart Asterisk), every change reloads res_pjsip as before"
+  fi
+fi
 
 step "8/12 settings: /etc/pbx-agent/agent.yaml"
 {
@@ -1051,6 +1243,13 @@ step "8/12 settings: /etc/pbx-agent/agent.yaml"
   echo "    port: $AMI_PORT"
   echo "    username: pbx-agent"
   echo "    secret_file: /etc/pbx-agent/ami.secret"
+  echo "  # A change of a few extensions as PJSIP objects in astdb (AMI DBPut, ARI) instead of a"
+  echo "  # res_pjsip reload: sorcery.conf maps them (pbx-agent/sorcery.conf), ARI is on loopback."
+  echo "  live_objects:"
+  echo "    enabled: true"
+  echo "    ari_url: http://127.0.0.1:$HTTP_PORT$HTTP_PREFIX"
+  echo "    username: pbx-agent"
+  echo "    secret_file: /etc/pbx-agent/ari.secret"
   echo "source:"
   echo "  url: $(yaml_quote "$REPO_URL")"
   echo "  branch: $(yaml_quote "$BRANCH")"
@@ -1101,17 +1300,53 @@ reloads=()
 for r in "${ASTERISK_RELOADS[@]}"; do
   [[ " ${reloads[*]} " == *" $r "* ]] || reloads+=("$r")
 done
+# sorcery.conf's mapping (live objects) is read only when Asterisk starts: a restart, which a
+# running Asterisk gets only when it cannot drop a call (installed by this run, or no channel up).
+# active_channels: how many channels Asterisk has up (fails when it does not say).
+active_channels() {
+  local out n
+  out=$(timeout 30 asterisk -rx 'core show channels count' 2>/dev/null) || return 1
+  n=$(sed -n 's/^\([0-9][0-9]*\) active channels\{0,1\}[[:space:]]*$/\1/p' <<<"$out" | head -n 1)
+  [[ -n $n ]] || return 1
+  echo "$n"
+}
+# asterisk_started_after FILE...: the running asterisk.service started after each FILE last changed
+# (someone restarted it since the mapping was written).
+asterisk_started_after() {
+  local since started f
+  since=$(systemctl show -p ActiveEnterTimestamp --value asterisk 2>/dev/null) || return 1
+  [[ -n $since ]] || return 1
+  started=$(date -d "$since" +%s 2>/dev/null) || return 1
+  for f in "$@"; do
+    [[ ! -e $f ]] || (($(stat -c %Y -- "$f") < started)) || return 1
+  done
+}
 if host_mode; then
   if ! systemctl is-enabled --quiet asterisk; then change "enable asterisk.service"; systemctl enable asterisk; fi
   failed_reloads=()
+  restart_left=0
+  channels=""
+  if ((ASTERISK_RESTART == 1 && ASTERISK_INSTALLED == 0)) && systemctl is-active --quiet asterisk &&
+    asterisk_started_after /etc/asterisk/sorcery.conf /etc/asterisk/pbx-agent/sorcery.conf; then
+    echo "  asterisk.service has restarted since sorcery.conf's live-objects mapping was written: no restart needed"
+    ASTERISK_RESTART=0
+  fi
   if ! systemctl is-active --quiet asterisk; then
     change "start asterisk.service"
     systemctl start asterisk
-  elif ((ASTERISK_INSTALLED == 1 && ${#reloads[@]} > 0)); then
+  elif ((ASTERISK_INSTALLED == 1 && (${#reloads[@]} > 0 || ASTERISK_RESTART == 1))); then
     # Installed a moment ago by this run (and started by the package): no calls to keep up yet.
     change "restart asterisk.service to read its new configuration"
     systemctl restart asterisk
+  elif ((ASTERISK_RESTART == 1)) && channels=$(active_channels) && ((channels == 0)); then
+    change "restart asterisk.service: sorcery.conf's live-objects mapping is read only when Asterisk starts (no calls are up)"
+    systemctl restart asterisk
   else
+    if ((ASTERISK_RESTART == 1)); then
+      if [[ -n $channels ]]; then why="$channels channel(s) are up"; else why="Asterisk did not say whether calls are up (asterisk -rx 'core show channels count')"; fi
+      warn "sorcery.conf's live-objects mapping takes effect when Asterisk restarts, and $why: Asterisk is not restarted while calls may be up. Restart it when none are (sudo systemctl restart asterisk), or run this script again then; until then the agent reloads res_pjsip for every change, as before"
+      restart_left=1
+    fi
     for r in "${reloads[@]}"; do
       echo "  run: asterisk -rx '$r'"
       if ! timeout 60 asterisk -rx "$r"; then
@@ -1120,9 +1355,10 @@ if host_mode; then
       fi
     done
   fi
-  # Done (or superseded by the start/restart): only what failed stays pending.
+  # Done (or superseded by the start/restart): only what failed or had to wait stays pending.
   MANAGER_CHANGED=0
   ASTERISK_RELOADS=()
+  ASTERISK_RESTART=$restart_left
   for r in "${failed_reloads[@]}"; do
     if [[ $r == "manager reload" ]]; then MANAGER_CHANGED=1; else ASTERISK_RELOADS+=("$r"); fi
   done
@@ -1144,12 +1380,19 @@ if host_mode; then
   save_pending
 else
   host_run systemctl enable --now asterisk
-  for r in "${reloads[@]}"; do host_run asterisk -rx "$r"; done
+  if ((ASTERISK_RESTART == 1)); then
+    # Supersedes the reloads (when calls are up, the real run reloads instead and leaves this pending).
+    echo "  sorcery.conf's live-objects mapping is read when Asterisk starts: a running Asterisk is restarted if this run installed it or no calls are up (core show channels count), otherwise left for a later run"
+    host_run systemctl restart asterisk
+  else
+    for r in "${reloads[@]}"; do host_run asterisk -rx "$r"; done
+  fi
   host_run systemctl enable --now pbx-agent
   ((AGENT_CHANGED == 0)) || host_run systemctl restart pbx-agent
   if ((DRY_RUN == 0)); then
     MANAGER_CHANGED=0
     ASTERISK_RELOADS=()
+    ASTERISK_RESTART=0
     AGENT_CHANGED=0
     save_pending
   fi
@@ -1200,6 +1443,9 @@ if [[ $REPO_KIND == ssh && -s $ROOT/etc/pbx-agent/deploy_key.pub ]]; then
     esac
     say "NEXT STEP: $next_step; then run: sudo systemctl reload pbx-agent && sudo pbx-agent status"
   fi
+fi
+if host_mode && ((ASTERISK_RESTART == 1)); then
+  say "NOTE: Asterisk still has to restart for the live-objects mapping in sorcery.conf (not done while calls may be up): sudo systemctl restart asterisk when none are, or run this script again then"
 fi
 if [[ -n $WEBHOOK_LISTEN ]]; then
   say "webhook: point the config repo's push webhook at http://<Elastic IP>:${WEBHOOK_LISTEN##*:}/ with the secret from sudo cat /etc/pbx-agent/webhook.secret (and open that TCP port to the git host only, see bootstrap/README.md)"

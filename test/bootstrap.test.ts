@@ -7,7 +7,7 @@
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { copyFile, mkdir, readdir, readFile, readlink, rm, symlink, writeFile } from 'node:fs/promises';
+import { chmod, copyFile, mkdir, readdir, readFile, readlink, rm, symlink, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { parse as parseYaml } from 'yaml';
 import { readManagerExposure } from '../agent/asterisk/manager-conf.js';
@@ -27,8 +27,11 @@ import {
   snapshotDiff,
   STOCK_CONFBRIDGE,
   STOCK_EXTENSIONS,
+  STOCK_HTTP,
+  STOCK_MODULES,
   STOCK_PJSIP,
   STOCK_RTP,
+  STOCK_SORCERY,
   STOCK_VOICEMAIL,
   tempDirectory,
   UBUNTU_MANAGER_CONF,
@@ -79,7 +82,7 @@ function section(text: string, name: string): Map<string, string[]> {
   for (const line of text.split('\n')) {
     const header = /^\s*\[([^\]]+)\]/.exec(line);
     if (header) inside = header[1] === name;
-    else if (inside && /^\s*[a-z]+\s*=/.test(line)) {
+    else if (inside && /^\s*[a-z_]+\s*=/.test(line)) {
       const [k, ...v] = line.split('=');
       const key = k!.trim();
       out.set(key, [...(out.get(key) ?? []), v.join('=').trim()]);
@@ -98,6 +101,9 @@ describe('bootstrap/bootstrap.sh', function () {
     source = await makeAgentSource();
   });
   after(removeTempDirectories);
+
+  /** chmod of a path in the image (as an operator's slip would leave it). */
+  const chmodInImage = (p: string, mode: number) => chmod(image.at(p), mode);
 
   it('is clean under shellcheck, with the user-data snippet', () => {
     const files = [BOOTSTRAP, path.join(REPO_ROOT, 'bootstrap/user-data.sh')];
@@ -123,12 +129,16 @@ describe('bootstrap/bootstrap.sh', function () {
       ['/etc/pbx-agent/secrets', 'root', 'pbx-agent', 0o750],
       ['/etc/pbx-agent/agent.yaml', 'root', 'pbx-agent', 0o640],
       ['/etc/pbx-agent/ami.secret', 'root', 'pbx-agent', 0o640],
+      ['/etc/pbx-agent/ari.secret', 'root', 'pbx-agent', 0o640],
       ['/etc/pbx-agent/webhook.secret', 'root', 'pbx-agent', 0o640],
       ['/var/lib/pbx-agent', 'pbx-agent', 'pbx-agent', 0o750],
       // setgid: files the agent creates here get group asterisk, which Asterisk can read.
       ['/etc/asterisk/pbx-agent', 'pbx-agent', 'asterisk', 0o2750],
       ['/etc/asterisk/pbx-agent/rtp.conf', 'pbx-agent', 'asterisk', 0o640],
+      ['/etc/asterisk/pbx-agent/sorcery.conf', 'pbx-agent', 'asterisk', 0o640],
       ['/etc/asterisk/manager.d/pbx-agent.conf', 'root', 'asterisk', 0o640],
+      ['/etc/asterisk/ari.d', 'root', 'asterisk', 0o750],
+      ['/etc/asterisk/ari.d/pbx-agent.conf', 'root', 'asterisk', 0o640],
       ['/etc/systemd/system/pbx-agent.service', 'root', 'root', 0o644],
       ['/opt/pbx-agent', 'root', 'root', 0o755],
       ['/opt/pbx-agent/systemd/pbx-agent.service', 'root', 'root', 0o644],
@@ -138,7 +148,7 @@ describe('bootstrap/bootstrap.sh', function () {
       assert.deepEqual(await ownership(image, p), { user: u, group: g, mode }, p);
     }
     // Secrets: written by root only, readable by the agent's group only, nothing for others.
-    for (const p of ['/etc/pbx-agent/ami.secret', '/etc/pbx-agent/webhook.secret', '/etc/asterisk/manager.d/pbx-agent.conf']) {
+    for (const p of ['/etc/pbx-agent/ami.secret', '/etc/pbx-agent/ari.secret', '/etc/pbx-agent/webhook.secret', '/etc/asterisk/manager.d/pbx-agent.conf', '/etc/asterisk/ari.d/pbx-agent.conf']) {
       assert.equal((await ownership(image, p)).mode & 0o007, 0, `${p} is not accessible to other users`);
     }
     assert.equal(await readFile(image.at('/etc/pbx-agent/webhook.secret'), 'utf8'), `${WEBHOOK_SECRET}\n`);
@@ -181,6 +191,12 @@ describe('bootstrap/bootstrap.sh', function () {
     );
     assert.equal(s.drift.file_policy, 'restore');
     assert.deepEqual({ enabled: s.cloud.enabled, eip: s.cloud.eip_policy }, { enabled: true, eip: 'adopt' });
+    // Live objects on, through ARI on loopback (the port from http.conf); the tuning keys
+    // (max_extensions, fold_after_seconds) are left to the schema's defaults.
+    const { enabled, ari_url, username, secret_file, ...tuning } = s.asterisk.live_objects;
+    assert.deepEqual({ enabled, ari_url, username, secret_file }, { enabled: true, ari_url: 'http://127.0.0.1:8088', username: 'pbx-agent', secret_file: '/etc/pbx-agent/ari.secret' });
+    assert.deepEqual(Object.keys(tuning).sort(), ['fold_after_seconds', 'max_extensions']);
+    assert.doesNotMatch(await readFile(image.at('/etc/pbx-agent/agent.yaml'), 'utf8'), /max_extensions|fold_after_seconds/);
   });
 
   it('makes Asterisk include the managed files once, keeping the hand-maintained configuration', async () => {
@@ -249,6 +265,12 @@ describe('bootstrap/bootstrap.sh', function () {
       /would: create directory \/etc\/asterisk\/pbx-agent \(pbx-agent:asterisk mode 2750\)/,
       /would: create \/etc\/pbx-agent\/ami\.secret/,
       /would: create \/etc\/asterisk\/manager\.d\/pbx-agent\.conf/,
+      /would: create \/etc\/pbx-agent\/ari\.secret/,
+      /would: create \/etc\/asterisk\/ari\.d\/pbx-agent\.conf/,
+      /^ {4}\+bindport = 8088$/m,
+      /would: create \/etc\/asterisk\/pbx-agent\/sorcery\.conf/,
+      /^ {4}\+#tryinclude pbx-agent\/sorcery\.conf$/m,
+      /skipped \(--root test mode\): systemctl restart asterisk\n/,
       /would: update \/etc\/asterisk\/pjsip\.conf\n {4}--- /,
       /^ {4}\+#tryinclude pbx-agent\/voicemail\.conf$/m,
       /^ {4}\+writeprotect = yes$/m,
@@ -348,8 +370,9 @@ describe('bootstrap/bootstrap.sh', function () {
   it('never prints or logs a secret', async () => {
     const r = okRun(baseArgs(image, source));
     const amiSecret = (await readFile(image.at('/etc/pbx-agent/ami.secret'), 'utf8')).trim();
+    const ariSecret = (await readFile(image.at('/etc/pbx-agent/ari.secret'), 'utf8')).trim();
     const log = await readFile(image.at(`/${LOG}`), 'utf8');
-    for (const secret of [amiSecret, WEBHOOK_SECRET]) {
+    for (const secret of [amiSecret, ariSecret, WEBHOOK_SECRET]) {
       assert.ok(!r.stdout.includes(secret) && !r.stderr.includes(secret), 'not on the output');
       assert.ok(!log.includes(secret), 'not in the log');
     }
@@ -427,25 +450,43 @@ describe('bootstrap/bootstrap.sh', function () {
   });
 
   it('does on the next run the reloads and restarts that a failed run had decided', async () => {
-    // The first run writes a new AMI user (manager reload needed) and settings (agent restart),
-    // then fails at step 9: the unit file cannot be written.
-    await mkdir(image.at('/etc/systemd/system/pbx-agent.service'));
+    // The first run writes a new AMI user (manager reload needed), the live-objects mapping
+    // (Asterisk restart) and settings (agent restart), then fails at step 9: the unit file cannot
+    // be written.
+    const unit = image.at('/etc/systemd/system/pbx-agent.service');
+    await mkdir(unit);
     const failed = runBootstrap(baseArgs(image, source));
     assert.equal(failed.status, 1, failed.stdout);
     assert.match(failed.lastLine, /FAILED at step '9\/12 systemd unit/);
     assert.equal(
       await readFile(image.at('/var/lib/pbx-agent-bootstrap.pending'), 'utf8'),
-      ['asterisk: manager reload', 'asterisk: module reload res_pjsip.so', 'asterisk: dialplan reload', 'asterisk: module reload app_voicemail.so', 'asterisk: module reload app_confbridge.so', 'asterisk: module reload res_rtp_asterisk.so', 'agent: restart', ''].join('\n'),
+      [
+        'asterisk: manager reload', 'asterisk: module reload http', 'asterisk: module reload res_ari.so', 'asterisk: module reload res_pjsip.so', 'asterisk: dialplan reload',
+        'asterisk: module reload app_voicemail.so', 'asterisk: module reload app_confbridge.so', 'asterisk: module reload res_rtp_asterisk.so', 'restart: asterisk', 'agent: restart', '',
+      ].join('\n'),
     );
-    await rm(image.at('/etc/systemd/system/pbx-agent.service'), { recursive: true });
+    await rm(unit, { recursive: true });
     const again = okRun(baseArgs(image, source));
     assert.match(again.stdout, /an earlier run left work pending, done at step 10: asterisk: manager reload; /);
-    assert.match(again.stdout, /skipped \(--root test mode\): asterisk -rx manager reload\n/);
-    assert.match(again.stdout, /skipped \(--root test mode\): asterisk -rx module reload res_pjsip\.so\n/);
+    // The restart the mapping needs supersedes the reloads.
+    assert.match(again.stdout, /skipped \(--root test mode\): systemctl restart asterisk\n/);
+    assert.doesNotMatch(again.stdout, /asterisk -rx/);
     assert.match(again.stdout, /skipped \(--root test mode\): systemctl restart pbx-agent\n/);
     assert.ok(!existsSync(image.at('/var/lib/pbx-agent-bootstrap.pending')), 'nothing pending after a run that got through step 10');
     const third = okRun(baseArgs(image, source));
-    assert.doesNotMatch(third.stdout, /asterisk -rx manager reload/);
+    assert.doesNotMatch(third.stdout, /asterisk -rx manager reload|systemctl restart asterisk/);
+
+    // Without a restart pending, the reloads themselves are done: a lost AMI user is written
+    // again (manager reload), and the run fails at step 9 once more.
+    await rm(image.at('/etc/asterisk/manager.d/pbx-agent.conf'));
+    await rm(unit);
+    await mkdir(unit);
+    assert.equal(runBootstrap(baseArgs(image, source)).status, 1);
+    assert.equal(await readFile(image.at('/var/lib/pbx-agent-bootstrap.pending'), 'utf8'), 'asterisk: manager reload\n');
+    await rm(unit, { recursive: true });
+    const fourth = okRun(baseArgs(image, source));
+    assert.match(fourth.stdout, /skipped \(--root test mode\): asterisk -rx manager reload\n/);
+    assert.doesNotMatch(fourth.stdout, /systemctl restart asterisk/);
   });
 
   it('shows what it edits in the operator\'s files without the credentials they hold', async () => {
@@ -490,6 +531,156 @@ describe('bootstrap/bootstrap.sh', function () {
     const bad = runBootstrap(baseArgs(image, source, ['--ec2-endpoint', 'http://ec2.example.org']));
     assert.equal(bad.status, 2);
     assert.match(bad.stderr, /--ec2-endpoint: expected https:\/\/HOST\[:PORT\] \(or http:\/\/ to 127\.0\.0\.1\), found 'http:\/\/ec2\.example\.org'/);
+  });
+
+  describe('live objects', () => {
+    const MAPPING = [
+      '[res_pjsip]',
+      'endpoint=astdb,pbx-agent-live',
+      'endpoint=config,pjsip.conf,criteria=type=endpoint',
+      'auth=astdb,pbx-agent-live',
+      'auth=config,pjsip.conf,criteria=type=auth',
+      'aor=astdb,pbx-agent-live',
+      'aor=config,pjsip.conf,criteria=type=aor',
+    ];
+    const read = (p: string) => readFile(image.at(p), 'utf8');
+
+    it('maps PJSIP endpoints, auths and aors to astdb before pjsip.conf, included into sorcery.conf with #tryinclude', async () => {
+      const r = okRun(baseArgs(image, source));
+      const mapping = await read('/etc/asterisk/pbx-agent/sorcery.conf');
+      assert.deepEqual(mapping.split('\n').filter((l) => l && !l.startsWith(';')), MAPPING);
+      assert.match(mapping, /^; .*Sorcery reads this only\n; when Asterisk starts/m, 'the comment says why and when');
+      assert.deepEqual(await ownership(image, '/etc/asterisk/pbx-agent/sorcery.conf'), { user: 'pbx-agent', group: 'asterisk', mode: 0o640 });
+      const sorcery = await read('/etc/asterisk/sorcery.conf');
+      assert.ok(sorcery.startsWith(STOCK_SORCERY), 'the stock sorcery.conf is kept');
+      // #tryinclude: a plain #include of a missing file stops Asterisk from starting.
+      assert.deepEqual(sorcery.split('\n').filter((l) => /include/.test(l) && !l.startsWith(';')), ['#tryinclude pbx-agent/sorcery.conf']);
+      assert.deepEqual(await ownership(image, '/etc/asterisk/sorcery.conf'), { user: 'asterisk', group: 'asterisk', mode: 0o640 });
+      // Read only when Asterisk starts: the run restarts it instead of reloading modules.
+      assert.match(r.stdout, /live-objects mapping is read when Asterisk starts: a running Asterisk is restarted if this run installed it or no calls are up/);
+      assert.match(r.stdout, /skipped \(--root test mode\): systemctl restart asterisk\n/);
+      assert.doesNotMatch(r.stdout, /asterisk -rx/);
+
+      // No sorcery.conf at all: one is created with just the include.
+      const bare = await makeUbuntuRoot();
+      await rm(bare.at('/etc/asterisk/sorcery.conf'));
+      okRun(baseArgs(bare, source));
+      assert.equal(
+        await readFile(bare.at('/etc/asterisk/sorcery.conf'), 'utf8'),
+        '; pbx-agent: PJSIP objects in astdb before pjsip.conf, its live objects (installed by its bootstrap; do not remove)\n#tryinclude pbx-agent/sorcery.conf\n',
+      );
+      assert.deepEqual(await ownership(bare, '/etc/asterisk/sorcery.conf'), { user: 'root', group: 'asterisk', mode: 0o640 });
+    });
+
+    it('leaves the mapping, the ARI files and the ARI secret as they are on a second run, and restarts nothing', async () => {
+      okRun(baseArgs(image, source));
+      const files = ['/etc/asterisk/pbx-agent/sorcery.conf', '/etc/asterisk/sorcery.conf', '/etc/asterisk/http.conf', '/etc/asterisk/ari.conf', '/etc/asterisk/ari.d/pbx-agent.conf', '/etc/pbx-agent/ari.secret', '/etc/pbx-agent/agent.yaml'];
+      const before = await Promise.all(files.map(read));
+      const secret = (await read('/etc/pbx-agent/ari.secret')).trimEnd();
+      const snap = await snapshot(image.at('/etc'));
+      const second = okRun(baseArgs(image, source));
+      assert.equal(changeCount(second.stdout), 0);
+      assert.deepEqual(await Promise.all(files.map(read)), before);
+      assert.equal((await read('/etc/pbx-agent/ari.secret')).trimEnd(), secret);
+      assert.deepEqual(snapshotDiff(snap, await snapshot(image.at('/etc'))), [], 'not even rewritten with the same content');
+      assert.doesNotMatch(second.stdout, /systemctl restart asterisk|asterisk -rx/);
+    });
+
+    it('refuses, changing nothing, when sorcery.conf already maps res_pjsip objects itself', async () => {
+      const own = `${STOCK_SORCERY}\n[res_pjsip]\nendpoint=realtime,ps_endpoints\nauth=realtime,ps_auths\naor=realtime,ps_aors\n`;
+      await writeFile(image.at('/etc/asterisk/sorcery.conf'), own);
+      const before = await snapshot(image.root);
+      for (const extra of [[], ['--dry-run']]) {
+        const r = runBootstrap(baseArgs(image, source, extra));
+        assert.equal(r.status, 2, r.stdout + r.stderr);
+        assert.match(r.stderr, /error: \/etc\/asterisk\/sorcery\.conf has a \[res_pjsip\] section of its own:\n {4}line 33: \[res_pjsip\]\n {4}line 34: endpoint=realtime,ps_endpoints\n/);
+        assert.match(r.stderr, /It maps PJSIP endpoints, auths or aors itself, .* the two conflict/);
+        assert.match(r.stderr, /Comment out or remove that section .*then run this script again/);
+        assert.equal(r.lastLine, 'pbx-agent-bootstrap: FAILED: /etc/asterisk/sorcery.conf has a [res_pjsip] section of its own (see above); nothing was changed');
+        assert.deepEqual(snapshotDiff(before, await snapshot(image.root)), [], 'nothing changed (not even a log file)');
+      }
+
+      // Any active [res_pjsip] section: Asterisk would read it and ignore the agent's.
+      await writeFile(image.at('/etc/asterisk/sorcery.conf'), `${STOCK_SORCERY}[res_pjsip]\ndomain_alias=realtime,ps_domain_aliases\n`);
+      const other = runBootstrap(baseArgs(image, source));
+      assert.equal(other.status, 2);
+      assert.match(other.stderr, /Asterisk reads only the first \[res_pjsip\] section of sorcery\.conf, so the one pbx-agent adds .* would be ignored/);
+
+      // Commented out, with ; or in a ;-- --; block: no longer the operator's mapping.
+      await writeFile(image.at('/etc/asterisk/sorcery.conf'), `${STOCK_SORCERY};--\n[res_pjsip]\nendpoint=realtime,ps_endpoints\n--;\n;[res_pjsip]\n;aor=realtime,ps_aors\n`);
+      okRun(baseArgs(image, source));
+      assert.match(await read('/etc/asterisk/sorcery.conf'), /\n#tryinclude pbx-agent\/sorcery\.conf\n$/);
+    });
+
+    it('keeps the ARI password in /etc/pbx-agent/ari.secret and the ARI user in a file other users cannot read', async () => {
+      okRun(baseArgs(image, source));
+      const secret = (await read('/etc/pbx-agent/ari.secret')).trimEnd();
+      assert.match(secret, /^[A-Za-z0-9]{32,}$/);
+      assert.notEqual(secret, (await read('/etc/pbx-agent/ami.secret')).trimEnd(), 'not the AMI secret');
+      assert.deepEqual(await ownership(image, '/etc/pbx-agent/ari.secret'), { user: 'root', group: 'pbx-agent', mode: 0o640 });
+      assert.deepEqual(await ownership(image, '/etc/asterisk/ari.d/pbx-agent.conf'), { user: 'root', group: 'asterisk', mode: 0o640 });
+      const user = section(await read('/etc/asterisk/ari.d/pbx-agent.conf'), 'pbx-agent');
+      assert.deepEqual(Object.fromEntries(user), { type: ['user'], read_only: ['no'], password: [secret], password_format: ['plain'] });
+      const ari = await read('/etc/asterisk/ari.conf');
+      assert.deepEqual(section(ari, 'general').get('enabled'), ['yes       ; When set to no, ARI support is disabled.'], "Debian's line is kept");
+      assert.equal(ari.split('\n').filter((l) => l === '#tryinclude "ari.d/pbx-agent.conf"').length, 1);
+
+      // A secret file that is readable by others is put right, and its secret kept.
+      await chmodInImage('/etc/pbx-agent/ari.secret', 0o644);
+      const again = okRun(baseArgs(image, source));
+      assert.match(again.stdout, /change: set \/etc\/pbx-agent\/ari\.secret to root:pbx-agent mode 0640 \(was 0:\d+ 644\)/);
+      assert.equal((await read('/etc/pbx-agent/ari.secret')).trimEnd(), secret);
+      assert.equal(section(await read('/etc/asterisk/ari.d/pbx-agent.conf'), 'pbx-agent').get('password')?.[0], secret);
+    });
+
+    it('turns Asterisk\'s HTTP server on, on loopback only, and warns when it was bound elsewhere', async () => {
+      okRun(baseArgs(image, source));
+      const http = section(await read('/etc/asterisk/http.conf'), 'general');
+      assert.deepEqual(
+        { enabled: http.get('enabled'), bindaddr: http.get('bindaddr'), bindport: http.get('bindport'), tlsenable: http.get('tlsenable') },
+        { enabled: ['yes'], bindaddr: ['127.0.0.1'], bindport: ['8088'], tlsenable: undefined },
+      );
+      assert.equal((await read('/etc/asterisk/http.conf')).replace(/^(enabled|bindport) = .*\n/gm, ''), STOCK_HTTP, 'nothing else changes');
+
+      // Bound to every interface, on another port, with a prefix and TLS: put on loopback (with
+      // a warning), the port and the prefix kept and given to the agent, TLS left alone (with a warning).
+      const other = await makeUbuntuRoot();
+      await writeFile(other.at('/etc/asterisk/http.conf'), '[general]\nenabled=yes\nbindaddr=0.0.0.0\nbindport=8090\nprefix=asterisk\ntlsenable=yes\ntlsbindaddr=0.0.0.0:8089\n');
+      const r = okRun(baseArgs(other, source));
+      assert.match(r.stdout, /WARNING: http\.conf bound Asterisk's HTTP server to 0\.0\.0\.0; pbx-agent puts it on 127\.0\.0\.1 only/);
+      assert.match(r.stdout, /WARNING: http\.conf has tlsenable = yes: ARI, with the agent's user, is also served over HTTPS on tlsbindaddr \(0\.0\.0\.0:8089\)/);
+      assert.equal(await readFile(other.at('/etc/asterisk/http.conf'), 'utf8'), '[general]\nenabled=yes\nbindaddr = 127.0.0.1\nbindport=8090\nprefix=asterisk\ntlsenable=yes\ntlsbindaddr=0.0.0.0:8089\n');
+      const settings = AgentSettings.parse(parseYaml(await readFile(other.at('/etc/pbx-agent/agent.yaml'), 'utf8')));
+      assert.equal(settings.asterisk.live_objects.ari_url, 'http://127.0.0.1:8090/asterisk');
+
+      // Without http.conf and ari.conf (the package's removed): both written, ARI on loopback.
+      const bare = await makeUbuntuRoot();
+      await rm(bare.at('/etc/asterisk/http.conf'));
+      await rm(bare.at('/etc/asterisk/ari.conf'));
+      const dry = okRun(baseArgs(bare, source, ['--dry-run']));
+      const real = okRun(baseArgs(bare, source));
+      assert.equal(changeCount(real.stdout), changeCount(dry.stdout));
+      const made = section(await readFile(bare.at('/etc/asterisk/http.conf'), 'utf8'), 'general');
+      assert.deepEqual([made.get('enabled'), made.get('bindaddr'), made.get('bindport')], [['yes'], ['127.0.0.1'], ['8088']]);
+      const ari = await readFile(bare.at('/etc/asterisk/ari.conf'), 'utf8');
+      assert.deepEqual(section(ari, 'general').get('enabled'), ['yes']);
+      assert.match(ari, /\n#tryinclude "ari\.d\/pbx-agent\.conf"\n$/);
+      assert.equal(changeCount(okRun(baseArgs(bare, source)).stdout), 0);
+    });
+
+    it('warns when modules.conf keeps a module live objects need from loading', async () => {
+      await writeFile(image.at('/etc/asterisk/modules.conf'), `${STOCK_MODULES.replace('[global]', '')}noload => res_ari.so\nnoload => res_sorcery_astdb\n[global]\n`);
+      const r = okRun(baseArgs(image, source));
+      assert.match(r.stdout, /WARNING: modules\.conf keeps res_sorcery_astdb\.so \(noload\), res_ari\.so \(noload\) from loading: pbx-agent's live objects need them/);
+
+      const manual = await makeUbuntuRoot();
+      await writeFile(manual.at('/etc/asterisk/modules.conf'), '[modules]\nautoload = no\nload => res_sorcery_astdb.so\nload => res_ari.so\nload => res_ari_model.so\nload => res_stasis.so\nload => res_http_websocket.so\n');
+      const m = okRun(baseArgs(manual, source));
+      assert.match(m.stdout, /WARNING: modules\.conf keeps res_ari_asterisk\.so \(autoload = no, no load line\) from loading/);
+
+      const stock = okRun(baseArgs(await makeUbuntuRoot(), source));
+      assert.doesNotMatch(stock.stdout, /modules\.conf keeps/, "Debian's modules.conf loads them all");
+    });
   });
 
   it('documents an IAM policy that allows exactly the three EC2 describe calls', async () => {

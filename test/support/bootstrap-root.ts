@@ -141,6 +141,124 @@ rtpstart=10000
 rtpend=20000
 `;
 
+/**
+ * Debian's http.conf (asterisk-config 22.10.1, the packaging of Ubuntu's 20.x), most comments
+ * left out: the HTTP server off (`;enabled=yes`), bound to loopback, the default port (8088)
+ * commented out, TLS off.
+ */
+export const STOCK_HTTP = `;
+; Asterisk Built-in mini-HTTP server
+;
+[general]
+;
+servername=Asterisk
+;
+; Whether HTTP/HTTPS interface is enabled or not.  Default is no.
+; This also affects manager/rawman/mxml access (see manager.conf)
+;
+;enabled=yes
+;
+; Address to bind to, both for HTTP and HTTPS. You MUST specify
+; a bindaddr in order for the HTTP server to run. There is no
+; default value.
+;
+bindaddr=127.0.0.1
+;
+; Port to bind to for HTTP sessions (default is 8088)
+;
+;bindport=8088
+;
+;prefix=asterisk
+;
+;tlsenable=yes          ; enable tls - default no.
+;tlsbindaddr=0.0.0.0:8089    ; address and port to bind to - default is bindaddr and port 8089.
+
+;[post_mappings]
+;uploads = /var/lib/asterisk/uploads/
+`;
+
+/** Debian's ari.conf: ARI on, no user (the sample user commented out). */
+export const STOCK_ARI = `[general]
+enabled = yes       ; When set to no, ARI support is disabled.
+;pretty = no        ; When set to yes, responses from ARI are
+;                   ; formatted to be human readable.
+;allowed_origins =  ; Comma separated list of allowed origins, for
+;                   ; Cross-Origin Resource Sharing. May be set to * to
+;                   ; allow all origins.
+
+;[username]
+;type = user        ; Specifies user configuration
+;read_only = no     ; When set to yes, user is only authorized for
+;                   ; read-only requests.
+;
+;password =         ; Crypted or plaintext password (see password_format).
+;password_format = plain
+`;
+
+/** Debian's sorcery.conf: the unit tests' sections active, the realtime [res_pjsip] commented out. */
+export const STOCK_SORCERY = `; Sample configuration file for Sorcery Data Access Layer
+
+[general]
+
+;update_or_create_on_update_miss = no
+
+;
+; The following object mappings are used by the unit test to test certain functionality of sorcery.
+;
+[test_sorcery_section]
+test=memory
+
+[test_sorcery_cache]
+test/cache=test
+test=memory
+
+;[res_mwi_external]
+;mailboxes=astdb,mwi_external
+
+;
+; The following object mappings set PJSIP objects to use realtime database mappings from extconfig
+; with the table names used when automatically generating configuration from the alembic script.
+;
+;[res_pjsip]
+;endpoint=realtime,ps_endpoints
+;auth=realtime,ps_auths
+;aor=realtime,ps_aors
+;domain_alias=realtime,ps_domain_aliases
+
+;[res_pjsip_endpoint_identifier_ip]
+;identify=realtime,ps_endpoint_id_ips
+`;
+
+/** Debian's modules.conf: autoload, a few obsolete or conflicting modules not loaded. */
+export const STOCK_MODULES = `;
+; Asterisk configuration file
+;
+; Module Loader configuration file
+;
+
+[modules]
+autoload=yes
+;preload => res_odbc.so
+;preload => res_config_odbc.so
+noload => pbx_gtkconsole.so
+noload => pbx_kdeconsole.so
+noload => app_intercom.so
+noload => chan_modem.so
+load => res_musiconhold.so
+noload => chan_alsa.so
+noload => chan_console.so
+noload => chan_oss.so
+noload => cdr_sqlite.so
+noload => app_directory_odbc.so
+noload => res_config_odbc.so
+noload => res_config_pgsql.so
+;
+; Module names listed in "global" section will have symbols globally
+; exported to modules loaded after them.
+;
+[global]
+`;
+
 export interface UbuntuRoot {
   root: string;
   /** Absolute path of a file inside the image, e.g. at('/etc/pbx-agent/agent.yaml'). */
@@ -189,6 +307,10 @@ export async function makeUbuntuRoot(options: { osRelease?: string; managerConf?
   await put(a('voicemail.conf'), STOCK_VOICEMAIL, 0o640, ASTERISK_UID, ASTERISK_GID);
   await put(a('confbridge.conf'), STOCK_CONFBRIDGE, 0o640, ASTERISK_UID, ASTERISK_GID);
   await put(a('rtp.conf'), STOCK_RTP, 0o640, ASTERISK_UID, ASTERISK_GID);
+  await put(a('http.conf'), STOCK_HTTP, 0o640, ASTERISK_UID, ASTERISK_GID);
+  await put(a('ari.conf'), STOCK_ARI, 0o640, ASTERISK_UID, ASTERISK_GID);
+  await put(a('sorcery.conf'), STOCK_SORCERY, 0o640, ASTERISK_UID, ASTERISK_GID);
+  await put(a('modules.conf'), STOCK_MODULES, 0o640, ASTERISK_UID, ASTERISK_GID);
   for (const dir of [a('manager.d'), at('/etc/asterisk')]) {
     await chown(dir, ASTERISK_UID, ASTERISK_GID);
     await chmod(dir, 0o750);
