@@ -61,7 +61,9 @@ export function amiAriLiveObjects(client: AmiClient, ari?: AriClient): LiveObjec
     availability: async () => {
       if (!ari) return { live: false, reason: 'asterisk.live_objects.enabled is false', probed: false };
       if (known) return { ...known, probed: false };
-      await client.dbPut(`${LIVE_OBJECTS_FAMILY}/aor`, PROBE_ID, '{}');
+      // Not `{}`: res_sorcery_astdb fails a lookup by id of an object with no fields
+      // (res/res_sorcery_astdb.c sorcery_astdb_retrieve_id), so the probe would never be found.
+      await client.dbPut(`${LIVE_OBJECTS_FAMILY}/aor`, PROBE_ID, '{"max_contacts":"0"}');
       let output: string[];
       try {
         output = await client.command(`pjsip show aor ${PROBE_ID}`);
