@@ -8,6 +8,8 @@ import path from 'node:path';
 import { Writable } from 'node:stream';
 import { AmiClient } from '../../agent/asterisk/ami.js';
 import { amiControl } from '../../agent/asterisk/control.js';
+import { AriClient } from '../../agent/asterisk/ari.js';
+import { amiAriLiveObjects } from '../../agent/asterisk/live-objects.js';
 import { createLogger, type Logger } from '../../agent/log.js';
 import type { ReconcileDeps } from '../../agent/reconcile.js';
 import { DirectoryFileStore } from '../../agent/apply/files.js';
@@ -18,6 +20,7 @@ import { tempDir } from './config-repo.js';
 
 export const AMI_USER = 'pbx-agent';
 export const AMI_SECRET = 'ami-Secret-for-tests-7Qz';
+export const ARI_PASSWORD = 'ari-Secret-for-tests-3Kp';
 
 /** The operator's own files, as left by the bootstrap: they include the agent's. */
 export const OPERATOR_PJSIP = `; hand-maintained\n#tryinclude pbx-agent/pjsip.conf\n`;
@@ -45,7 +48,17 @@ export interface PbxHost {
 export const AMI_RIGHTS = { read: ['system'], write: ['system', 'config', 'command'] };
 
 export async function startPbxHost(
-  options: { operatorPjsip?: string; unknownOptions?: string[]; unknownConfbridgeOptions?: string[]; amiRights?: { read: string[]; write: string[] } } = {},
+  options: {
+    operatorPjsip?: string;
+    unknownOptions?: string[];
+    unknownConfbridgeOptions?: string[];
+    amiRights?: { read: string[]; write: string[] };
+    /**
+     * Live objects as bootstrap.sh sets them up: Asterisk started with the sorcery.conf mapping
+     * (`mapping`, default true) and ARI, and the agent's settings enabling them.
+     */
+    liveObjects?: { mapping?: boolean };
+  } = {},
 ): Promise<PbxHost> {
   const root = await tempDir('pbx-agent-host-');
   const configDir = path.join(root, 'etc/asterisk');
@@ -72,6 +85,7 @@ export async function startPbxHost(
     permissions: { [AMI_USER]: rights },
     unknownOptions: options.unknownOptions ?? [],
     unknownConfbridgeOptions: options.unknownConfbridgeOptions ?? [],
+    ...(options.liveObjects ? { liveObjects: options.liveObjects.mapping ?? true, ari: { username: AMI_USER, password: ARI_PASSWORD } } : {}),
   });
   const port = await asterisk.start();
 
@@ -90,9 +104,13 @@ export async function startPbxHost(
       `    secret_file: ${secretFile}`,
       '    connect_timeout_seconds: 2',
       '    action_timeout_seconds: 5',
+      ...(options.liveObjects
+        ? ['  live_objects:', '    enabled: true', `    ari_url: ${asterisk.ariUrl}`, `    username: ${AMI_USER}`, `    secret_file: ${path.join(agentDir, 'ari.secret')}`]
+        : []),
       '',
     ].join('\n'),
   );
+  await writeFile(path.join(agentDir, 'ari.secret'), `${ARI_PASSWORD}\n`, { mode: 0o600 });
 
   const client = new AmiClient({
     host: '127.0.0.1',
@@ -106,7 +124,11 @@ export async function startPbxHost(
   });
   await client.connect();
   // One control per connection, as the daemon and the CLI have it (it remembers the rights check).
-  const control = amiControl(client);
+  const store = amiAriLiveObjects(
+    client,
+    options.liveObjects ? new AriClient({ url: asterisk.ariUrl, username: AMI_USER, password: ARI_PASSWORD, timeoutMs: 5000 }) : undefined,
+  );
+  const control = amiControl(client, store);
 
   const events: PbxHost['events'] = [];
   const sink = new Writable({
@@ -136,9 +158,10 @@ export async function startPbxHost(
       },
       log,
       now: () => new Date(),
-      options: { reloadTimeoutMs: 1000, verifyDetailLimit: 200, restartPolicy: 'never', ...overrides },
+      options: { reloadTimeoutMs: 1000, verifyDetailLimit: 200, restartPolicy: 'never', ...(options.liveObjects ? { liveObjectsLimit: 20 } : {}), ...overrides },
     }),
     stop: async () => {
+      store.close();
       await client.close();
       await asterisk.stop();
     },

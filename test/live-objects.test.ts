@@ -1,0 +1,142 @@
+/**
+ * Live objects end to end against the loopback Asterisk: the reconcile sends a few extensions as
+ * astdb/ARI objects instead of reloading res_pjsip, verifies them, falls back to a reload when
+ * Asterisk refuses one, and the fold makes pjsip.conf hold them again.
+ */
+import assert from 'node:assert/strict';
+import { reconcile, type ReconcileOutcome } from '../agent/reconcile.js';
+import { StateStore } from '../agent/record/state.js';
+import { foldLiveObjects } from '../agent/reload/fold.js';
+import { LIVE_OBJECTS_FAMILY } from '../agent/asterisk/live-objects.js';
+import { BASE_PBX, extensionsYaml, makeRepo, removeTempRepos } from './support/config-repo.js';
+import { startPbxHost, type PbxHost } from './support/pbx-host.js';
+
+const repo = (exts: Array<string | { number: string; extra?: string }>) => makeRepo({ 'pbx.yaml': BASE_PBX, 'extensions/staff.yaml': extensionsYaml(exts) });
+
+describe('live objects: a few extensions without a res_pjsip reload', () => {
+  let host: PbxHost;
+  afterEach(async () => {
+    await host?.stop();
+  });
+  after(removeTempRepos);
+
+  const run = (dir: string, revision: string, options = {}): Promise<ReconcileOutcome> => reconcile(host.deps(options), { dir, revision });
+  const events = (name: string) => host.events.filter((e) => e.event === name);
+  const liveKeys = () => host.asterisk.astdbEntries().map(([k]) => k).filter((k) => k.startsWith(`/${LIVE_OBJECTS_FAMILY}/`));
+  const state = () => new StateStore(host.stateDir).read();
+
+  it('adds an extension as live objects: no res_pjsip reload, the endpoint is live and verified, the state records it', async () => {
+    host = await startPbxHost({ liveObjects: {} });
+    assert.equal((await run(await repo(['1001', '1002']), 'r1')).status, 'applied');
+    const reloadsBefore = host.asterisk.reloadCount('res_pjsip');
+
+    const out = await run(await repo(['1001', '1002', '1003']), 'r2');
+    assert.equal(out.status, 'applied', out.error);
+    assert.equal(host.asterisk.reloadCount('res_pjsip'), reloadsBefore, 'res_pjsip was reloaded');
+    assert.ok(!out.reloads.includes('res_pjsip'));
+    assert.equal(out.liveObjectEdits, 4);
+    assert.equal(out.verification?.ok, true);
+    assert.ok(host.asterisk.liveEndpoints().includes('1003'));
+    assert.deepEqual(liveKeys(), ['/pbx-agent-live/auth/1003', '/pbx-agent-live/aor/1003', '/pbx-agent-live/endpoint/1003'].sort());
+    // The aor and the endpoint went through ARI (observers), the auth through AMI.
+    const ari = host.asterisk.ariRequests().filter((r) => r.method === 'PUT').map((r) => r.path.replace(/^.*\/res_pjsip\//, ''));
+    assert.deepEqual(ari, ['aor/1003', 'endpoint/1003']);
+    assert.deepEqual((await state()).live?.added, ['1003']);
+    assert.equal(events('reconcile.finished').at(-1)!.liveObjectEdits, 4);
+  });
+
+  it('changes an extension with DBPut: the new max_contacts is live at once, a registered phone stays registered', async () => {
+    host = await startPbxHost({ liveObjects: {} });
+    await run(await repo(['1001', '1002']), 'r1');
+    host.asterisk.registerContact('1002', 'sip:1002@198.51.100.20:5060');
+    const reloadsBefore = host.asterisk.reloadCount('res_pjsip');
+
+    const out = await run(await repo(['1001', { number: '1002', extra: 'max_contacts: 5' }]), 'r2');
+    assert.equal(out.status, 'applied', out.error);
+    assert.equal(host.asterisk.reloadCount('res_pjsip'), reloadsBefore);
+    assert.equal(host.asterisk.liveState().aors['1002']!.max_contacts, '5');
+    assert.equal(host.asterisk.liveState().contacts['1002']?.length, 1);
+    assert.deepEqual((await state()).live?.changed, ['1002']);
+    assert.equal(host.asterisk.ariRequests().length, 0, 'a change needs no ARI');
+  });
+
+  it('locks out a removed extension at once and drops it at the fold: reload first, astdb emptied after', async () => {
+    host = await startPbxHost({ liveObjects: {} });
+    await run(await repo(['1001', '1002']), 'r1');
+    const out = await run(await repo(['1001']), 'r2');
+    assert.equal(out.status, 'applied', out.error);
+    assert.equal(out.verification?.ok, true);
+    assert.ok(!out.reloads.includes('res_pjsip'));
+    // Still listed until the fold, but its auth takes no password.
+    assert.ok(host.asterisk.liveEndpoints().includes('1002'));
+    const lockedAuth = JSON.parse(host.asterisk.astdbGet(`${LIVE_OBJECTS_FAMILY}/auth`, '1002')!) as Record<string, string>;
+    assert.match(lockedAuth.md5_cred!, /^[0-9a-f]{32}$/);
+    assert.notEqual(lockedAuth.md5_cred, host.asterisk.liveState().auths['1001']!.md5_cred);
+    assert.deepEqual((await state()).live?.removed, ['1002']);
+
+    const reloadsBefore = host.asterisk.reloadCount('res_pjsip');
+    assert.equal(await foldLiveObjects(host.deps()), 'folded');
+    assert.equal(host.asterisk.reloadCount('res_pjsip'), reloadsBefore + 1);
+    assert.deepEqual(liveKeys(), []);
+    assert.deepEqual(host.asterisk.liveEndpoints(), ['1001']);
+    assert.equal((await state()).live, undefined);
+    assert.equal(events('live.folded').length, 1);
+    // The reload came before the family was dropped: no moment without the objects.
+    const actions = host.asterisk.actionsReceived().map((a) => a.action.toLowerCase());
+    assert.ok(actions.lastIndexOf('reload') < actions.lastIndexOf('dbdeltree'));
+  });
+
+  it('deletes an extension created live through ARI, and then has nothing left to fold', async () => {
+    host = await startPbxHost({ liveObjects: {} });
+    await run(await repo(['1001']), 'r1');
+    await run(await repo(['1001', '1002']), 'r2');
+    const out = await run(await repo(['1001']), 'r3');
+    assert.equal(out.status, 'applied', out.error);
+    const deletes = host.asterisk.ariRequests().filter((r) => r.method === 'DELETE').map((r) => r.path.replace(/^.*\/res_pjsip\//, ''));
+    assert.deepEqual(deletes, ['aor/1002', 'endpoint/1002', 'auth/1002']);
+    assert.deepEqual(host.asterisk.liveEndpoints(), ['1001']);
+    assert.deepEqual(liveKeys(), []);
+    assert.equal((await state()).live, undefined);
+    assert.equal(await foldLiveObjects(host.deps()), 'nothing');
+  });
+
+  it('reloads res_pjsip instead when ARI refuses an object, drops the live objects, and still applies', async () => {
+    host = await startPbxHost({ liveObjects: {} });
+    await run(await repo(['1001']), 'r1');
+    host.asterisk.failNextAri('PUT', 500, 'Internal Server Error');
+    const out = await run(await repo(['1001', '1002']), 'r2');
+    assert.equal(out.status, 'applied', out.error);
+    assert.ok(out.reloads.includes('res_pjsip'));
+    assert.equal(out.liveObjectEdits, 0);
+    assert.equal(events('live.fell_back').length, 1);
+    assert.deepEqual(liveKeys(), [], 'the reload dropped what was written before the refusal');
+    assert.ok(host.asterisk.liveEndpoints().includes('1002'));
+    assert.equal((await state()).live, undefined);
+  });
+
+  it('reloads when Asterisk lacks the sorcery.conf mapping, and says so once per connection', async () => {
+    host = await startPbxHost({ liveObjects: { mapping: false } });
+    await run(await repo(['1001']), 'r1');
+    const first = await run(await repo(['1001', '1002']), 'r2');
+    const second = await run(await repo(['1001', '1002', '1003']), 'r3');
+    assert.equal(first.status, 'applied', first.error);
+    assert.equal(second.status, 'applied', second.error);
+    assert.ok(first.reloads.includes('res_pjsip') && second.reloads.includes('res_pjsip'));
+    assert.equal(events('live.unavailable').length, 1);
+    assert.deepEqual(liveKeys(), [], 'the probe left nothing behind');
+  });
+
+  it('drops the live objects whenever res_pjsip reloads for a larger change, so none hides the newer file', async () => {
+    host = await startPbxHost({ liveObjects: {} });
+    await run(await repo(['1001', '1002']), 'r1');
+    await run(await repo(['1001', { number: '1002', extra: 'max_contacts: 5' }]), 'r2');
+    assert.equal(liveKeys().length, 1);
+    // More than max_extensions change: a reload, after which astdb holds nothing of ours.
+    const out = await run(await repo(['1001', { number: '1002', extra: 'max_contacts: 7' }, '1003', '1004']), 'r3', { liveObjectsLimit: 2 });
+    assert.equal(out.status, 'applied', out.error);
+    assert.ok(out.reloads.includes('res_pjsip'));
+    assert.deepEqual(liveKeys(), []);
+    assert.equal(host.asterisk.liveState().aors['1002']!.max_contacts, '7');
+    assert.equal((await state()).live, undefined);
+  });
+});
