@@ -88,6 +88,26 @@ describe('daemon', function () {
     assert.ok(stages.fetch! > 0, JSON.stringify(stages));
   });
 
+  it('applies a pushed extension as live objects, then folds them into pjsip.conf once pushes stop', async () => {
+    await host.stop();
+    host = await startPbxHost({ liveObjects: { foldAfterSeconds: 1 } });
+    const d = await startDaemon();
+    const reloads = host.asterisk.reloadCount('res_pjsip');
+    await pushAndNotify(['1001', '1002']);
+    const second = await d.finished(2);
+    assert.equal(second.status, 'applied');
+    assert.equal(second.liveObjectEdits, 4);
+    assert.equal(host.asterisk.reloadCount('res_pjsip'), reloads, 'the push reloaded res_pjsip');
+    assert.ok(host.asterisk.astdbEntries().some(([k]) => k === '/pbx-agent-live/endpoint/1002'));
+
+    await d.waitFor((lines) => lines.some((l) => l.event === 'live.folded'), 'the fold');
+    assert.equal(host.asterisk.reloadCount('res_pjsip'), reloads + 1);
+    assert.deepEqual(host.asterisk.astdbEntries().filter(([k]) => k.startsWith('/pbx-agent-live/')), []);
+    assert.deepEqual(host.asterisk.liveEndpoints(), ['1001', '1002']);
+    assert.equal((await new StateStore(host.stateDir).read()).live, undefined);
+    assert.equal(d.events('live.folded').length, 1);
+  });
+
   it('accepts GitLab and Gitea/Forgejo webhooks too, and ignores pushes to other branches', async () => {
     const d = await startDaemon();
     await pushAndNotify(['1001', '1002'], 'gitlab');

@@ -57,7 +57,7 @@ export async function startPbxHost(
      * Live objects as bootstrap.sh sets them up: Asterisk started with the sorcery.conf mapping
      * (`mapping`, default true) and ARI, and the agent's settings enabling them.
      */
-    liveObjects?: { mapping?: boolean };
+    liveObjects?: { mapping?: boolean; foldAfterSeconds?: number };
   } = {},
 ): Promise<PbxHost> {
   const root = await tempDir('pbx-agent-host-');
@@ -105,7 +105,7 @@ export async function startPbxHost(
       '    connect_timeout_seconds: 2',
       '    action_timeout_seconds: 5',
       ...(options.liveObjects
-        ? ['  live_objects:', '    enabled: true', `    ari_url: ${asterisk.ariUrl}`, `    username: ${AMI_USER}`, `    secret_file: ${path.join(agentDir, 'ari.secret')}`]
+        ? ['  live_objects:', '    enabled: true', `    ari_url: ${asterisk.ariUrl}`, `    username: ${AMI_USER}`, `    secret_file: ${path.join(agentDir, 'ari.secret')}`, ...(options.liveObjects.foldAfterSeconds ? [`    fold_after_seconds: ${options.liveObjects.foldAfterSeconds}`] : [])]
         : []),
       '',
     ].join('\n'),
