@@ -48,6 +48,25 @@ describe('git source', () => {
     return { dir, commit, options };
   }
 
+  it('finds the fetched commit whether the branch ref is a loose file or packed by gc', async () => {
+    const remote = await signedRemote();
+    const first = await remote.commit('pbx.yaml', true);
+    const clone = path.join(remote.dir, 'clone');
+    const source = new GitSource({ ...remote.options(clone), allowedSignersFile: undefined } as GitSourceOptions);
+    // A clone packs its refs; a later fetch writes the refs it updates as loose files.
+    const cloned = await source.fetch();
+    assert.ok(cloned.ok && cloned.commit === first, JSON.stringify(cloned));
+    const second = await remote.commit('extensions.yaml', true);
+    const loose = await source.fetch(first);
+    assert.ok(loose.ok && loose.commit === second, JSON.stringify(loose));
+    assert.equal((await readFile(path.join(clone, '.git/refs/remotes/origin/main'), 'utf8')).trim(), second);
+    // No loose ref left: the answer comes from git itself.
+    await git(clone, 'pack-refs', '--all');
+    await assert.rejects(stat(path.join(clone, '.git/refs/remotes/origin/main')));
+    const packed = await source.fetch(second);
+    assert.ok(packed.ok && packed.commit === second, JSON.stringify(packed));
+  });
+
   it('applies a commit signed by an allowed SSH key and refuses an unsigned one', async () => {
     const remote = await signedRemote();
     const signed = await remote.commit('pbx.yaml', true);

@@ -6,7 +6,7 @@
  * - An absolute path to a directory is used as it is (local-path mode, for trying the agent out):
  *   its working tree is read directly, uncommitted edits included.
  */
-import { access, mkdir, rm } from 'node:fs/promises';
+import { access, mkdir, readFile, rm } from 'node:fs/promises';
 import path from 'node:path';
 import { simpleGit, type SimpleGit } from 'simple-git';
 import { workTreeRevision } from './revision.js';
@@ -172,10 +172,12 @@ export class GitSource {
     const wanted = ref ?? `refs/remotes/origin/${branch}`;
     // `rev-parse --verify --quiet` fails with an exit code only, which simple-git does not turn
     // into an error: an empty answer means the ref does not exist.
-    const commit = await git
-      .revparse(['--verify', '--quiet', `${wanted}^{commit}`])
-      .then((out) => out.trim())
-      .catch(() => '');
+    const commit =
+      (ref ? undefined : await looseRef(workDir, wanted)) ??
+      (await git
+        .revparse(['--verify', '--quiet', `${wanted}^{commit}`])
+        .then((out) => out.trim())
+        .catch(() => ''));
     if (!/^[0-9a-f]{40,64}$/.test(commit)) {
       return {
         ok: false,
@@ -225,6 +227,19 @@ export class GitSource {
     await git.raw(['clean', '-ffdqx']);
     return { ok: true, dir: workDir, revision: commit.slice(0, 12), commit, localPath: false };
   }
+}
+
+/**
+ * The commit a branch ref points to, read from its loose ref file, or undefined when there is
+ * none (packed by gc, or another ref storage): the caller then asks git. A fetch writes the refs it
+ * updates as loose files, and a loose ref wins over a packed one (gitrepository-layout(5)), so
+ * this is what `rev-parse` would answer, without a git child: each is a fork of the daemon.
+ */
+async function looseRef(workDir: string, name: string): Promise<string | undefined> {
+  if (!/^refs\/remotes\/origin\/[A-Za-z0-9._/-]+$/.test(name) || name.includes('..')) return undefined;
+  const text = await readFile(path.join(workDir, '.git', name), 'utf8').catch(() => '');
+  const id = text.trim();
+  return /^[0-9a-f]{40}$|^[0-9a-f]{64}$/.test(id) ? id : undefined;
 }
 
 /** git's own reason: the `fatal:` line if there is one, else the last line it printed. */
