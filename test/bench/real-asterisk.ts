@@ -70,6 +70,9 @@ const BUDGET_10K_MS = 2000;
 const BUDGET_1K_MS = 300;
 const RSS_BUDGET_MB: Record<number, number> = { 1000: 80, 10000: 100 };
 
+/** The daemon folds live objects fold_after_seconds (30 s, bootstrap's default) after the last change. */
+const FOLD_WAIT_MS = 3 * 60_000;
+
 /** How long one push may take to be applied: a first apply of 9,000 extensions takes minutes. */
 const OP_TIMEOUT_MS = 5 * 60_000;
 const SETUP_TIMEOUT_MS = 20 * 60_000;
@@ -124,14 +127,20 @@ class JournalTail {
     for (const w of this.waiters.splice(0)) w();
   }
 
-  find(pred: (e: Event) => boolean): JournalLine | undefined {
-    return this.lines.find((l) => pred(l.event));
+  find(pred: (e: Event) => boolean, skip = 0): JournalLine | undefined {
+    let left = skip;
+    return this.lines.find((l) => pred(l.event) && left-- === 0);
   }
 
-  async waitFor(pred: (e: Event) => boolean, timeoutMs: number): Promise<JournalLine | undefined> {
+  count(pred: (e: Event) => boolean): number {
+    return this.lines.filter((l) => pred(l.event)).length;
+  }
+
+  /** The first line matching `pred` after the first `skip` such lines, waiting up to timeoutMs. */
+  async waitFor(pred: (e: Event) => boolean, timeoutMs: number, skip = 0): Promise<JournalLine | undefined> {
     const deadline = Date.now() + timeoutMs;
     for (;;) {
-      const hit = this.find(pred);
+      const hit = this.find(pred, skip);
       if (hit) return hit;
       const left = deadline - Date.now();
       if (left <= 0) return undefined;
@@ -188,6 +197,8 @@ interface OpResult {
   status: string;
   changedFiles: string[];
   reloads: string[];
+  /** Live-object edits sent instead of a res_pjsip reload (reconcile.finished liveObjectEdits). */
+  liveObjectEdits: number;
   pushMs: number;
   appliedMs: number;
   durationMs: number;
@@ -354,6 +365,7 @@ async function measure(ctx: BenchContext, h: E2eHost, journal: JournalTail, info
 
   const reloads: ReloadResult[] = [];
   const ops: OpResult[] = [];
+  const folds: FoldResult[] = [];
   const noops: NoopResult[] = [];
   const memory: MemoryResult[] = [];
   const clone = h.c.at('/home/git/clone');
@@ -383,7 +395,7 @@ async function measure(ctx: BenchContext, h: E2eHost, journal: JournalTail, info
     for (let c = 0; c < CYCLES; c++) {
       const n = String(added++);
       ctx.log(`real-asterisk: ${count(size)}: cycle ${c + 1}/${CYCLES}: add, rename, ring time, remove ${n}`);
-      ops.push(...(await cycle(ctx, h, journal, size, n)));
+      ops.push(...(await cycle(ctx, h, journal, size, n, folds)));
     }
 
     ctx.log(`real-asterisk: ${count(size)}: ${NOOP_RUNS} no-op pushes (README)`);
@@ -393,7 +405,7 @@ async function measure(ctx: BenchContext, h: E2eHost, journal: JournalTail, info
   }
   const agentErrors = journal.lines.filter((l) => ['warn', 'error', 'fatal'].includes(String(l.event.level)));
 
-  return report({ setupRows, reloads, ops, noops, memory, asteriskVersion, nodeVersion: info.nodeVersion, agentErrors });
+  return report({ setupRows, reloads, ops, folds, noops, memory, asteriskVersion, nodeVersion: info.nodeVersion, agentErrors });
 }
 
 async function waitLogged(ctx: BenchContext, journal: JournalTail, commit: string, timeoutMs: number, what: string): Promise<JournalLine | undefined> {
@@ -434,7 +446,7 @@ function entryYaml(n: string, name: string, ring?: number): string {
 }
 
 /** One extension added, renamed, given another ring time and removed, each a push + webhook. */
-async function cycle(ctx: BenchContext, h: E2eHost, journal: JournalTail, size: number, n: string): Promise<OpResult[]> {
+async function cycle(ctx: BenchContext, h: E2eHost, journal: JournalTail, size: number, n: string, folds: FoldResult[]): Promise<OpResult[]> {
   const file = h.c.at(`/home/git/clone/${EDITED_FILE}`);
   const base = await readFile(file, 'utf8');
   const withNewline = base.endsWith('\n') ? base : `${base}\n`;
@@ -463,6 +475,7 @@ async function cycle(ctx: BenchContext, h: E2eHost, journal: JournalTail, size: 
       status: String(e.status ?? 'no reconcile.finished'),
       changedFiles: (e.changedFiles as string[] | undefined) ?? [],
       reloads: (e.reloads as string[] | undefined) ?? [],
+      liveObjectEdits: Number(e.liveObjectEdits ?? 0),
       pushMs,
       appliedMs: line ? line.at - sentAt : NaN,
       durationMs: Number(e.durationMs ?? NaN),
@@ -470,7 +483,7 @@ async function cycle(ctx: BenchContext, h: E2eHost, journal: JournalTail, size: 
       seenMs: user.at - sentAt,
       seenAttempts: user.attempts,
     };
-    ctx.log(`real-asterisk:   ${op} ${n}: ${r.status}, push→applied ${ms(r.appliedMs)} ms (agent ${r.durationMs} ms), push→${seenLabel} ${ms(r.seenMs)} ms; reloads ${r.reloads.join(',') || '-'}`);
+    ctx.log(`real-asterisk:   ${op} ${n}: ${r.status}, push→applied ${ms(r.appliedMs)} ms (agent ${r.durationMs} ms), push→${seenLabel} ${ms(r.seenMs)} ms; reloads ${r.reloads.join(',') || '-'}; live-object edits ${r.liveObjectEdits}`);
     results.push(r);
   };
 
@@ -486,8 +499,34 @@ async function cycle(ctx: BenchContext, h: E2eHost, journal: JournalTail, size: 
   await step('add', withNewline + entryYaml(n, `Bench ${n}`), 'registrable', registers);
   await step('rename (pjsip.conf only)', withNewline + entryYaml(n, `Renamed ${n}`), 'seen', cliHas(`pjsip show endpoint ${n}`, new RegExp(`callerid\\s*:\\s*"Renamed ${n}" <${n}>`)));
   await step(`ring time → ${RING_SECONDS} s (extensions.conf only)`, withNewline + entryYaml(n, `Renamed ${n}`, RING_SECONDS), 'seen', cliHas(`dialplan show ${n}@internal`, new RegExp(`\\(${n},${RING_SECONDS},`)));
+  // The extension is in pjsip.conf as Asterisk loaded it once the fold has run: its removal is
+  // the harder case (a lock-out until the next fold), not the deletion of a live object.
+  await fold(ctx, journal, size, folds);
   await step('remove', base, 'gone', refused);
+  await fold(ctx, journal, size, folds);
   return results;
+}
+
+interface FoldResult {
+  size: number;
+  /** live.folded's ms: the res_pjsip reload, the astdb family dropped, the read-back. */
+  ms: number;
+  added: number;
+  changed: number;
+  removed: number;
+}
+
+const isFolded = (e: Event) => e.event === 'live.folded';
+
+/** Waits for the daemon's next fold of live objects (fold_after_seconds after the last change). */
+async function fold(ctx: BenchContext, journal: JournalTail, size: number, folds: FoldResult[]): Promise<void> {
+  const before = journal.count(isFolded);
+  const line = await journal.waitFor(isFolded, FOLD_WAIT_MS, before);
+  if (!line) throw new Error(`no live.folded within ${FOLD_WAIT_MS / 1000} s`);
+  const e = line.event;
+  const result = { size, ms: Number(e.ms), added: Number(e.added), changed: Number(e.changed), removed: Number(e.removed) };
+  ctx.log(`real-asterisk:   fold: ${result.ms} ms (${result.added} added, ${result.changed} changed, ${result.removed} removed)`);
+  folds.push(result);
 }
 
 async function managedFilesStat(h: E2eHost): Promise<string> {
@@ -613,6 +652,7 @@ function report(r: {
   setupRows: string[][];
   reloads: ReloadResult[];
   ops: OpResult[];
+  folds: FoldResult[];
   noops: NoopResult[];
   memory: MemoryResult[];
   asteriskVersion: string;
@@ -677,7 +717,7 @@ function report(r: {
         count(size),
         op,
         statuses,
-        [...new Set(xs.flatMap((o) => o.reloads))].join(',') || '-',
+        [...new Set([...xs.flatMap((o) => o.reloads), ...(xs.some((o) => o.liveObjectEdits > 0) ? ['live objects'] : [])])].join(',') || '-',
         med(xs.map((o) => o.pushMs)),
         med(applied),
         med(xs.map((o) => o.durationMs)),
@@ -690,7 +730,7 @@ function report(r: {
     }
   }
   const opTable: Table = {
-    title: `Through the daemon on a push with webhook: one extension at a time (median of ${CYCLES} cycles of add → rename → ring time → remove)`,
+    title: `Through the daemon on a push with webhook: one extension at a time (median of ${CYCLES} cycles of add → rename → ring time → fold → remove → fold)`,
     columns: [
       { header: 'extensions' },
       { header: 'change', align: 'left' },
@@ -709,6 +749,7 @@ function report(r: {
     notes: [
       'push→applied: from the webhook POST (sent right after `git push` returned) to the journal timestamp of the reconcile.finished line of that commit, which the agent logs after its own verify.',
       'agent ms: that line\'s durationMs (the reconcile, from render on); fetch … verify: its stages (fetch: the git fetch and checkout before the reconcile); outside: push→applied − agent ms (webhook, git fetch, queueing, logging).',
+      'reloads: modules reloaded; live objects: res_pjsip changed through astdb/ARI instead (README, Live objects). The removal comes after a fold, so it locks out an extension pjsip.conf defined.',
       'push→user sees: registrable = sipp REGISTER with the password gets 200; seen = `pjsip show endpoint` shows the new callerid / `dialplan show` the new ring time;',
       `gone = REGISTER with the right password is refused with 401. Probes start with the webhook and are retried (sipp: ${SIPP_PAUSE_MS} ms pause, asterisk -rx: ${CLI_PAUSE_MS} ms)`,
       `until ${PROBE_GRACE_MS / 1000} s after the agent's run ended; they compete for the CPUs with the reconcile they wait for; their resolution is one try.`,
@@ -782,7 +823,17 @@ function report(r: {
     ],
   };
 
-  const tables = [setup, reloadTable, opTable, noopTable, memTable];
+  const foldTable: Table = {
+    title: 'Folding live objects into pjsip.conf: in the background, 30 s (fold_after_seconds) after the last change, one per cycle after the ring-time change and one after the removal',
+    columns: [{ header: 'extensions' }, { header: 'folds' }, { header: 'median ms' }, { header: 'min ms' }, { header: 'max ms' }, { header: 'objects per fold', align: 'left' }],
+    rows: [...new Set(r.folds.map((f) => f.size))].map((size) => {
+      const xs = r.folds.filter((f) => f.size === size);
+      const t = xs.map((f) => f.ms);
+      return [count(size), String(xs.length), ms(median(t)), ms(Math.min(...t)), ms(Math.max(...t)), [...new Set(xs.map((f) => `${f.added} added, ${f.changed} changed, ${f.removed} removed`))].join('; ')];
+    }),
+    notes: ['ms: live.folded\'s: the res_pjsip reload, then DBDelTree of the family, then the folded extensions read back. A push that arrives meanwhile waits for it.'],
+  };
+  const tables = [setup, reloadTable, opTable, foldTable, noopTable, memTable];
   if (r.agentErrors.length > 0) {
     const byEvent = new Map<string, JournalLine[]>();
     for (const l of r.agentErrors) byEvent.set(`${String(l.event.level)} ${String(l.event.event)}`, [...(byEvent.get(`${String(l.event.level)} ${String(l.event.event)}`) ?? []), l]);
