@@ -259,7 +259,7 @@ async function reconcileSteps(run: Run, state: AgentState): Promise<Verdict> {
     const liveNow = pjsipReport?.how !== 'live' ? (pjsipReport ? undefined : state.live)
       // Nothing left live (an extension created live and deleted again): nothing to fold.
       : live!.record.added.length + live!.record.changed.length + live!.record.removed.length === 0 ? undefined
-      : { ...live!.record, since: state.live?.since ?? deps.now().toISOString() };
+      : { ...live!.record, since: state.live?.since ?? deps.now().toISOString(), updated: deps.now().toISOString() };
     const applied = {
       revision: source.revision,
       ...(source.commit ? { commit: source.commit } : {}),

@@ -24,6 +24,16 @@ export const AmiSettings = z
   })
   .describe('How the agent reaches Asterisk Manager (AMI).');
 
+/** An http:// URL on this host: the only place the agent sends ARI's Basic-auth password. */
+function loopbackHttp(url: string): boolean {
+  try {
+    const u = new URL(url);
+    return u.protocol === 'http:' && ['127.0.0.1', 'localhost', '[::1]'].includes(u.hostname);
+  } catch {
+    return false;
+  }
+}
+
 /**
  * Extensions changed live as dynamic PJSIP objects instead of a res_pjsip reload (README, Large
  * PBXs). Needs sorcery.conf to map endpoint, auth and aor to `astdb,pbx-agent-live` before
@@ -33,7 +43,12 @@ export const AmiSettings = z
 export const LiveObjectsSettings = z
   .strictObject({
     enabled: z.boolean().default(false).describe('Apply a change of a few extensions as live objects (astdb + ARI) when Asterisk has the mapping.'),
-    ari_url: z.string().url().default('http://127.0.0.1:8088').describe("Asterisk's HTTP server with ARI (http.conf, ari.conf); keep it on loopback."),
+    ari_url: z
+      .string()
+      .url({ error: 'expected a URL such as http://127.0.0.1:8088' })
+      .refine(loopbackHttp, { error: "expected http:// on loopback (127.0.0.1, ::1 or localhost): ARI's password goes over it in clear text" })
+      .default('http://127.0.0.1:8088')
+      .describe("Asterisk's HTTP server with ARI (http.conf, ari.conf), on loopback."),
     username: z.string().regex(/^[A-Za-z0-9_.-]{1,64}$/, { error: 'expected an ari.conf user name' }).default('pbx-agent'),
     secret_file: AbsolutePath.default('/etc/pbx-agent/ari.secret').describe('File holding the ARI password (one line, not readable by other users).'),
     max_extensions: z.number().int().min(1).max(1000).default(20).describe('A change of more extensions than this reloads res_pjsip instead.'),

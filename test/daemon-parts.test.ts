@@ -45,6 +45,26 @@ describe('daemon parts', () => {
       assert.equal(runner.stats.collapsed, 10);
     });
 
+    it('never lets a fold of live objects take the place of a sync that is waiting', async () => {
+      const reasons: TriggerReason[] = [];
+      const gate = deferred();
+      const runner = new SyncRunner(async (reason) => {
+        reasons.push(reason);
+        if (reasons.length === 1) await gate.promise;
+        return { ok: true };
+      }, { backoffBaseMs: 1000, backoffMaxMs: 8000 });
+      runner.request('startup');
+      runner.request('webhook');
+      runner.request('fold');
+      gate.resolve();
+      await runner.idle();
+      assert.deepEqual(reasons, ['startup', 'webhook']);
+      // Alone, a fold runs; and a sync asked for after it still takes its place.
+      runner.request('fold');
+      await runner.idle();
+      assert.deepEqual(reasons, ['startup', 'webhook', 'fold']);
+    });
+
     it('starts on the first push at once and folds the rest of the burst into one follow-up run', async () => {
       const reasons: TriggerReason[] = [];
       const gate = deferred();

@@ -8,6 +8,7 @@ import { reconcile, type ReconcileOutcome } from '../agent/reconcile.js';
 import { StateStore } from '../agent/record/state.js';
 import { foldLiveObjects } from '../agent/reload/fold.js';
 import { LIVE_OBJECTS_FAMILY } from '../agent/asterisk/live-objects.js';
+import { AgentSettings } from '../schemas/agent-settings.js';
 import { BASE_PBX, extensionsYaml, makeRepo, removeTempRepos } from './support/config-repo.js';
 import { startPbxHost, type PbxHost } from './support/pbx-host.js';
 
@@ -124,6 +125,41 @@ describe('live objects: a few extensions without a res_pjsip reload', () => {
     assert.ok(first.reloads.includes('res_pjsip') && second.reloads.includes('res_pjsip'));
     assert.equal(events('live.unavailable').length, 1);
     assert.deepEqual(liveKeys(), [], 'the probe left nothing behind');
+  });
+
+  it('drops live objects the state file does not know of at every res_pjsip reload, so a good change is not blamed for them', async () => {
+    host = await startPbxHost({ liveObjects: {} });
+    await run(await repo(['1001', '1002']), 'r1');
+    await run(await repo(['1001', { number: '1002', extra: 'max_contacts: 5' }]), 'r2');
+    // The record is lost (a state directory restored from a backup), the object is not.
+    const store = new StateStore(host.stateDir);
+    const { live: _lost, ...rest } = await store.read();
+    await store.write(rest);
+    const out = await run(await repo(['1001', { number: '1002', extra: 'max_contacts: 7' }, '1003', '1004']), 'r3', { liveObjectsLimit: 2 });
+    assert.equal(out.status, 'applied', out.error);
+    assert.equal(host.asterisk.liveState().aors['1002']!.max_contacts, '7');
+    assert.deepEqual(liveKeys(), []);
+  });
+
+  it('folds only once the last live write is fold_after_seconds old, and says how long is left', async () => {
+    host = await startPbxHost({ liveObjects: {} });
+    await run(await repo(['1001']), 'r1');
+    await run(await repo(['1001', '1002']), 'r2');
+    const early = await foldLiveObjects(host.deps(), 60_000);
+    assert.ok(typeof early === 'object' && early.notYet > 55_000 && early.notYet <= 60_000, JSON.stringify(early));
+    assert.equal(liveKeys().length, 3, 'nothing was folded');
+    const later = host.deps();
+    later.now = () => new Date(Date.now() + 61_000);
+    assert.equal(await foldLiveObjects(later, 60_000), 'folded');
+    assert.deepEqual(liveKeys(), []);
+  });
+
+  it('refuses an ARI URL that would carry the password off this host or in the open', () => {
+    const settings = (url: string) => AgentSettings.safeParse({ asterisk: { live_objects: { enabled: true, ari_url: url } } }).success;
+    assert.equal(settings('http://127.0.0.1:8088'), true);
+    assert.equal(settings('http://[::1]:8088'), true);
+    assert.equal(settings('http://10.0.0.5:8088'), false);
+    assert.equal(settings('https://127.0.0.1:8089'), false);
   });
 
   it('drops the live objects whenever res_pjsip reloads for a larger change, so none hides the newer file', async () => {

@@ -26,6 +26,11 @@ export type LiveObjectType = 'endpoint' | 'auth' | 'aor';
 
 export interface LiveObjectStore {
   /**
+   * Live objects are enabled (ARI configured): every res_pjsip reload then drops the family,
+   * whatever the state file says (it may have been lost, or a write may have landed late).
+   */
+  readonly enabled: boolean;
+  /**
    * Whether Asterisk has the mapping live: probed once per AMI connection (a restart is a new
    * connection). `reason` says why not, for the log; `probed` is true when this call asked.
    */
@@ -36,6 +41,8 @@ export interface LiveObjectStore {
   create(type: LiveObjectType, id: string, fields: readonly AriField[]): Promise<void>;
   /** ARI DELETE through sorcery; false when there was no such object in astdb. */
   delete(type: LiveObjectType, id: string): Promise<boolean>;
+  /** AMI DBDel of one object, no observer runs; false when it was not there. */
+  drop(type: LiveObjectType, id: string): Promise<boolean>;
   /** AMI DBDelTree of the whole family: pjsip.conf alone again. False when it was empty. */
   clear(): Promise<boolean>;
   close(): void;
@@ -72,6 +79,8 @@ export function amiAriLiveObjects(client: AmiClient, ari?: AriClient): LiveObjec
       }
       // pjsip_cli.c prints "Unable to find object <id>." when no mapping has it.
       const found = output.some((line) => new RegExp(`^\\s*Aor:\\s+${PROBE_ID}\\b`).test(line));
+      // While Asterisk boots, res_pjsip may not be answering yet: a "no" then proves nothing.
+      if (!found && !client.fullyBooted) return { live: false, reason: 'Asterisk has not fully booted yet', probed: false };
       known = found
         ? { live: true }
         : {
@@ -82,7 +91,9 @@ export function amiAriLiveObjects(client: AmiClient, ari?: AriClient): LiveObjec
           };
       return { ...known, probed: true };
     },
+    enabled: ari !== undefined,
     write: (type, id, json) => client.dbPut(`${LIVE_OBJECTS_FAMILY}/${type}`, id, json),
+    drop: async (type, id) => (await client.action({ Action: 'DBDel', Family: `${LIVE_OBJECTS_FAMILY}/${type}`, Key: id })).response === 'Success',
     create: (type, id, fields) => needAri().putObject(type, id, fields),
     delete: (type, id) => needAri().deleteObject(type, id),
     clear: () => client.dbDelTree(LIVE_OBJECTS_FAMILY),

@@ -156,8 +156,8 @@ export class Daemon {
     let applied = false;
     try {
       if (reason === 'fold') {
-        this.foldTimer = undefined;
-        const result = await withReconcileLock(this.settings.state_dir, undefined, () => foldLiveObjects(this.deps!));
+        const result = await withReconcileLock(this.settings.state_dir, undefined, () => foldLiveObjects(this.deps!, this.foldAfterMs));
+        if (typeof result === 'object') this.setFoldTimer(result.notYet);
         return { ok: result !== 'failed' };
       }
       if (!this.ami.client.connected) {
@@ -203,16 +203,29 @@ export class Daemon {
     if (this.stopping) return;
     const state = await this.state.read().catch(() => undefined);
     if (!state?.live) {
-      clearTimeout(this.foldTimer);
-      this.foldTimer = undefined;
+      this.setFoldTimer(undefined);
       return;
     }
     if (this.foldTimer && !applied) return;
+    // The fold itself checks the quiet time against the state (the last live write may be a
+    // CLI run's), and asks for the rest if the timer was early.
+    this.setFoldTimer(this.foldAfterMs);
+  }
+
+  private get foldAfterMs(): number {
+    return this.settings.asterisk.live_objects.fold_after_seconds * 1000;
+  }
+
+  /** One fold timer at most: `delayMs` undefined clears it. */
+  private setFoldTimer(delayMs: number | undefined): void {
     clearTimeout(this.foldTimer);
-    this.foldTimer = setTimeout(() => {
-      this.foldTimer = undefined;
+    this.foldTimer = undefined;
+    if (delayMs === undefined || this.stopping) return;
+    const timer = setTimeout(() => {
+      if (this.foldTimer === timer) this.foldTimer = undefined;
       this.runner.request('fold');
-    }, this.settings.asterisk.live_objects.fold_after_seconds * 1000);
+    }, delayMs);
+    this.foldTimer = timer;
   }
 
   private notifyReady(status: string): void {
@@ -270,7 +283,7 @@ export class Daemon {
   async stop(signal: string = 'stop'): Promise<void> {
     if (this.stopping) return;
     this.stopping = true;
-    clearTimeout(this.foldTimer);
+    this.setFoldTimer(undefined);
     logEvent(this.log, 'info', 'daemon.stopping', { signal, busy: this.runner.busy }, this.runner.busy ? 'finishing the reconcile in progress, then exiting' : 'exiting');
     // A fetch in progress may be cut; a write+reload+verify in progress is waited for below.
     this.abort.abort();

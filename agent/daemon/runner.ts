@@ -49,7 +49,9 @@ export class SyncRunner {
     if (this.running) {
       // Folded into one follow-up run, which starts when this one ends and sees every change.
       if (this.followUp !== undefined) this.stats.collapsed++;
-      this.followUp = reason;
+      // A fold does not fetch: it never takes the place of a sync that is waiting (the fold is
+      // asked for again once that sync has run).
+      if (reason !== 'fold' || this.followUp === undefined) this.followUp = reason;
       return;
     }
     this.running = this.loop(reason);

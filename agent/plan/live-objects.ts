@@ -34,12 +34,14 @@ export interface LiveObjectsRecord {
   removed: string[];
   /** When the first of them was written. */
   since: string;
+  /** When the last of them was written: the fold waits for fold_after_seconds after it. */
+  updated?: string;
 }
 
 export type LiveObjectsPlan =
   | {
       edits: LiveObjectEdit[];
-      record: Omit<LiveObjectsRecord, 'since'>;
+      record: Omit<LiveObjectsRecord, 'since' | 'updated'>;
       /** Removed extensions that stay listed, locked out, until the fold (verified by their auth). */
       lockedOut: string[];
     }

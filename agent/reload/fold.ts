@@ -15,13 +15,19 @@ import { scaledReloadTimeout } from '../reconcile.js';
 import { describeMismatches, verifyLiveState } from '../verify/index.js';
 import { reloadModules } from './index.js';
 
-export type FoldResult = 'nothing' | 'folded' | 'deferred' | 'failed';
+export type FoldResult = 'nothing' | 'folded' | 'deferred' | 'failed' | { notYet: number };
 
-export async function foldLiveObjects(deps: ReconcileDeps): Promise<FoldResult> {
+/**
+ * `quietMs`: fold only once the last live write is this old; otherwise `{ notYet: ms left }` (a
+ * timer may fire early: it was set before a later change, or by another process's run).
+ */
+export async function foldLiveObjects(deps: ReconcileDeps, quietMs = 0): Promise<FoldResult> {
   const state = await deps.state.read();
   const live = state.live;
   // A pending change reloads res_pjsip itself on the next run, which drops the live objects.
   if (!live || state.pending) return 'nothing';
+  const quietFor = deps.now().getTime() - Date.parse(live.updated ?? live.since);
+  if (quietFor < quietMs) return { notYet: quietMs - quietFor };
   const numbers = [...live.added, ...live.changed];
   const removed = live.removed ?? [];
   const pjsipPath = MANAGED_FILES.find((f) => f.module === 'res_pjsip')!.path;
@@ -30,6 +36,12 @@ export async function foldLiveObjects(deps: ReconcileDeps): Promise<FoldResult> 
   const same = comparePjsip(body, body);
   const started = performance.now();
   try {
+    // A removed extension whose endpoint or aor is a live object would still be there while the
+    // reload re-synchronizes qualify, and deleting it afterwards runs no observer: its OPTIONS
+    // and device state would linger. Its auth stays, locked out, until the family goes.
+    for (const number of removed) {
+      for (const type of ['endpoint', 'aor'] as const) await deps.asterisk.liveObjects?.drop(type, number);
+    }
     await reloadModules(deps.asterisk, ['res_pjsip'], scaledReloadTimeout(deps.options.reloadTimeoutMs, same.extensionsBefore), { dropLiveObjects: true });
   } catch (e) {
     // Asterisk away or busy: the live objects stay, and are folded after the next quiet spell.

@@ -69,7 +69,8 @@ export async function reloadModules(
     }
     // Reloading a module twice is harmless.
     await onceMoreIfDropped(module, timeoutMs, () => asterisk.reload(module, timeoutMs));
-    if (module === 'res_pjsip' && (live.pjsip || live.dropLiveObjects) && asterisk.liveObjects) await onceMoreIfDropped(module, timeoutMs, async () => void (await asterisk.liveObjects!.clear()));
+    const store = asterisk.liveObjects;
+    if (module === 'res_pjsip' && store && (live.pjsip || live.dropLiveObjects || store.enabled)) await onceMoreIfDropped(module, timeoutMs, async () => void (await asterisk.liveObjects!.clear()));
     done.push({ module, how: 'reload', ms: performance.now() - start, ...(fellBack !== undefined ? { fellBack } : {}) });
   }
   // A reload sent before FullyBooted is only queued (DESIGN.md): wait for boot before verifying.
