@@ -21,6 +21,17 @@ import { buildRelease } from '../support/release.js';
 /** The room test needs one host: the bootstrap's default Node.js line. */
 const CONFERENCE_NODE_MAJOR = 24;
 
+/** The `skip`+1-th journal line of this event (matching `where`), waiting up to `timeoutMs`. */
+async function waitForEvent(h: E2eHost, event: string, skip: number, timeoutMs: number, where: (l: Record<string, unknown>) => boolean = () => true): Promise<Record<string, unknown> | undefined> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const found = (await h.journal()).filter((l) => l.event === event && where(l));
+    if (found.length > skip) return found[skip];
+    if (Date.now() > deadline) return undefined;
+    await new Promise((r) => setTimeout(r, 1000));
+  }
+}
+
 describe('end to end: a fresh host booted with systemd, bootstrapped from the release as cloud-init would', function () {
   this.timeout(20 * 60_000);
   let rootfs: string;
@@ -159,6 +170,9 @@ describe('end to end: a fresh host booted with systemd, bootstrapped from the re
         assert.ok(journal.some((l) => l.event === 'webhook.push'), 'the webhook triggered the sync');
         const finished = journal.find((l) => l.event === 'reconcile.finished' && l.revision === commit.slice(0, 12));
         assert.equal(finished?.status, 'applied');
+        // The bootstrap set up live objects: the new extension came as live objects, not by a reload.
+        assert.ok(Number(finished?.liveObjectEdits) > 0, `not applied as live objects: ${JSON.stringify(finished)}`);
+        assert.ok(!(finished?.reloads as string[]).includes('res_pjsip'), `res_pjsip was reloaded: ${JSON.stringify(finished)}`);
         const wrong = await h.sipp('register-401', '2003', 'Not-The-Password-123', 5082);
         assert.equal(wrong.code, 0, `a wrong password was not answered 401:\n${wrong.stdout.slice(-1500)}`);
         await h.note(
@@ -288,6 +302,40 @@ describe('end to end: a fresh host booted with systemd, bootstrapped from the re
           assert.match(both, /^Local\/801@internal-\S+;2 +WE +pbx-agent-conf-801-member +pbx-agent-conf-801 /m);
         });
       }
+
+      it('folds live objects into pjsip.conf once pushes stop, then removes an extension at once: 401 for its phone, gone at the next fold', async () => {
+        // The extension added live above is folded once no change has come for fold_after_seconds.
+        const folded = await waitForEvent(h, 'live.folded', 0, 150_000);
+        assert.ok(folded, 'no live.folded within 150 s');
+        let db = '';
+        for (const deadline = Date.now() + 150_000; Date.now() < deadline; await new Promise((r) => setTimeout(r, 1000))) {
+          db = (await h.c.exec(['asterisk', '-rx', 'database show pbx-agent-live'])).stdout;
+          if (/^0 results found\.$/m.test(db)) break;
+        }
+        assert.match(db, /^0 results found\.$/m, `live objects left after the folds:\n${db}`);
+        const foldsBefore = (await h.journal()).filter((l) => l.event === 'live.folded').length;
+        assert.equal((await h.sipp('register-200', '2003', PASSWORD('2003'), 5081)).code, 0, '2003 does not register after the fold');
+
+        const commit = await h.pushExtensions(['2001', '2002']);
+        assert.equal(await h.webhook(commit), 202);
+        const finished = await waitForEvent(h, 'reconcile.finished', 0, 60_000, (l) => l.revision === commit.slice(0, 12));
+        assert.equal(finished?.status, 'applied', JSON.stringify(finished));
+        assert.ok(Number(finished?.liveObjectEdits) > 0, `not removed live: ${JSON.stringify(finished)}`);
+        assert.ok(!(finished?.reloads as string[]).includes('res_pjsip'), `res_pjsip was reloaded: ${JSON.stringify(finished)}`);
+        // Right after the run: the right password is refused.
+        const refused = await h.sipp('register-401', '2003', PASSWORD('2003'), 5082);
+        assert.equal(refused.code, 0, `2003 was not refused with its password after its removal:\n${refused.stdout.slice(-1500)}`);
+
+        const gone = await waitForEvent(h, 'live.folded', foldsBefore, 150_000);
+        assert.ok(gone, 'no live.folded after the removal within 150 s');
+        const endpoints = await h.c.exec(['asterisk', '-rx', 'pjsip show endpoints']);
+        assert.doesNotMatch(endpoints.stdout, /Endpoint: {2}2003\b/);
+        assert.match(endpoints.stdout, /Endpoint: {2}2002\b/);
+        await h.note(
+          'live objects: fold, removal, fold',
+          `first fold: ${JSON.stringify(folded)}\nremoval run: ${JSON.stringify(finished)}\nsecond fold: ${JSON.stringify(gone)}`,
+        );
+      });
 
       it('reloads nothing in Asterisk when the agent restarts', async () => {
         // At least a second and a half after the last reload, so that a new one would show.
