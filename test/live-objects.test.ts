@@ -58,7 +58,7 @@ describe('live objects: a few extensions without a res_pjsip reload', () => {
     assert.equal(host.asterisk.liveState().aors['1002']!.max_contacts, '5');
     assert.equal(host.asterisk.liveState().contacts['1002']?.length, 1);
     assert.deepEqual((await state()).live?.changed, ['1002']);
-    assert.equal(host.asterisk.ariRequests().length, 0, 'a change needs no ARI');
+    assert.deepEqual(host.asterisk.ariRequests().filter((r) => r.method !== 'GET'), [], 'a change writes nothing through ARI (the GET is the probe)');
   });
 
   it('locks out a removed extension at once and drops it at the fold: reload first, astdb emptied after', async () => {
@@ -160,6 +160,28 @@ describe('live objects: a few extensions without a res_pjsip reload', () => {
     assert.equal(settings('http://[::1]:8088'), true);
     assert.equal(settings('http://10.0.0.5:8088'), false);
     assert.equal(settings('https://127.0.0.1:8089'), false);
+  });
+
+  it('reloads when ARI refuses the agent\'s password, and says so once instead of failing every change', async () => {
+    host = await startPbxHost({ liveObjects: {} });
+    const deps = host.deps();
+    const { AriClient } = await import('../agent/asterisk/ari.js');
+    const { amiAriLiveObjects } = await import('../agent/asterisk/live-objects.js');
+    const wrong = amiAriLiveObjects(host.client, new AriClient({ url: host.asterisk.ariUrl, username: 'pbx-agent', password: 'not-the-password', timeoutMs: 2000 }));
+    deps.asterisk = { ...deps.asterisk, liveObjects: wrong };
+    try {
+      await reconcile(deps, { dir: await repo(['1001']), revision: 'r1' });
+      const out = await reconcile(deps, { dir: await repo(['1001', '1002']), revision: 'r2' });
+      assert.equal(out.status, 'applied', out.error);
+      assert.ok(out.reloads.includes('res_pjsip'));
+      assert.equal(events('live.fell_back').length, 0);
+      const unavailable = events('live.unavailable');
+      assert.equal(unavailable.length, 1);
+      assert.match(String(unavailable[0]!.msg), /ARI does not answer \(ARI GET res_pjsip\/aor\/pbx-agent-probe: 401/);
+      assert.doesNotMatch(JSON.stringify(host.events), /not-the-password/);
+    } finally {
+      wrong.close();
+    }
   });
 
   it('drops the live objects whenever res_pjsip reloads for a larger change, so none hides the newer file', async () => {

@@ -61,11 +61,24 @@ export class AriClient {
     }
   }
 
+  /**
+   * Whether ARI answers this user: a GET of an AOR that does not exist is 404 when the password
+   * is right (resource_asterisk.c), 401 when it is not; throws AriError otherwise.
+   */
+  async check(id: string): Promise<void> {
+    try {
+      await this.request('GET', 'aor', id);
+    } catch (e) {
+      if (e instanceof AriError && e.status === 404) return;
+      throw e;
+    }
+  }
+
   close(): void {
     this.agent.destroy();
   }
 
-  private request(method: 'PUT' | 'DELETE', type: string, id: string, body?: string): Promise<string> {
+  private request(method: 'GET' | 'PUT' | 'DELETE', type: string, id: string, body?: string): Promise<string> {
     const path = `${this.base.pathname.replace(/\/$/, '')}/ari/asterisk/config/dynamic/res_pjsip/${encodeURIComponent(type)}/${encodeURIComponent(id)}`;
     const what = `ARI ${method} res_pjsip/${type}/${id}`;
     return new Promise<string>((resolve, reject) => {

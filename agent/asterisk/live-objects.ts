@@ -79,11 +79,17 @@ export function amiAriLiveObjects(client: AmiClient, ari?: AriClient): LiveObjec
       }
       // pjsip_cli.c prints "Unable to find object <id>." when no mapping has it.
       const found = output.some((line) => new RegExp(`^\\s*Aor:\\s+${PROBE_ID}\\b`).test(line));
-      // While Asterisk boots, res_pjsip may not be answering yet: a "no" then proves nothing.
-      if (!found && !client.fullyBooted) return { live: false, reason: 'Asterisk has not fully booted yet', probed: false };
-      known = found
+      // ARI too, once: a wrong password or a disabled http.conf would otherwise fail every
+      // change after its first object and fall back to a reload.
+      const ariProblem = found ? await ari.check(PROBE_ID).then(() => undefined, (e: Error) => e.message) : undefined;
+      // While Asterisk boots, res_pjsip or ARI may not be answering yet (ARI says 503): a "no"
+      // then proves nothing, and is not remembered.
+      if ((!found || ariProblem !== undefined) && !client.fullyBooted) return { live: false, reason: 'Asterisk has not fully booted yet', probed: false };
+      known = found && ariProblem === undefined
         ? { live: true }
-        : {
+        : found
+          ? { live: false, reason: `ARI does not answer (${ariProblem}): check http.conf, ari.conf and asterisk.live_objects` }
+          : {
             live: false,
             reason:
               `Asterisk does not read PJSIP objects from astdb family ${LIVE_OBJECTS_FAMILY}: sorcery.conf lacks the mapping ` +
