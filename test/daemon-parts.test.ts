@@ -192,6 +192,11 @@ describe('daemon parts', () => {
     it('is healthy with an applied config and no failures', () => {
       assert.deepEqual(assessHealth(base, { unhealthyAfterFailures: 3, now, daemonPid: 42 }), { healthy: true, problems: [], notes: [] });
     });
+    it('notes live objects waiting to be folded, and counts a locked-out removal as still listed, without calling it unhealthy', () => {
+      const h = assessHealth({ ...base, live: { added: ['1003'], changed: [], removed: ['1002'], since: '2026-11-28T11:59:00Z' } }, { unhealthyAfterFailures: 3, now, daemonPid: 42 });
+      assert.equal(h.healthy, true);
+      assert.deepEqual(h.notes, ['live objects since 2026-11-28T11:59:00Z: 1 added, 1 removed (locked out, still listed); folded into pjsip.conf once no change has come for a while']);
+    });
     it('is unhealthy after N failed runs, naming the last error', () => {
       const h = assessHealth({ ...base, consecutiveFailures: 3, lastRun: { at: '', status: 'failed', revision: 'x', durationMs: 1, error: 'Asterisk is not reachable' } }, { unhealthyAfterFailures: 3, now, daemonPid: 42 });
       assert.deepEqual(h.problems, ['the last 3 runs failed; last error: Asterisk is not reachable']);

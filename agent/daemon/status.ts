@@ -41,6 +41,11 @@ export function assessHealth(
   if (state.pending && opts.now.getTime() - Date.parse(state.pending.at) > STALE_PENDING_MS) {
     problems.push(`a change (revision ${state.pending.revision}) has been waiting for verification since ${state.pending.at}`);
   }
+  if (state.live) {
+    const { added, changed, removed } = state.live;
+    const what = [added.length && `${added.length} added`, changed.length && `${changed.length} changed`, removed?.length && `${removed.length} removed (locked out, still listed)`].filter(Boolean).join(', ');
+    notes.push(`live objects since ${state.live.since}: ${what}; folded into pjsip.conf once no change has come for a while`);
+  }
   if (state.restartPending) notes.push(`waiting for an Asterisk restart since ${state.restartPending.since}: ${state.restartPending.reasons.join('; ')}`);
   // An error-level drift means Asterisk or the instance is not what `applied` says.
   for (const [key, d] of Object.entries(opts.drifts ?? {})) {
