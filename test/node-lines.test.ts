@@ -33,6 +33,20 @@ describe('the unit on every supported Node.js line', function () {
         assert.equal(r.stdout, `${major} object`);
       });
 
+      it("loads the whole daemon without Node's bundled undici (several MB resident that nothing uses)", () => {
+        // An ESM import of node:http reads its lazy WebSocket getters on Node.js 22 and later,
+        // which compiles undici; agent/node-http.ts is the way in that does not.
+        const script = `
+          await import(${JSON.stringify(new URL('../agent/cli/commands.ts', import.meta.url).href)});
+          await import(${JSON.stringify(new URL('../agent/daemon/index.ts', import.meta.url).href)});
+          await import(${JSON.stringify(new URL('../agent/asterisk/ari.ts', import.meta.url).href)});
+          process.stdout.write(JSON.stringify(process.moduleLoadList.filter((m) => m.includes('undici'))));
+        `;
+        const r = spawnSync(node, [...flags, '--import', 'tsx', '--input-type=module', '-e', script], { encoding: 'utf8', env: { ...process.env, ...env } });
+        assert.equal(r.status, 0, r.stderr);
+        assert.deepEqual(JSON.parse(r.stdout), []);
+      });
+
       it("hands a dropped heap's pages back to the system after a run, under the unit's flags", () => {
         // A run's worth of garbage (about 50 MB of small objects), dropped, then the daemon's
         // after-run collection. Where V8 takes gc options (Node.js 22 and later) RSS must fall by

@@ -7,7 +7,8 @@
  *
  * Plain HTTP on loopback with Basic auth (ari.conf user), one request at a time per call.
  */
-import http from 'node:http';
+// Not `import ... from 'node:http'`: that loads Node's bundled undici (see node-http.ts).
+import { http } from '../node-http.js';
 
 export class AriError extends Error {
   constructor(
