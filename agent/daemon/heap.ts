@@ -35,6 +35,7 @@ export function takesGcOptions(v8Version = process.versions.v8): boolean {
 
 export class HeapTrimmer {
   private baseline = v8.getHeapStatistics().used_heap_size;
+  private rssBaseline = process.memoryUsage.rss();
 
   private timer: NodeJS.Timeout | undefined;
 
@@ -67,13 +68,21 @@ export class HeapTrimmer {
     return this.timer !== undefined;
   }
 
-  /** After a run: collect if the heap grew enough since the last collection. True if it did. */
+  /**
+   * After a run: collect if the live heap or the process's RSS grew enough since the last
+   * collection. True if it did. RSS counts too: when V8 has run an ordinary major collection of
+   * its own meanwhile, the live heap is small again but the pages stay resident (measured on
+   * Node 24 under the unit's flags: 180 MB RSS after a plain gc(), 59 MB after a last-resort one,
+   * while the heap spaces' own physical sizes showed only 1 MB to spare).
+   */
   afterRun(): boolean {
     if (!this.gc) return false;
-    if (v8.getHeapStatistics().used_heap_size < this.baseline + this.growthBytes) return false;
+    const grew = v8.getHeapStatistics().used_heap_size >= this.baseline + this.growthBytes;
+    if (!grew && process.memoryUsage.rss() < this.rssBaseline + this.growthBytes) return false;
     if (this.options) this.gc({ type: 'major', execution: 'sync', flavor: 'last-resort' });
     else this.gc();
     this.baseline = v8.getHeapStatistics().used_heap_size;
+    this.rssBaseline = process.memoryUsage.rss();
     return true;
   }
 }
