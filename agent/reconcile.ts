@@ -215,8 +215,7 @@ async function reconcileSteps(run: Run, state: AgentState): Promise<Verdict> {
   }
 
   const pending = { revision: source.revision, fingerprint, modules, paths: [...previous.keys()], at: deps.now().toISOString(), ...(live || state.pending?.live ? { live: true } : {}) };
-  // Asterisk may hold live objects (recorded, or sent by a run that stopped midway).
-  const dropLiveObjects = state.live !== undefined || state.pending?.live === true;
+  const dropLiveObjects = mayHoldLiveObjects(state);
   await deps.state.write({ ...state, pending });
   if (state.pending) {
     const why = state.pending.lastError
@@ -286,6 +285,11 @@ async function reconcileSteps(run: Run, state: AgentState): Promise<Verdict> {
     }
     return await rollBack(run, after, previous, changes, verifyOptions, e instanceof Error ? e.message : String(e));
   }
+}
+
+/** Asterisk may hold live objects: recorded, or sent by a run that stopped midway. */
+function mayHoldLiveObjects(state: AgentState): boolean {
+  return state.live !== undefined || state.pending?.live === true;
 }
 
 /**
@@ -363,7 +367,7 @@ async function rollBack(
       await restoreFiles(deps.files, previous);
       for (const [rel, text] of previous) run.outcome.liveFiles?.set(rel, text);
       const modules = changes.map((c) => c.module);
-      await reloadModules(deps.asterisk, modules, run.reloadTimeoutMs, { dropLiveObjects: state.live !== undefined || state.pending?.live === true });
+      await reloadModules(deps.asterisk, modules, run.reloadTimeoutMs, { dropLiveObjects: mayHoldLiveObjects(state) });
       const back = changes.map((c) => ({ module: c.module, before: c.after, after: c.before }));
       const check = await verifyLiveState(deps.asterisk, back, verifyOptions);
       if (!check.ok) throw new Error(`the restored configuration does not verify either: ${describeMismatches(check.mismatches)}`);

@@ -677,6 +677,21 @@ ensure_include() {
 }
 
 random_secret() { head -c 48 /dev/urandom | base64 -w0 | tr -dc 'A-Za-z0-9' | cut -c1-40; }
+
+# A secret kept in FILE (root:pbx-agent 0640) across runs, generated on the first: into variable NAME.
+keep_secret() {
+  local name=$1 file=$2 value
+  if [[ -s $ROOT$file && $(wc -l <"$ROOT$file") -le 1 ]]; then
+    value=$(head -n 1 -- "$ROOT$file")
+    ensure_owner_mode "$file" root pbx-agent 0640
+  else
+    value=$(random_secret)
+    echo "$value" | ensure_file "$file" root pbx-agent 0640 secret
+    AGENT_CHANGED=1
+  fi
+  printf -v "$name" '%s' "$value"
+}
+
 yaml_quote() { printf "'%s'" "${1//\'/\'\'}"; }
 
 # ---------------------------------------------------------------------------------------------
@@ -936,25 +951,9 @@ else
 fi
 
 step "5/12 secrets (root-owned, readable by group pbx-agent only; never printed)"
-ami_secret_file=/etc/pbx-agent/ami.secret
-if [[ -s $ROOT$ami_secret_file && $(wc -l <"$ROOT$ami_secret_file") -le 1 ]]; then
-  AMI_SECRET=$(head -n 1 -- "$ROOT$ami_secret_file")
-  ensure_owner_mode "$ami_secret_file" root pbx-agent 0640
-else
-  AMI_SECRET=$(random_secret)
-  echo "$AMI_SECRET" | ensure_file "$ami_secret_file" root pbx-agent 0640 secret
-  AGENT_CHANGED=1
-fi
-# The password of the agent's ARI user (live objects), kept the same way.
-ari_secret_file=/etc/pbx-agent/ari.secret
-if [[ -s $ROOT$ari_secret_file && $(wc -l <"$ROOT$ari_secret_file") -le 1 ]]; then
-  ARI_SECRET=$(head -n 1 -- "$ROOT$ari_secret_file")
-  ensure_owner_mode "$ari_secret_file" root pbx-agent 0640
-else
-  ARI_SECRET=$(random_secret)
-  echo "$ARI_SECRET" | ensure_file "$ari_secret_file" root pbx-agent 0640 secret
-  AGENT_CHANGED=1
-fi
+keep_secret AMI_SECRET /etc/pbx-agent/ami.secret
+# The password of the agent's ARI user (live objects).
+keep_secret ARI_SECRET /etc/pbx-agent/ari.secret
 if [[ -n $WEBHOOK_LISTEN ]]; then
   if [[ -n $WEBHOOK_SECRET ]]; then
     before=$CHANGES

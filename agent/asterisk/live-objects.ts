@@ -16,13 +16,12 @@
  *   a new endpoint's device state (hints) is tracked. ARI DELETE likewise drops contacts and
  *   device state of a removed one.
  */
+import type { LiveObjectType } from '../plan/live-objects.js';
 import type { AmiClient } from './ami.js';
 import { AriClient, type AriField } from './ari.js';
 
 /** The astdb prefix of the mapping (sorcery.conf `astdb,pbx-agent-live`). */
 export const LIVE_OBJECTS_FAMILY = 'pbx-agent-live';
-
-export type LiveObjectType = 'endpoint' | 'auth' | 'aor';
 
 export interface LiveObjectStore {
   /**
