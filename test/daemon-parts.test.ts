@@ -45,7 +45,8 @@ describe('daemon parts', () => {
       assert.equal(runner.stats.collapsed, 10);
     });
 
-    it('never lets a fold of live objects take the place of a sync that is waiting', async () => {
+    /** A runner whose first job waits for `gate`; `reasons` lists the jobs run. */
+    function firstRunHeld() {
       const reasons: TriggerReason[] = [];
       const gate = deferred();
       const runner = new SyncRunner(async (reason) => {
@@ -53,26 +54,25 @@ describe('daemon parts', () => {
         if (reasons.length === 1) await gate.promise;
         return { ok: true };
       }, { backoffBaseMs: 1000, backoffMaxMs: 8000 });
+      return { reasons, gate, runner };
+    }
+
+    it('never lets a fold of live objects take the place of a sync that is waiting', async () => {
+      const { reasons, gate, runner } = firstRunHeld();
       runner.request('startup');
       runner.request('webhook');
       runner.request('fold');
       gate.resolve();
       await runner.idle();
       assert.deepEqual(reasons, ['startup', 'webhook']);
-      // Alone, a fold runs; and a sync asked for after it still takes its place.
+      // Alone, a fold runs.
       runner.request('fold');
       await runner.idle();
       assert.deepEqual(reasons, ['startup', 'webhook', 'fold']);
     });
 
     it('starts on the first push at once and folds the rest of the burst into one follow-up run', async () => {
-      const reasons: TriggerReason[] = [];
-      const gate = deferred();
-      const runner = new SyncRunner(async (reason) => {
-        reasons.push(reason);
-        if (reasons.length === 1) await gate.promise;
-        return { ok: true };
-      }, { backoffBaseMs: 1000, backoffMaxMs: 8000 });
+      const { reasons, gate, runner } = firstRunHeld();
       for (let i = 0; i < 10; i++) runner.request('webhook');
       assert.deepEqual(reasons, ['webhook'], 'the first push started a run without waiting for quiet');
       gate.resolve();

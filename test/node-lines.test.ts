@@ -33,63 +33,60 @@ describe('the unit on every supported Node.js line', function () {
         assert.equal(r.stdout, `${major} object`);
       });
 
-      it('still hands pages back when V8 has already collected the run\'s objects on its own', () => {
-        // The live heap is back where it was, so only the process's RSS shows what is left resident.
-        const script = `
+      /** An ES module script run by this line's node under the unit's flags; its stdout, parsed. */
+      function runUnderUnitFlags<T>(script: string): T {
+        const r = spawnSync(node, [...flags, '--import', 'tsx', '--input-type=module', '-e', script], { encoding: 'utf8', env: { ...process.env, ...env } });
+        assert.equal(r.status, 0, r.stderr);
+        return JSON.parse(r.stdout) as T;
+      }
+
+      /**
+       * A run's worth of garbage (about 50 MB of small objects), dropped, optionally collected by
+       * a plain gc() first (as V8 does on its own), then the daemon's after-run collection.
+       */
+      function trimAfterRun(plainGcFirst: boolean) {
+        return runUnderUnitFlags<{ options: boolean; collected: boolean; rssBefore: number; rssAfter: number; heapBefore: number; heapAfter: number }>(`
           import { HeapTrimmer, takesGcOptions } from ${JSON.stringify(new URL('../agent/daemon/heap.ts', import.meta.url).href)};
           const trimmer = new HeapTrimmer();
           let run = [];
           for (let i = 0; i < 1_000_000; i++) run.push({ a: 'x'.repeat(20) + i, b: [i, i + 1] });
           run = null;
-          gc();
+          ${plainGcFirst ? 'gc();' : ''}
           const mb = (n) => Math.round(n / 1048576);
-          const rss = process.memoryUsage().rss;
+          const rss = process.memoryUsage().rss, heap = process.memoryUsage().heapUsed;
           const collected = trimmer.afterRun();
-          process.stdout.write(JSON.stringify({ options: takesGcOptions(), collected, rssBefore: mb(rss), rssAfter: mb(process.memoryUsage().rss) }));
-        `;
-        const r = spawnSync(node, [...flags, '--import', 'tsx', '--input-type=module', '-e', script], { encoding: 'utf8', env: { ...process.env, ...env } });
-        assert.equal(r.status, 0, r.stderr);
-        const m = JSON.parse(r.stdout) as { options: boolean; collected: boolean; rssBefore: number; rssAfter: number };
-        assert.equal(m.collected, true, r.stdout);
-        if (m.options) assert.ok(m.rssBefore - m.rssAfter >= 20, `RSS fell: ${r.stdout}`);
+          process.stdout.write(JSON.stringify({ options: takesGcOptions(), collected, rssBefore: mb(rss), rssAfter: mb(process.memoryUsage().rss), heapBefore: mb(heap), heapAfter: mb(process.memoryUsage().heapUsed) }));
+        `);
+      }
+
+      it('still hands pages back when V8 has already collected the run\'s objects on its own', () => {
+        // The live heap is back where it was, so only the process's RSS shows what is left resident.
+        const m = trimAfterRun(true);
+        assert.equal(m.collected, true, JSON.stringify(m));
+        if (m.options) assert.ok(m.rssBefore - m.rssAfter >= 20, `RSS fell: ${JSON.stringify(m)}`);
       });
 
       it("loads the whole daemon without Node's bundled undici (several MB resident that nothing uses)", () => {
         // An ESM import of node:http reads its lazy WebSocket getters on Node.js 22 and later,
         // which compiles undici; agent/node-http.ts is the way in that does not.
-        const script = `
+        const undici = runUnderUnitFlags<string[]>(`
           await import(${JSON.stringify(new URL('../agent/cli/commands.ts', import.meta.url).href)});
           await import(${JSON.stringify(new URL('../agent/daemon/index.ts', import.meta.url).href)});
           await import(${JSON.stringify(new URL('../agent/asterisk/ari.ts', import.meta.url).href)});
           process.stdout.write(JSON.stringify(process.moduleLoadList.filter((m) => m.includes('undici'))));
-        `;
-        const r = spawnSync(node, [...flags, '--import', 'tsx', '--input-type=module', '-e', script], { encoding: 'utf8', env: { ...process.env, ...env } });
-        assert.equal(r.status, 0, r.stderr);
-        assert.deepEqual(JSON.parse(r.stdout), []);
+        `);
+        assert.deepEqual(undici, []);
       });
 
       it("hands a dropped heap's pages back to the system after a run, under the unit's flags", () => {
-        // A run's worth of garbage (about 50 MB of small objects), dropped, then the daemon's
-        // after-run collection. Where V8 takes gc options (Node.js 22 and later) RSS must fall by
-        // at least half of what was dropped; Node.js 20's plain gc() frees the objects only.
-        const script = `
-          import { HeapTrimmer, takesGcOptions } from ${JSON.stringify(new URL('../agent/daemon/heap.ts', import.meta.url).href)};
-          const trimmer = new HeapTrimmer();
-          let run = [];
-          for (let i = 0; i < 1_000_000; i++) run.push({ a: 'x'.repeat(20) + i, b: [i, i + 1] });
-          run = null;
-          const mb = (n) => Math.round(n / 1048576);
-          const rss = process.memoryUsage().rss, heap = process.memoryUsage().heapUsed;
-          const collected = trimmer.afterRun();
-          process.stdout.write(JSON.stringify({ options: takesGcOptions(), collected, rssBefore: mb(rss), rssAfter: mb(process.memoryUsage().rss), heapBefore: mb(heap), heapAfter: mb(process.memoryUsage().heapUsed) }));
-        `;
-        const r = spawnSync(node, [...flags, '--import', 'tsx', '--input-type=module', '-e', script], { encoding: 'utf8', env: { ...process.env, ...env } });
-        assert.equal(r.status, 0, r.stderr);
-        const m = JSON.parse(r.stdout) as { options: boolean; collected: boolean; rssBefore: number; rssAfter: number; heapBefore: number; heapAfter: number };
-        assert.equal(m.collected, true, r.stdout);
-        assert.equal(m.options, major >= 22, r.stdout);
-        assert.ok(m.heapBefore - m.heapAfter >= 25, `the collection freed the dropped objects: ${r.stdout}`);
-        if (m.options) assert.ok(m.rssBefore - m.rssAfter >= 20, `RSS fell with the heap: ${r.stdout}`);
+        // The daemon's after-run collection. Where V8 takes gc options (Node.js 22 and later) RSS
+        // must fall by at least half of what was dropped; Node.js 20's plain gc() frees the objects only.
+        const m = trimAfterRun(false);
+        const shown = JSON.stringify(m);
+        assert.equal(m.collected, true, shown);
+        assert.equal(m.options, major >= 22, shown);
+        assert.ok(m.heapBefore - m.heapAfter >= 25, `the collection freed the dropped objects: ${shown}`);
+        if (m.options) assert.ok(m.rssBefore - m.rssAfter >= 20, `RSS fell with the heap: ${shown}`);
       });
 
       describe('the daemon', () => {
