@@ -67,6 +67,25 @@ describe('git source', () => {
     assert.ok(packed.ok && packed.commit === second, JSON.stringify(packed));
   });
 
+  it('loads the commit and nothing else: stray files in the clone are removed, edited files restored', async () => {
+    const remote = await signedRemote();
+    const first = await remote.commit('pbx.yaml', true);
+    const clone = path.join(remote.dir, 'clone');
+    const source = new GitSource({ ...remote.options(clone), allowedSignersFile: undefined } as GitSourceOptions);
+    assert.ok((await source.fetch()).ok);
+    await mkdir(path.join(clone, 'extensions'), { recursive: true });
+    await writeFile(path.join(clone, 'extensions/stray.yaml'), 'extensions: []\n');
+    await writeFile(path.join(clone, '.gitignore'), 'ignored.yaml\n');
+    await writeFile(path.join(clone, 'ignored.yaml'), 'x: 1\n');
+    await writeFile(path.join(clone, 'pbx.yaml'), 'edited by hand\n');
+    const again = await source.fetch(first);
+    assert.ok(again.ok && again.commit === first, JSON.stringify(again));
+    await assert.rejects(stat(path.join(clone, 'extensions/stray.yaml')));
+    await assert.rejects(stat(path.join(clone, 'ignored.yaml')));
+    await assert.rejects(stat(path.join(clone, '.gitignore')));
+    assert.equal(await readFile(path.join(clone, 'pbx.yaml'), 'utf8'), 'pbx.yaml');
+  });
+
   it('applies a commit signed by an allowed SSH key and refuses an unsigned one', async () => {
     const remote = await signedRemote();
     const signed = await remote.commit('pbx.yaml', true);

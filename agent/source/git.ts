@@ -164,7 +164,9 @@ export class GitSource {
         await git.raw(['remote', 'set-url', 'origin', this.opts.url]);
         this.originSet = true;
       }
-      await git.fetch(['--prune', '--tags', '--force', 'origin', `+refs/heads/*:refs/remotes/origin/*`]);
+      // --verbose: git then always prints (an up-to-date ref too). simple-git waits an extra 50 ms
+      // for a child that printed nothing before it reports it done (its completion plugin).
+      await git.fetch(['--verbose', '--prune', '--tags', '--force', 'origin', `+refs/heads/*:refs/remotes/origin/*`]);
     } catch (e) {
       return { ok: false, kind: 'unreachable', message: `cannot fetch ${this.opts.url}: ${firstLine(e)}` };
     }
@@ -224,7 +226,11 @@ export class GitSource {
     }
 
     await git.raw(['checkout', '--force', '--detach', commit]);
-    await git.raw(['clean', '-ffdqx']);
+    // Anything in the clone that the commit does not hold (untracked or ignored files) is removed,
+    // so what is loaded is the commit and nothing else. `status` always prints its branch lines;
+    // the silent `clean` runs only when there is something to remove (see --verbose above).
+    const status = await git.raw(['status', '--porcelain=v2', '--branch', '--untracked-files=all', '--ignored']);
+    if (status.split('\n').some((line) => line.startsWith('? ') || line.startsWith('! '))) await git.raw(['clean', '-ffdqx']);
     return { ok: true, dir: workDir, revision: commit.slice(0, 12), commit, localPath: false };
   }
 }
