@@ -41,6 +41,18 @@ describe('load: the config repo contract', () => {
     assert.deepEqual([b!.maxContacts, b!.codecProfile, b!.ringSeconds], [5, 'video', 45]);
   });
 
+  it('reads pbx.yaml again when it changed between two loads, and reports the same problems when it did not', async () => {
+    const dir = await makeRepo({ 'pbx.yaml': edit(BASE_PBX, 'codec_profile: voice\n', 'codec_profile: voice\n  ring_seconds: 3000\n'), 'extensions/a.yaml': BASE_EXTENSIONS });
+    const first = loadDesiredState(await readConfigRepo(dir));
+    assert.ok(first.issues.some((i) => i.field === 'defaults.ring_seconds'), JSON.stringify(first.issues));
+    const again = loadDesiredState(await readConfigRepo(dir));
+    assert.deepEqual(again.issues.map(formatIssue), first.issues.map(formatIssue));
+    await writeFile(path.join(dir, 'pbx.yaml'), edit(BASE_PBX, 'codec_profile: voice\n', 'codec_profile: voice\n  ring_seconds: 45\n'));
+    const fixed = loadDesiredState(await readConfigRepo(dir));
+    assert.deepEqual(fixed.issues, []);
+    assert.equal(fixed.state!.extensions[0]!.ringSeconds, 45);
+  });
+
   it('reads a file the same whether or not it needs the careful parser (anchors force it)', async () => {
     const body = `  - { number: "1001", name: Alice Example, md5: ${'a'.repeat(32)}, voicemail: { email: a@example.com } }\n  - { number: "1002", md5: ${'b'.repeat(32)}, enabled: false }\n`;
     const plain = await load({ 'pbx.yaml': BASE_PBX, 'extensions/a.yaml': `extensions:\n${body}` });
