@@ -91,7 +91,3 @@ export async function readManagedTexts(configDir: string): Promise<Map<string, s
   return out;
 }
 
-/** The body of `module`'s file in a set of managed texts ('' when the file is absent). */
-export function managedBody(texts: ReadonlyMap<string, string | undefined>, module: AsteriskModule): string {
-  return splitManagedText(texts.get(managedFileOf(module).path) ?? '').body;
-}

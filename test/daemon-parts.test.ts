@@ -7,6 +7,8 @@ import { acquireLock, LockTimeoutError } from '../agent/record/lock.js';
 import { SyncRunner, type TriggerReason } from '../agent/daemon/runner.js';
 import { assessHealth } from '../agent/daemon/status.js';
 import { RateLimitedLog, verifyWebhook } from '../agent/daemon/webhook.js';
+import { AppliedTexts } from '../agent/drift/applied-texts.js';
+import { HEADER_FIRST_LINE } from '../agent/managed-files.js';
 import { DriftRecorder, readDrifts } from '../agent/drift/recorder.js';
 import { removeTempRepos, tempDir } from './support/config-repo.js';
 import { signedHeaders } from './support/webhook-client.js';
@@ -254,6 +256,36 @@ describe('daemon parts', () => {
       const again = new DriftRecorder(dir, 60_000, () => t);
       await again.load();
       assert.equal(await again.observe('file:pbx-agent/pjsip.conf', 'file', { severity: 'warning', message: 'edited' }), 'none');
+    });
+  });
+
+  describe('AppliedTexts', () => {
+    /** A pjsip.conf-like text well above the compression threshold, with multi-byte characters. */
+    const bigText = (tag: string) =>
+      `${HEADER_FIRST_LINE}\n; more header\n\n` + Array.from({ length: 400 }, (_, i) => `[${tag}${i}]\ntype=endpoint\ncallerid="Zoë Ł ${i} ☎" <${i}>\n`).join('\n');
+
+    it('gives back each applied text exactly, once held compressed, and an absent file as absent', async () => {
+      const texts = new AppliedTexts();
+      const pjsip = bigText('1');
+      const done = texts.replace(new Map([['pbx-agent/pjsip.conf', pjsip], ['pbx-agent/rtp.conf', '[general]\nrtpstart=10000\n'], ['pbx-agent/voicemail.conf', undefined]]));
+      // Usable before the compression is done, and the same after it.
+      assert.equal(await texts.get('pbx-agent/pjsip.conf'), pjsip);
+      await done;
+      assert.equal(await texts.get('pbx-agent/pjsip.conf'), pjsip);
+      assert.equal(await texts.get('pbx-agent/rtp.conf'), '[general]\nrtpstart=10000\n');
+      assert.equal(await texts.get('pbx-agent/voicemail.conf'), undefined);
+      assert.equal(await texts.body('res_pjsip'), pjsip.slice(pjsip.indexOf('\n\n') + 2));
+      const plain = Buffer.byteLength(pjsip) + Buffer.byteLength('[general]\nrtpstart=10000\n');
+      assert.ok(texts.storedBytes() < plain / 4, `held ${texts.storedBytes()} bytes for ${plain} bytes of text`);
+    });
+
+    it('keeps the newer set when the compression of an older one finishes after it was replaced', async () => {
+      const texts = new AppliedTexts();
+      const older = texts.replace(new Map([['pbx-agent/pjsip.conf', bigText('old')]]));
+      // Small, so nothing of the newer set is compressed over whatever the older one leaves.
+      const newer = texts.replace(new Map([['pbx-agent/pjsip.conf', '[100]\ntype=aor\n']]));
+      await Promise.all([older, newer]);
+      assert.equal(await texts.get('pbx-agent/pjsip.conf'), '[100]\ntype=aor\n');
     });
   });
 

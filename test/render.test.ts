@@ -96,6 +96,18 @@ describe('render: desired state → Asterisk files', () => {
     }
   });
 
+  it('renders from the previous render kept compressed between runs exactly as a fresh render would', async () => {
+    const many = Array.from({ length: 300 }, (_, i) => `  - { number: "${2000 + i}", name: "Zoë ${i}", md5: ${'c'.repeat(32)} }\n`).join('');
+    const base = (await renderRepo({ 'pbx.yaml': BASE_PBX, 'extensions/staff.yaml': `extensions:\n${many}` })).state!;
+    const memo = new RenderMemo();
+    const before = renderPjsipConf(base, memo);
+    await memo.compact();
+    assert.ok(memo.storedBytes() < Buffer.byteLength(before) / 4, `kept ${memo.storedBytes()} bytes of ${Buffer.byteLength(before)}`);
+    const changed = structuredClone(base);
+    changed.extensions[150] = { ...changed.extensions[150]!, name: 'Someone Else' };
+    assert.equal(renderPjsipConf(changed, memo), renderPjsipConf(changed, new RenderMemo()));
+  });
+
   describe('pjsip.conf', () => {
     it('gives every transport the Elastic IP as external media and signalling address and every local_net', async () => {
       const out = await renderRepo({

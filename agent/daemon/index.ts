@@ -15,6 +15,8 @@ import { CloudMonitor } from '../cloud/index.js';
 import { DriftRecorder } from '../drift/recorder.js';
 import { logEvent, type Logger } from '../log.js';
 import { readManagedTexts } from '../managed-files.js';
+import { AppliedTexts } from '../drift/applied-texts.js';
+import { compactRenderCaches } from '../render/index.js';
 import type { ReconcileDeps } from '../reconcile.js';
 import { recordFailedRun, StateStore, type AgentState } from '../record/state.js';
 import { readSecretFile } from '../resolve/index.js';
@@ -61,7 +63,7 @@ export class Daemon {
   private webhook: Server | undefined;
   private watchers: FSWatcher[] = [];
   /** The managed files as last applied and verified: what drift is measured against. */
-  private expected = new Map<string, string | undefined>();
+  private readonly expected = new AppliedTexts();
   private readyNotified = false;
   /** An adoption asked for by the cloud checks, written into the state by the next run. */
   private adoption: { value: { address: string; previous?: string } | undefined } | undefined;
@@ -124,7 +126,7 @@ export class Daemon {
       ...(this.cloud ? { elasticIp: () => this.cloud!.monitor.elasticIp() } : {}),
     });
     // What the last run left on disk is what drift is measured against until the next run.
-    this.expected = await readManagedTexts(settings.asterisk.config_dir);
+    void this.expected.replace(await readManagedTexts(settings.asterisk.config_dir));
     await this.drift.load();
 
     process.on('SIGHUP', this.onHup);
@@ -177,8 +179,9 @@ export class Daemon {
       // A failed run counts too: a change it left pending was written by the agent, not by hand.
       const outcome = result.outcome;
       applied = outcome?.status === 'applied';
-      if (outcome?.liveFiles) this.expected = new Map(outcome.liveFiles);
-      else if (outcome?.status === 'failed') this.expected = await readManagedTexts(this.settings.asterisk.config_dir);
+      void compactRenderCaches();
+      if (outcome?.liveFiles) void this.expected.replace(outcome.liveFiles);
+      else if (outcome?.status === 'failed') void this.expected.replace(await readManagedTexts(this.settings.asterisk.config_dir));
       // Addresses or ports may have changed: the cloud side is checked again right away.
       if (outcome && outcome.changedFiles.length > 0) setImmediate(() => void this.cloud?.run());
       // A repo that cannot be reached is probed sooner than the backoff would: a fetch that

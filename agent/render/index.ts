@@ -21,6 +21,14 @@ export const RENDERERS: Record<AsteriskModule, (state: ResolvedState) => string>
   app_confbridge: renderConfbridgeConf,
 };
 
+/**
+ * Between runs (the daemon, once a run is over): keeps what rendering caches for the next run
+ * compressed. Nothing rendered changes by it.
+ */
+export function compactRenderCaches(): Promise<void> {
+  return PJSIP_MEMO.compact();
+}
+
 export interface RenderedFile {
   path: string;
   module: AsteriskModule;

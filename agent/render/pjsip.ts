@@ -4,6 +4,8 @@
  * The NAT settings below are what make phones behind NAT and 4G/5G CGNAT work against an EC2
  * instance with an Elastic IP. They are not options in the YAML: they come out the same every time.
  */
+import { promisify } from 'node:util';
+import zlib from 'node:zlib';
 import type { ResolvedState } from '../model.js';
 import { ConfText } from './conf-text.js';
 import { VOICEMAIL_CONTEXT } from './voicemail.js';
@@ -110,15 +112,18 @@ function renderExtensionObjects(ext: ResolvedState['extensions'][number], profil
  * Each extension's rendered objects from the previous render, by everything they depend on. A push
  * nearly always changes one extension of many, and under the unit's node flags (no optimizing
  * compiler) rendering 10,000 extensions' objects anew costs ~0.4 s; a cached block costs a key.
- * Blocks are kept as places in the previous file's text, which the daemon holds anyway as the text
- * it expects on disk, not as 10,000 strings of their own (about 7 MB at 10,000 extensions). Only
+ * Blocks are kept as places in the previous file's text, not as 10,000 strings of their own (about
+ * 7 MB at 10,000 extensions), and that text is kept deflated between runs (compact()). Only
  * the latest render's blocks are kept, and none when anything shared (realm, ICE, the voicemail
  * code, codec profiles) changes.
  */
 export class RenderMemo {
   private shared = '';
-  /** The text the spans point into, and where the rendered body starts in it. */
-  private source = '';
+  /**
+   * The text the spans point into (deflated between runs once compact() is done), and where the
+   * rendered body starts in it.
+   */
+  private source: string | Buffer = '';
   private shift = 0;
   /** key → start * SPAN + length, in the body. */
   private spans = new Map<string, number>();
@@ -129,7 +134,7 @@ export class RenderMemo {
     if (shared !== this.shared) this.spans = new Map();
     this.shared = shared;
     const previous = this.spans;
-    const source = this.source;
+    const source = typeof this.source === 'string' ? this.source : zlib.inflateRawSync(this.source).toString('utf8');
     const shift = this.shift;
     const next = (this.pending = new Map());
     return {
@@ -162,7 +167,42 @@ export class RenderMemo {
     this.source = text;
     this.shift = text.length - body.length;
   }
+
+  /** Bytes held for the previous render's text now (UTF-8 length while not compressed). */
+  storedBytes(): number {
+    return typeof this.source === 'string' ? Buffer.byteLength(this.source) : this.source.length;
+  }
+
+  /**
+   * Between runs: keeps the text deflated, off the event loop, until the next render inflates it.
+   * The daemon's other copy of the file is compressed too (drift/applied-texts.ts), so otherwise
+   * this would be the one 5.4 MB string the idle daemon holds at 10,000 extensions; inflating it
+   * again costs the next render ~10 ms. A render that finishes meanwhile keeps its own text.
+   */
+  async compact(): Promise<void> {
+    const source = this.source;
+    if (typeof source !== 'string' || source.length < COMPACT_FROM || !isWellFormed(source)) return;
+    try {
+      const packed = await deflateRaw(source, { level: 1 });
+      if (this.source === source) this.source = packed;
+    } catch {
+      // Kept as it is (out of memory for zlib): correct, only larger.
+    }
+  }
 }
+
+const deflateRaw = promisify(zlib.deflateRaw);
+
+/**
+ * UTF-8 gives back exactly this string only when it has no lone surrogates. String.prototype.
+ * isWellFormed is in every supported Node.js line (V8 11.1+), but not in the ES2023 lib we compile with.
+ */
+function isWellFormed(text: string): boolean {
+  return (text as string & { isWellFormed(): boolean }).isWellFormed();
+}
+
+/** Shorter texts stay as they are: a small PBX's file is not worth a buffer and an inflate. */
+const COMPACT_FROM = 64 * 1024;
 
 /** Span packing: a block is far shorter than this, and start * SPAN stays an exact double up to 4 GiB. */
 const SPAN = 2 ** 20;

@@ -5,7 +5,7 @@
 import { schedule, type ScheduledTask } from 'node-cron';
 import { findAsteriskDrift, operatorSectionNames } from '../../drift/asterisk.js';
 import { logEvent } from '../../log.js';
-import { managedBody } from '../../managed-files.js';
+import { managedFileOf, splitManagedText } from '../../managed-files.js';
 import { describeMismatches } from '../../verify/index.js';
 import { SingleFlight, type DaemonContext, type DaemonPlugin } from './plugin.js';
 
@@ -37,11 +37,12 @@ export class AsteriskDriftPlugin implements DaemonPlugin {
     // The reconcile reads live state itself; Asterisk away is ami.unreachable's news, not drift.
     if (ctx.reconcileBusy() || !ctx.ami.connected) return;
     const expected = ctx.expected();
-    if (!expected.has('pbx-agent/pjsip.conf') || expected.get('pbx-agent/pjsip.conf') === undefined) return;
+    const pjsip = await expected.get(managedFileOf('res_pjsip').path);
+    if (pjsip === undefined) return;
     const operator = await operatorSectionNames(ctx.settings.asterisk.config_dir);
     // Removed extensions locked out as live objects stay listed until the fold: not stale.
     for (const name of (await ctx.state.read()).live?.removed ?? []) operator.add(name);
-    const mismatches = await findAsteriskDrift(ctx.asterisk, managedBody(expected, 'res_pjsip'), managedBody(expected, 'res_rtp_asterisk'), operator);
+    const mismatches = await findAsteriskDrift(ctx.asterisk, splitManagedText(pjsip).body, await expected.body('res_rtp_asterisk'), operator);
     if (ctx.reconcileBusy()) return; // a run started meanwhile: what was read may be mid-change
     const summary = mismatches.length ? describeMismatches(mismatches) : undefined;
     const decision = await ctx.drift.observe('asterisk', 'asterisk', summary ? { severity: 'error', message: `live Asterisk state differs from the applied configuration: ${summary}` } : undefined);

@@ -34,7 +34,7 @@ export class FileDriftPlugin implements DaemonPlugin {
     const { ctx } = this;
     if (ctx.reconcileBusy()) return; // the agent's own writes; the expected texts follow the run
     const actual = await readFile(path.join(ctx.settings.asterisk.config_dir, rel), 'utf8').catch(() => undefined);
-    const drift = compareManagedFile(rel, ctx.expected().get(rel), actual);
+    const drift = compareManagedFile(rel, await ctx.expected().get(rel), actual);
     const decision = await ctx.drift.observe(`file:${rel}`, 'file', drift ? { severity: 'warning', message: `${rel} ${drift.kind} by hand`, signature: drift.diff } : undefined);
     if (decision === 'resolved') {
       logEvent(ctx.log, 'info', 'drift.resolved', { drift: 'drift.file', file: rel }, `${rel} is as applied again`);

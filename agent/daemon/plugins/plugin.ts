@@ -6,6 +6,7 @@
 import type { AgentSettingsData } from '../../../schemas/agent-settings.js';
 import type { AmiClient } from '../../asterisk/ami.js';
 import type { AsteriskControl } from '../../asterisk/control.js';
+import type { AppliedTexts } from '../../drift/applied-texts.js';
 import type { DriftRecorder } from '../../drift/recorder.js';
 import { logEvent, type Logger } from '../../log.js';
 import type { StateStore } from '../../record/state.js';
@@ -19,8 +20,8 @@ export interface DaemonContext {
   asterisk: AsteriskControl;
   /** The AMI connection, for whether it is up. */
   ami: Pick<AmiClient, 'connected'>;
-  /** The managed files as last applied and verified (path → text, undefined = absent). */
-  expected(): ReadonlyMap<string, string | undefined>;
+  /** The managed files as last applied and verified. */
+  expected(): AppliedTexts;
   /** A reconcile is running or about to: the managed files are in flux. */
   reconcileBusy(): boolean;
   requestRun(reason: TriggerReason): void;
