@@ -7,7 +7,7 @@ import { execFile } from 'node:child_process';
 import { mkdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { promisify } from 'node:util';
-import { GitSource, type GitSourceOptions } from '../agent/source/git.js';
+import { fastForwarded, GitSource, type GitSourceOptions } from '../agent/source/git.js';
 import { removeTempRepos, tempDir } from './support/config-repo.js';
 import { freePort } from './support/net.js';
 
@@ -180,6 +180,57 @@ describe('git source', () => {
     } finally {
       process.env.PATH = savedPath;
     }
+  });
+
+  it('takes a fast-forward from the applied commit on the fetch\'s word, and asks git for the merge base otherwise', async () => {
+    // A `git` first on PATH that records each command and runs the real one.
+    const remote = await signedRemote();
+    const first = await remote.commit('pbx.yaml', true);
+    const bin = path.join(remote.dir, 'bin');
+    await mkdir(bin);
+    const log = path.join(remote.dir, 'git-args.log');
+    const realGit = (await run('sh', ['-c', 'command -v git'])).stdout.trim();
+    await writeFile(path.join(bin, 'git'), `#!/bin/sh\nprintf '%s\\n' "$*" >> ${JSON.stringify(log)}\nexec ${realGit} "$@"\n`, { mode: 0o755 });
+    const clone = path.join(remote.dir, 'clone');
+    const source = new GitSource({ ...remote.options(clone), allowedSignersFile: undefined } as GitSourceOptions);
+    const mergeBases = async () => (await readFile(log, 'utf8').catch(() => '')).split('\n').filter((l) => /(^| )merge-base /.test(l));
+    const savedPath = process.env.PATH;
+    process.env.PATH = `${bin}:${savedPath}`;
+    try {
+      assert.ok((await source.fetch()).ok);
+      // The clone packed its refs, so where the branch was is not known without git this once.
+      const between = await remote.commit('extensions.yaml', true);
+      assert.ok((await source.fetch(first)).ok);
+      assert.equal((await mergeBases()).length, 1);
+      const second = await remote.commit('dialplan.yaml', true);
+      const forward = await source.fetch(between);
+      assert.ok(forward.ok && forward.commit === second, JSON.stringify(forward));
+      assert.equal((await mergeBases()).length, 1, 'a fast-forward from the applied commit needs no merge-base');
+
+      // The pushed branch is rewritten: the fetch reports a forced update, and git decides.
+      process.env.PATH = savedPath;
+      await git(path.join(remote.dir, 'work'), 'commit', '-q', '--amend', '--no-gpg-sign', '-m', 'rewritten');
+      const rewritten = await git(path.join(remote.dir, 'work'), 'rev-parse', 'HEAD');
+      process.env.PATH = `${bin}:${savedPath}`;
+      const refused = await source.fetch(second);
+      assert.ok(!refused.ok && refused.kind === 'rejected' && refused.commit === rewritten, JSON.stringify(refused));
+      assert.match(refused.message, /history was rewritten/);
+      assert.equal((await mergeBases()).length, 2);
+    } finally {
+      process.env.PATH = savedPath;
+    }
+  });
+
+  it('reads a fast-forward only from the fetch report line of the branch, with both ids matching', () => {
+    const from = '8f65861a0c7a4b5d3c2e1f00112233445566778899';
+    const to = '8563f33b9d8e7f6a5b4c3d2e1f00112233445566';
+    const ff = `From ssh://git.example/pbx\n   8f65861..8563f33  main       -> origin/main\n = [up to date]      dev        -> origin/dev\n`;
+    assert.equal(fastForwarded(ff, 'main', from, to), true);
+    assert.equal(fastForwarded(ff, 'dev', from, to), false);
+    assert.equal(fastForwarded(ff, 'main', 'aaaaaaa' + from.slice(7), to), false);
+    assert.equal(fastForwarded(ff, 'main', from, 'bbbbbbb' + to.slice(7)), false);
+    assert.equal(fastForwarded(` + 8f65861...8563f33 main       -> origin/main  (forced update)\n`, 'main', from, to), false);
+    assert.equal(fastForwarded(`   8f65861..8563f33  release    -> origin/main\n`, 'main', from, to), false);
   });
 
   it('reads a local directory as it is, uncommitted edits included', async () => {

@@ -159,6 +159,15 @@ export class GitSource {
       git = this.git(workDir, signal);
     }
 
+    const tracking = `refs/remotes/origin/${branch}`;
+    // Where the branch was before this fetch: with the fetch's own report, it can spare the
+    // merge-base child below (each git child is a fork of the daemon).
+    const trackedBefore = ref ? undefined : await looseRef(workDir, tracking);
+    // git prints its report of updated refs on stderr, which simple-git's fetch result leaves out.
+    let fetchReport = '';
+    git.outputHandler((_command, _stdout, stderr, args) => {
+      if (args.includes('fetch')) stderr.on('data', (chunk: Buffer | string) => (fetchReport += String(chunk)));
+    });
     try {
       if (!this.originSet) {
         await git.raw(['remote', 'set-url', 'origin', this.opts.url]);
@@ -171,7 +180,7 @@ export class GitSource {
       return { ok: false, kind: 'unreachable', message: `cannot fetch ${this.opts.url}: ${firstLine(e)}` };
     }
 
-    const wanted = ref ?? `refs/remotes/origin/${branch}`;
+    const wanted = ref ?? tracking;
     // `rev-parse --verify --quiet` fails with an exit code only, which simple-git does not turn
     // into an error: an empty answer means the ref does not exist.
     const commit =
@@ -191,11 +200,12 @@ export class GitSource {
     if (applied && applied !== commit && !ref && !this.opts.allowHistoryRewrite) {
       // `merge-base --is-ancestor` answers only with its exit code, which simple-git does not
       // report when git prints nothing; the merge base itself is unambiguous.
-      const base = await git
-        .raw(['merge-base', applied, commit])
-        .then((out) => out.trim())
-        .catch(() => '');
-      const descends = base === applied;
+      const descends =
+        (trackedBefore === applied && fastForwarded(fetchReport, branch, applied, commit)) ||
+        (await git
+          .raw(['merge-base', applied, commit])
+          .then((out) => out.trim())
+          .catch(() => '')) === applied;
       if (!descends) {
         return {
           ok: false,
@@ -233,6 +243,21 @@ export class GitSource {
     if (status.split('\n').some((line) => line.startsWith('? ') || line.startsWith('! '))) await git.raw(['clean', '-ffdqx']);
     return { ok: true, dir: workDir, revision: commit.slice(0, 12), commit, localPath: false };
   }
+}
+
+/**
+ * Whether git's fetch report says it moved origin/<branch> from `from` to `to` as a fast-forward:
+ * the line `   <from>..<to>  <branch> -> origin/<branch>`, with the flag ' ' (git-fetch(1),
+ * OUTPUT: ' ' a fast-forward, '+' a forced update, shown as `<old>...<new>`). git decides that
+ * `to` descends from `from` before it prints the flag. The ids are abbreviated, so each must
+ * start the full one. Anything else (another output format, a forced update) answers false,
+ * and the caller asks `git merge-base` instead.
+ */
+export function fastForwarded(report: string, branch: string, from: string, to: string): boolean {
+  return report.split('\n').some((line) => {
+    const m = /^ {3}([0-9a-f]{4,64})\.\.([0-9a-f]{4,64}) +(\S+) +-> (\S+)$/.exec(line.trimEnd());
+    return m !== null && m[4] === `origin/${branch}` && m[3] === branch && from.startsWith(m[1]!) && to.startsWith(m[2]!);
+  });
 }
 
 /**
