@@ -45,25 +45,29 @@ describe('the unit on every supported Node.js line', function () {
        * a plain gc() first (as V8 does on its own), then the daemon's after-run collection.
        */
       function trimAfterRun(plainGcFirst: boolean) {
-        return runUnderUnitFlags<{ options: boolean; collected: boolean; rssBefore: number; rssAfter: number; heapBefore: number; heapAfter: number }>(`
+        return runUnderUnitFlags<{ options: boolean; collected: boolean; rssStart: number; rssPeak: number; rssBefore: number; rssAfter: number; heapBefore: number; heapAfter: number }>(`
           import { HeapTrimmer, takesGcOptions } from ${JSON.stringify(new URL('../agent/daemon/heap.ts', import.meta.url).href)};
+          const mb = (n) => Math.round(n / 1048576);
           const trimmer = new HeapTrimmer();
+          const rssStart = process.memoryUsage().rss;
           let run = [];
           for (let i = 0; i < 1_000_000; i++) run.push({ a: 'x'.repeat(20) + i, b: [i, i + 1] });
+          const rssPeak = process.memoryUsage().rss;
           run = null;
           ${plainGcFirst ? 'gc();' : ''}
-          const mb = (n) => Math.round(n / 1048576);
           const rss = process.memoryUsage().rss, heap = process.memoryUsage().heapUsed;
           const collected = trimmer.afterRun();
-          process.stdout.write(JSON.stringify({ options: takesGcOptions(), collected, rssBefore: mb(rss), rssAfter: mb(process.memoryUsage().rss), heapBefore: mb(heap), heapAfter: mb(process.memoryUsage().heapUsed) }));
+          process.stdout.write(JSON.stringify({ options: takesGcOptions(), collected, rssStart: mb(rssStart), rssPeak: mb(rssPeak), rssBefore: mb(rss), rssAfter: mb(process.memoryUsage().rss), heapBefore: mb(heap), heapAfter: mb(process.memoryUsage().heapUsed) }));
         `);
       }
 
       it('still hands pages back when V8 has already collected the run\'s objects on its own', () => {
         // The live heap is back where it was, so only the process's RSS shows what is left resident.
+        // The plain gc() sometimes hands pages back itself, so what is checked is where RSS ends:
+        // within a quarter of what the run took (~265 MB) of where it started.
         const m = trimAfterRun(true);
         assert.equal(m.collected, true, JSON.stringify(m));
-        if (m.options) assert.ok(m.rssBefore - m.rssAfter >= 20, `RSS fell: ${JSON.stringify(m)}`);
+        if (m.options) assert.ok(m.rssAfter - m.rssStart < (m.rssPeak - m.rssStart) / 4, `RSS is back near where it started: ${JSON.stringify(m)}`);
       });
 
       it("loads the whole daemon without Node's bundled undici (several MB resident that nothing uses)", () => {
