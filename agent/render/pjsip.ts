@@ -4,9 +4,8 @@
  * The NAT settings below are what make phones behind NAT and 4G/5G CGNAT work against an EC2
  * instance with an Elastic IP. They are not options in the YAML: they come out the same every time.
  */
-import { promisify } from 'node:util';
-import zlib from 'node:zlib';
 import type { ResolvedState } from '../model.js';
+import { packText, unpackTextSync } from '../packed-text.js';
 import { ConfText } from './conf-text.js';
 import { VOICEMAIL_CONTEXT } from './voicemail.js';
 
@@ -134,7 +133,7 @@ export class RenderMemo {
     if (shared !== this.shared) this.spans = new Map();
     this.shared = shared;
     const previous = this.spans;
-    const source = typeof this.source === 'string' ? this.source : zlib.inflateRawSync(this.source).toString('utf8');
+    const source = typeof this.source === 'string' ? this.source : unpackTextSync(this.source);
     const shift = this.shift;
     const next = (this.pending = new Map());
     return {
@@ -181,24 +180,10 @@ export class RenderMemo {
    */
   async compact(): Promise<void> {
     const source = this.source;
-    if (typeof source !== 'string' || source.length < COMPACT_FROM || !isWellFormed(source)) return;
-    try {
-      const packed = await deflateRaw(source, { level: 1 });
-      if (this.source === source) this.source = packed;
-    } catch {
-      // Kept as it is (out of memory for zlib): correct, only larger.
-    }
+    if (typeof source !== 'string') return;
+    const packed = await packText(source, COMPACT_FROM);
+    if (packed && this.source === source) this.source = packed;
   }
-}
-
-const deflateRaw = promisify(zlib.deflateRaw);
-
-/**
- * UTF-8 gives back exactly this string only when it has no lone surrogates. String.prototype.
- * isWellFormed is in every supported Node.js line (V8 11.1+), but not in the ES2023 lib we compile with.
- */
-function isWellFormed(text: string): boolean {
-  return (text as string & { isWellFormed(): boolean }).isWellFormed();
 }
 
 /** Shorter texts stay as they are: a small PBX's file is not worth a buffer and an inflate. */
