@@ -17,6 +17,23 @@ async function git(cwd: string, ...args: string[]): Promise<string> {
   return (await run('git', args, { cwd })).stdout.trim();
 }
 
+/**
+ * Runs `fn` with an executable `name` (the shell script `script`) first on PATH: a stand-in that
+ * records how the agent calls it. The agent's git children take PATH from this process.
+ */
+async function withFirstOnPath<T>(dir: string, name: string, script: string, fn: () => Promise<T>): Promise<T> {
+  const bin = path.join(dir, 'bin');
+  await mkdir(bin, { recursive: true });
+  await writeFile(path.join(bin, name), script, { mode: 0o755 });
+  const savedPath = process.env.PATH;
+  process.env.PATH = `${bin}:${savedPath}`;
+  try {
+    return await fn();
+  } finally {
+    process.env.PATH = savedPath;
+  }
+}
+
 describe('git source', () => {
   after(removeTempRepos);
 
@@ -153,15 +170,11 @@ describe('git source', () => {
     // the git host's login shell would: what the agent asks of ssh, without an ssh server.
     const remote = await signedRemote();
     const first = await remote.commit('pbx.yaml', true);
-    const bin = path.join(remote.dir, 'bin');
-    await mkdir(bin);
     const log = path.join(remote.dir, 'ssh-args.log');
-    await writeFile(path.join(bin, 'ssh'), `#!/bin/sh\nprintf '%s\\n' "$*" >> ${JSON.stringify(log)}\nfor last; do :; done\nexec sh -c "$last"\n`, { mode: 0o755 });
+    const ssh = `#!/bin/sh\nprintf '%s\\n' "$*" >> ${JSON.stringify(log)}\nfor last; do :; done\nexec sh -c "$last"\n`;
     const control = path.join(remote.dir, 'state/ssh');
     const options = { ...remote.options(path.join(remote.dir, 'clone')), url: `ssh://git@pbx-git.example${path.join(remote.dir, 'work')}`, sshControlDir: control };
-    const savedPath = process.env.PATH;
-    process.env.PATH = `${bin}:${savedPath}`;
-    try {
+    await withFirstOnPath(remote.dir, 'ssh', ssh, async () => {
       const source = new GitSource(options);
       assert.deepEqual(await source.fetch(), { ok: true, dir: options.workDir, revision: first.slice(0, 12), commit: first, localPath: false });
       const next = await remote.commit('extensions.yaml', true);
@@ -177,26 +190,20 @@ describe('git source', () => {
       await rm(log);
       assert.equal((await new GitSource({ ...options, workDir: path.join(remote.dir, 'clone2'), sshControlDir: deep }).fetch()).ok, true);
       assert.ok(!(await readFile(log, 'utf8')).includes('ControlMaster'));
-    } finally {
-      process.env.PATH = savedPath;
-    }
+    });
   });
 
   it('takes a fast-forward from the applied commit on the fetch\'s word, and asks git for the merge base otherwise', async () => {
     // A `git` first on PATH that records each command and runs the real one.
     const remote = await signedRemote();
     const first = await remote.commit('pbx.yaml', true);
-    const bin = path.join(remote.dir, 'bin');
-    await mkdir(bin);
     const log = path.join(remote.dir, 'git-args.log');
     const realGit = (await run('sh', ['-c', 'command -v git'])).stdout.trim();
-    await writeFile(path.join(bin, 'git'), `#!/bin/sh\nprintf '%s\\n' "$*" >> ${JSON.stringify(log)}\nexec ${realGit} "$@"\n`, { mode: 0o755 });
+    const wrapper = `#!/bin/sh\nprintf '%s\\n' "$*" >> ${JSON.stringify(log)}\nexec ${realGit} "$@"\n`;
     const clone = path.join(remote.dir, 'clone');
     const source = new GitSource({ ...remote.options(clone), allowedSignersFile: undefined } as GitSourceOptions);
     const mergeBases = async () => (await readFile(log, 'utf8').catch(() => '')).split('\n').filter((l) => /(^| )merge-base /.test(l));
-    const savedPath = process.env.PATH;
-    process.env.PATH = `${bin}:${savedPath}`;
-    try {
+    await withFirstOnPath(remote.dir, 'git', wrapper, async () => {
       assert.ok((await source.fetch()).ok);
       // The clone packed its refs, so where the branch was is not known without git this once.
       const between = await remote.commit('extensions.yaml', true);
@@ -208,17 +215,13 @@ describe('git source', () => {
       assert.equal((await mergeBases()).length, 1, 'a fast-forward from the applied commit needs no merge-base');
 
       // The pushed branch is rewritten: the fetch reports a forced update, and git decides.
-      process.env.PATH = savedPath;
       await git(path.join(remote.dir, 'work'), 'commit', '-q', '--amend', '--no-gpg-sign', '-m', 'rewritten');
       const rewritten = await git(path.join(remote.dir, 'work'), 'rev-parse', 'HEAD');
-      process.env.PATH = `${bin}:${savedPath}`;
       const refused = await source.fetch(second);
       assert.ok(!refused.ok && refused.kind === 'rejected' && refused.commit === rewritten, JSON.stringify(refused));
       assert.match(refused.message, /history was rewritten/);
       assert.equal((await mergeBases()).length, 2);
-    } finally {
-      process.env.PATH = savedPath;
-    }
+    });
   });
 
   it('reads a fast-forward only from the fetch report line of the branch, with both ids matching', () => {
