@@ -7,7 +7,7 @@ import { renderConfigRepo } from '../agent/pipeline.js';
 import { planChanges } from '../agent/plan/index.js';
 import { renderAsteriskFiles, type RenderedFile } from '../agent/render/index.js';
 import { RenderMemo, renderPjsipConf } from '../agent/render/pjsip.js';
-import { voicemailPin } from '../agent/render/voicemail.js';
+import { renderVoicemailConf, voicemailPin } from '../agent/render/voicemail.js';
 import { DirectorySecretStore, md5Credential, resolveDesiredState, type HostFacts } from '../agent/resolve/index.js';
 import { BASE_EXTENSIONS, BASE_PBX, edit, makeRepo, removeTempRepos, tempDir } from './support/config-repo.js';
 import { assertGolden } from './support/golden.js';
@@ -93,6 +93,25 @@ describe('render: desired state → Asterisk files', () => {
       change(changed);
       assert.equal(renderPjsipConf(changed), renderPjsipConf(changed, new RenderMemo()), what);
       assert.notEqual(renderPjsipConf(changed), renderPjsipConf(base, new RenderMemo()), `${what} makes a difference`);
+    }
+  });
+
+  it('gives each box the PIN of its own number and credential, although PINs come from the previous render', async () => {
+    const base = (await renderRepo({
+      'pbx.yaml': BASE_PBX,
+      'extensions/staff.yaml': `extensions:\n  - { number: "1001", md5: ${'a'.repeat(32)}, voicemail: true }\n  - { number: "1002", md5: ${'b'.repeat(32)}, voicemail: true }\n`,
+    })).state!;
+    const boxLine = (text: string, n: string) => text.split('\n').find((l) => l.startsWith(`${n} => `));
+    const variants: Array<[string, (s: typeof base) => void]> = [
+      ['credential', (s) => (s.extensions[0] = { ...s.extensions[0]!, credential: { kind: 'md5', hash: 'f'.repeat(32) } })],
+      ['credentials swapped', (s) => ([s.extensions[0]!.credential, s.extensions[1]!.credential] = [s.extensions[1]!.credential, s.extensions[0]!.credential])],
+    ];
+    for (const [what, change] of variants) {
+      renderVoicemailConf(base);
+      const changed = structuredClone(base);
+      change(changed);
+      const text = renderVoicemailConf(changed);
+      for (const ext of changed.extensions) assert.equal(boxLine(text, ext.number), `${ext.number} => ${voicemailPin(ext.number, ext.credential.hash)},${ext.number}`, what);
     }
   });
 
