@@ -26,10 +26,14 @@ export function compareManagedFile(rel: string, expected: string | undefined, ac
 export async function watchManagedFiles(configDir: string, relPaths: readonly string[], onEvent: (rel: string) => void): Promise<FSWatcher> {
   // The directories, not the files: every write replaces a file (rename), and a watch on a file
   // would stay on the replaced one.
-  const dirs = [...new Set(relPaths.map((p) => path.join(configDir, path.dirname(p))))];
+  const dirs = [...new Set(relPaths.map((p) => path.resolve(configDir, path.dirname(p))))];
+  // Only the managed files, not every temp file a write makes on its way (apply/files.ts): each
+  // would cost the daemon an add, an unlink and a wait for its writes to settle, while it applies.
+  const watched = new Set([...dirs, ...relPaths.map((p) => path.resolve(configDir, p))]);
   const watcher = watch(dirs, {
     depth: 0,
     ignoreInitial: true,
+    ignored: (file: string) => !watched.has(path.resolve(file)),
     // Editors save in several writes; wait until the file is still.
     awaitWriteFinish: { stabilityThreshold: 200, pollInterval: 50 },
   });
