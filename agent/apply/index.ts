@@ -11,26 +11,31 @@ export { DirectoryFileStore, type ManagedFileStore } from './files.js';
 
 /** The current text of each managed file (undefined when it does not exist). */
 export async function readManagedFiles(store: ManagedFileStore, files: readonly RenderedFile[]): Promise<Map<string, string | undefined>> {
-  const out = new Map<string, string | undefined>();
-  for (const f of files) out.set(f.path, await store.read(f.path));
-  return out;
+  const texts = await Promise.all(files.map((f) => store.read(f.path)));
+  return new Map(files.map((f, i) => [f.path, texts[i]]));
 }
 
 /** Writes every file the plan creates or updates; returns their paths. */
 export async function writeChangedFiles(store: ManagedFileStore, plan: ReloadPlan): Promise<string[]> {
-  const written: string[] = [];
-  for (const change of plan.files) {
-    if (change.action === 'unchanged') continue;
-    await store.writeAtomic(change.path, change.rendered.text);
-    written.push(change.path);
-  }
-  return written;
+  const changed = plan.files.filter((f) => f.action !== 'unchanged');
+  await allWritten(changed.map((change) => store.writeAtomic(change.path, change.rendered.text)));
+  return changed.map((change) => change.path);
 }
 
 /** Puts each file back as it was; a file that did not exist before is removed. */
 export async function restoreFiles(store: ManagedFileStore, files: ReadonlyMap<string, string | undefined>): Promise<void> {
-  for (const [rel, text] of files) {
-    if (text === undefined) await store.remove(rel);
-    else await store.writeAtomic(rel, text);
-  }
+  await allWritten([...files].map(([rel, text]) => (text === undefined ? store.remove(rel) : store.writeAtomic(rel, text))));
+}
+
+/**
+ * Waits for writes made side by side, then fails with the first one that failed. Each write is
+ * atomic on its own, and nothing depends on the order among them (a run cut short leaves its
+ * change pending for the next run); side by side, their fsyncs overlap instead of adding up.
+ * Every write has settled when this returns or throws, so the caller never reads a file that
+ * is still being written.
+ */
+export async function allWritten(writes: ReadonlyArray<Promise<void>>): Promise<void> {
+  const results = await Promise.allSettled(writes);
+  const failed = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+  if (failed) throw failed.reason;
 }

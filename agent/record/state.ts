@@ -10,6 +10,7 @@
 import { mkdir } from 'node:fs/promises';
 import path from 'node:path';
 import { DirectoryFileStore } from '../apply/files.js';
+import { allWritten } from '../apply/index.js';
 import type { EventName } from '../log.js';
 import type { AdvertisedAddress, DesiredTransport, ResolvedState } from '../model.js';
 import type { AsteriskModule } from '../managed-files.js';
@@ -119,11 +120,15 @@ export class StateStore {
   /** Keeps `files` (path → text, or undefined for "did not exist") as the last-known-good set. */
   async saveLastKnownGood(files: ReadonlyMap<string, string | undefined>): Promise<void> {
     const manifest: Record<string, boolean> = {};
+    const writes: Array<Promise<void>> = [];
     for (const [rel, text] of files) {
       manifest[rel] = text !== undefined;
-      if (text !== undefined) await this.store.writeAtomic(path.join(LKG_DIR, rel), text);
+      if (text !== undefined) writes.push(this.store.writeAtomic(path.join(LKG_DIR, rel), text));
     }
-    await this.store.writeAtomic(path.join(LKG_DIR, LKG_MANIFEST), JSON.stringify(manifest, null, 2) + '\n');
+    // Side by side, manifest included: the set is read only through a pending change, and the
+    // caller writes that only once every file here is on disk.
+    writes.push(this.store.writeAtomic(path.join(LKG_DIR, LKG_MANIFEST), JSON.stringify(manifest, null, 2) + '\n'));
+    await allWritten(writes);
   }
 
   async loadLastKnownGood(): Promise<Map<string, string | undefined>> {
