@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { mkdir, symlink, writeFile } from 'node:fs/promises';
 import path from 'node:path';
-import { formatIssue, loadDesiredState, readConfigRepo } from '../agent/load/index.js';
+import { formatIssue, loadDesiredState, readConfigRepo, type RepoSnapshot } from '../agent/load/index.js';
 import { MAX_FILE_BYTES } from '../agent/load/read-repo.js';
 import { BASE_EXTENSIONS, BASE_PBX, edit, makeRepo, removeTempRepos } from './support/config-repo.js';
 
@@ -491,3 +491,59 @@ async function makeDirAndWrite(dir: string, rel: string, data: Buffer) {
   await mkdir(path.dirname(path.join(dir, rel)), { recursive: true });
   await writeFile(path.join(dir, rel), data);
 }
+
+describe('load: a changed extensions file, after a load of it', () => {
+  const site: RepoSnapshot['site'] = { path: 'pbx.yaml', text: BASE_PBX };
+  const snapshot = (text: string): RepoSnapshot => ({ root: '/repo', site, extensionFiles: [{ path: 'extensions/a.yaml', text }], issues: [] });
+  /** A load with no extensions file: nothing of an earlier load is kept for the next one. */
+  const forget = () => loadDesiredState({ root: '/repo', site, extensionFiles: [], issues: [] });
+  const md5 = (c: string) => c.repeat(32);
+  const entry = (n: string, extra = '') => `  - number: "${n}"\n    name: User ${n}\n    md5: ${md5('abcdef'[Number(n) % 6]!)}\n${extra}`;
+  const plain = `# sales\nextensions:\n${entry('1001')}\n${entry('1002', '    voicemail:\n      email: b@example.com\n')}\n${entry('1003')}\n`;
+  /** js-yaml reads this name as "User - 1002": the line that looks like an entry is not one. */
+  const quoted = plain.replace('name: User 1002', 'name: "User\n  - 1002"');
+  /** [what, before, after, whether unchanged entries are taken from the load before]. */
+  const cases: Array<[string, string, string, boolean]> = [
+    ['one entry renamed', plain, plain.replace('User 1002', 'Someone Else'), true],
+    ['an entry added at the end', plain, `${plain}${entry('1004')}`, true],
+    ['an entry removed from the middle', plain, plain.replace(`${entry('1002', '    voicemail:\n      email: b@example.com\n')}\n`, ''), true],
+    ['two entries swapped', plain, `extensions:\n${entry('1003')}\n${entry('1001')}\n`, true],
+    ['a nested field changed', plain, plain.replace('b@example.com', 'c@example.com'), true],
+    ['flow maps, one changed', `extensions:\n  - { number: "1001", md5: ${md5('a')} }\n  - { number: "1002", md5: ${md5('b')} }\n`, `extensions:\n  - { number: "1001", md5: ${md5('a')} }\n  - { number: "1002", md5: ${md5('c')} }\n`, true],
+    ['entries not indented under the key', `extensions:\n- number: "1001"\n  md5: ${md5('a')}\n- number: "1002"\n  md5: ${md5('b')}\n`, `extensions:\n- number: "1001"\n  md5: ${md5('a')}\n- number: "1002"\n  md5: ${md5('c')}\n`, true],
+    ['a comment at the first column between entries', plain, plain.replace(`\n${entry('1003')}`, `# the new ones\n${entry('1003')}`).replace('User 1001', 'Alice'), true],
+    ['an entry whose fields start on the next line', plain, `${plain}  -\n    number: "1004"\n    md5: ${md5('d')}\n`, true],
+    ['a quoted name running on to a line that looks like an entry', plain, quoted, false],
+    ['another change to a file with such a name', quoted, quoted.replace('User 1001', 'Alice'), false],
+    ['an entry made invalid', plain, plain.replace(`md5: ${md5('abcdef'[1002 % 6]!)}`, 'md5: nothex'), false],
+    ['a number that only the careful parser keeps', plain, plain.replace('number: "1002"', 'number: 0102'), false],
+    ['an anchor added', plain, plain.replace('name: User 1003', 'name: &n User 1003'), false],
+    ['an entry written twice', plain, `${plain}${entry('1001')}`, true],
+    ['another key next to extensions', plain, `${plain}x-notes: hello\n`, false],
+    ['an unindented line that is not a comment', plain, plain.replace('\n  - number: "1003"', '\nbad\n  - number: "1003"'), false],
+  ];
+
+  for (const [what, before, after, reuses] of cases) {
+    it(`loads it exactly as a first load would: ${what}`, () => {
+      forget();
+      const fresh = loadDesiredState(snapshot(after));
+      forget();
+      loadDesiredState(snapshot(before));
+      const again = loadDesiredState(snapshot(after));
+      assert.deepEqual(again.state, fresh.state);
+      assert.deepEqual(again.issues.map(formatIssue), fresh.issues.map(formatIssue));
+      assert.deepEqual(again.summary, fresh.summary);
+      for (const ext of fresh.state?.extensions ?? []) assert.deepEqual(again.locate(ext.source), fresh.locate(ext.source), ext.number);
+      if (reuses) assert.ok(again.reused.entries > 0, `nothing reused: ${JSON.stringify(again.reused)}`);
+      else assert.equal(again.reused.entries, 0);
+    });
+  }
+
+  it('takes every unchanged entry from the load before and parses only the changed one', () => {
+    forget();
+    loadDesiredState(snapshot(plain));
+    const again = loadDesiredState(snapshot(plain.replace('User 1002', 'Someone Else')));
+    assert.deepEqual(again.reused, { files: 0, entries: 2 });
+    assert.deepEqual(loadDesiredState(snapshot(plain.replace('User 1002', 'Someone Else'))).reused, { files: 1, entries: 0 });
+  });
+});

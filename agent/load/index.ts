@@ -1,13 +1,14 @@
 /**
  * load: config repo snapshot → DesiredState, or every problem found, located. Pure.
  */
-import { ExtensionsFile, SiteFile, type ExtensionsFileData, type SiteFileData } from '../../schemas/config-repo.js';
+import { Extension, ExtensionsFile, SiteFile, type ExtensionData, type ExtensionsFileData, type SiteFileData } from '../../schemas/config-repo.js';
 import type { Credential, DesiredConference, DesiredExtension, DesiredState, DesiredTransport, Locate, Protocol } from '../model.js';
 import { checkConferences, conferenceVideoMode, checkExtensions, checkSite, type ExtensionEntry } from './cross-check.js';
 import { fileIssue, hasErrors, sortIssues, type ConfigIssue } from './issues.js';
 import type { RepoSnapshot } from './read-repo.js';
 import { validateFile } from './validate.js';
-import { locate, parseYaml, type ParsedYaml } from './yaml-document.js';
+import { entryCount, entrySpans, entryText, type EntrySpans } from './entries.js';
+import { locate, parseEntryFast, parsePositioned, parseYaml, type ParsedYaml } from './yaml-document.js';
 
 export { readConfigRepo, type RepoSnapshot } from './read-repo.js';
 export { formatIssue, hasErrors, type ConfigIssue } from './issues.js';
@@ -21,6 +22,11 @@ export interface LoadResult {
   summary: { files: number; extensions: number; disabled: number };
   /** Line and column of a SourceRef in the state, for later stages' messages. */
   locate: Locate;
+  /**
+   * What was taken from the previous load instead of being parsed and validated again: whole
+   * extensions files whose text is unchanged, and the unchanged entries of changed files.
+   */
+  reused: { files: number; entries: number };
 }
 
 const PROTOCOLS: Protocol[] = ['udp', 'tcp', 'tls'];
@@ -146,19 +152,66 @@ interface LoadedExtensionsFile {
   parsed?: ParsedYaml;
   data?: ExtensionsFileData;
   issues: readonly ConfigIssue[];
+  /** Where each of data.extensions is in text (entries.ts), when valid and of the plain layout. */
+  spans?: EntrySpans;
+  /** Entries taken from the previous load of the file when it was loaded. */
+  reusedEntries?: number;
 }
 
-function loadExtensionsFile(file: RepoSnapshot['extensionFiles'][number]): LoadedExtensionsFile {
+function loadExtensionsFile(file: RepoSnapshot['extensionFiles'][number], previous: LoadedExtensionsFile | undefined): LoadedExtensionsFile {
+  const spans = entrySpans(file.text);
+  const changed = spans && previous ? loadChangedEntries(file, spans, previous) : undefined;
+  if (changed) return changed;
+
   const { parsed, issues } = parseYaml(file);
   if (!parsed) return { text: file.text, issues };
   if (parsed.data === null || parsed.data === undefined) {
     return { text: file.text, issues: [...issues, fileIssue(file.path, 'is empty; expected a list under `extensions:`')] };
   }
   const { data, issues: schemaIssues } = validateFile(parsed, ExtensionsFile);
-  // Kept for positions only: the raw YAML data is not needed once validated, and at 10,000
-  // extensions it is megabytes the daemon would hold between runs.
-  const positions: ParsedYaml = { file: parsed.file, data: undefined, positioned: parsed.positioned };
-  return { text: file.text, parsed: positions, ...(data ? { data: detached(data) } : {}), issues: [...issues, ...schemaIssues] };
+  const loaded: LoadedExtensionsFile = { text: file.text, parsed: positionsOnly(parsed), ...(data ? { data: detached(data) } : {}), issues: [...issues, ...schemaIssues] };
+  // Every entry starts at one of the spans (entries.ts): as many spans as entries, and each span
+  // is exactly one entry.
+  if (spans && data && loaded.issues.length === 0 && entryCount(spans) === data.extensions.length) loaded.spans = spans;
+  return loaded;
+}
+
+/**
+ * Kept for positions only: the raw YAML data is not needed once validated, and at 10,000
+ * extensions it is megabytes the daemon would hold between runs.
+ */
+function positionsOnly(parsed: ParsedYaml): ParsedYaml {
+  return { file: parsed.file, data: undefined, positioned: parsed.positioned };
+}
+
+/**
+ * A changed file of the plain layout, from the previous load of it: an entry whose text is the
+ * same as one of the previous entries has its data; the others are parsed and validated alone.
+ * Undefined as soon as one of them does not parse or validate: the whole file is then loaded as
+ * usual, which says what is wrong and where.
+ */
+function loadChangedEntries(file: RepoSnapshot['extensionFiles'][number], spans: EntrySpans, previous: LoadedExtensionsFile): LoadedExtensionsFile | undefined {
+  if (!previous.spans || !previous.data || /[&*]/.test(file.text)) return undefined;
+  const known = new Map<string, ExtensionData>();
+  for (let i = 0; i < entryCount(previous.spans); i++) known.set(entryText(previous.text, previous.spans, i), previous.data.extensions[i]!);
+  const extensions: ExtensionData[] = [];
+  let reusedEntries = 0;
+  for (let i = 0; i < entryCount(spans); i++) {
+    const text = entryText(file.text, spans, i);
+    let entry = known.get(text);
+    if (entry) reusedEntries++;
+    else {
+      const raw = parseEntryFast(text);
+      if (raw === undefined) return undefined;
+      const result = Extension.safeParse(raw);
+      if (!result.success) return undefined;
+      entry = detached(result.data);
+    }
+    extensions.push(entry);
+  }
+  let positioned: ReturnType<ParsedYaml['positioned']> | undefined;
+  const parsed: ParsedYaml = { file: file.path, data: undefined, positioned: () => (positioned ??= parsePositioned(file.text)) };
+  return { text: file.text, parsed, data: { extensions }, issues: [], spans, reusedEntries };
 }
 
 /**
@@ -217,9 +270,13 @@ export function loadDesiredState(snapshot: RepoSnapshot): LoadResult {
     site.extensions.forEach((data, i) => entries.push({ data, parsed: siteParsed!, path: ['extensions', i] }));
   }
   const seen = new Map<string, LoadedExtensionsFile>();
+  const reused = { files: 0, entries: 0 };
   for (const file of snapshot.extensionFiles) {
     const previous = lastLoaded.get(file.path);
-    const loaded = previous?.text === file.text ? previous : loadExtensionsFile(file);
+    const unchanged = previous?.text === file.text;
+    const loaded = unchanged ? previous : loadExtensionsFile(file, previous);
+    if (unchanged) reused.files++;
+    else reused.entries += loaded.reusedEntries ?? 0;
     seen.set(file.path, loaded);
     issues.push(...loaded.issues);
     const { parsed, data } = loaded;
@@ -248,6 +305,6 @@ export function loadDesiredState(snapshot: RepoSnapshot): LoadResult {
     extensions: entries.length - disabled,
     disabled,
   };
-  if (hasErrors(sorted) || !site) return { issues: sorted, summary, locate: locateRef };
-  return { state: buildState(site, siteParsed!.file, entries), issues: sorted, summary, locate: locateRef };
+  if (hasErrors(sorted) || !site) return { issues: sorted, summary, locate: locateRef, reused };
+  return { state: buildState(site, siteParsed!.file, entries), issues: sorted, summary, locate: locateRef, reused };
 }

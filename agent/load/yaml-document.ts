@@ -81,7 +81,20 @@ function hasNumericTextField(data: unknown): boolean {
   return codes !== null && typeof codes === 'object' && Object.values(codes as object).some((v) => typeof v === 'number');
 }
 
-function parsePositioned(text: string): { doc: Document; lineCounter: LineCounter } {
+/**
+ * One entry of an extensions file alone (its text from agent/load/entries.ts), by the fast path:
+ * its data, or undefined when it does not parse to exactly one entry or needs the careful path
+ * (the whole file is then parsed as usual, which words and locates any problem).
+ */
+export function parseEntryFast(text: string): unknown {
+  const data = parseFast({ path: '', text });
+  if (data === NOT_FAST || !Array.isArray(data) || data.length !== 1) return undefined;
+  const asFile = { extensions: data };
+  if (hasNumericTextField(asFile) || tooDeep(asFile)) return undefined;
+  return data[0];
+}
+
+export function parsePositioned(text: string): { doc: Document; lineCounter: LineCounter } {
   const { LineCounter, parseDocument, visit, isPair, isScalar } = yaml();
   const lineCounter = new LineCounter();
   const doc = parseDocument(text, { lineCounter, prettyErrors: true, uniqueKeys: true, version: '1.2' });
