@@ -168,80 +168,93 @@ export class GitSource {
     git.outputHandler((_command, _stdout, stderr, args) => {
       if (args.includes('fetch')) stderr.on('data', (chunk: Buffer | string) => (fetchReport += String(chunk)));
     });
+    // Anything in the clone that no commit holds (untracked or ignored files) is removed, so that
+    // what is loaded is the commit and nothing else. A checkout makes no such file, so they are
+    // looked for while the fetch runs: what is stray after the checkout was stray before it.
+    // `--no-optional-locks`: the status takes no index lock the checkout would wait for, and it
+    // always prints its branch lines (see --verbose below).
+    const strays = git
+      .raw(['--no-optional-locks', 'status', '--porcelain=v2', '--branch', '--untracked-files=all', '--ignored'])
+      .then((status) => status.split('\n').some((line) => line.startsWith('? ') || line.startsWith('! ')))
+      .catch(() => true);
     try {
-      if (!this.originSet) {
-        await git.raw(['remote', 'set-url', 'origin', this.opts.url]);
-        this.originSet = true;
+      try {
+        if (!this.originSet) {
+          await git.raw(['remote', 'set-url', 'origin', this.opts.url]);
+          this.originSet = true;
+        }
+        // --verbose: git then always prints (an up-to-date ref too). simple-git waits an extra 50 ms
+        // for a child that printed nothing before it reports it done (its completion plugin).
+        await git.fetch(['--verbose', '--prune', '--tags', '--force', 'origin', `+refs/heads/*:refs/remotes/origin/*`]);
+      } catch (e) {
+        return { ok: false, kind: 'unreachable', message: `cannot fetch ${this.opts.url}: ${firstLine(e)}` };
       }
-      // --verbose: git then always prints (an up-to-date ref too). simple-git waits an extra 50 ms
-      // for a child that printed nothing before it reports it done (its completion plugin).
-      await git.fetch(['--verbose', '--prune', '--tags', '--force', 'origin', `+refs/heads/*:refs/remotes/origin/*`]);
-    } catch (e) {
-      return { ok: false, kind: 'unreachable', message: `cannot fetch ${this.opts.url}: ${firstLine(e)}` };
-    }
 
-    const wanted = ref ?? tracking;
-    // `rev-parse --verify --quiet` fails with an exit code only, which simple-git does not turn
-    // into an error: an empty answer means the ref does not exist.
-    const commit =
-      (ref ? undefined : await looseRef(workDir, wanted)) ??
-      (await git
-        .revparse(['--verify', '--quiet', `${wanted}^{commit}`])
-        .then((out) => out.trim())
-        .catch(() => ''));
-    if (!/^[0-9a-f]{40,64}$/.test(commit)) {
-      return {
-        ok: false,
-        kind: 'rejected',
-        message: ref ? `ref ${ref} does not exist in ${this.opts.url}` : `branch ${branch} does not exist in ${this.opts.url}`,
-      };
-    }
-
-    if (applied && applied !== commit && !ref && !this.opts.allowHistoryRewrite) {
-      // `merge-base --is-ancestor` answers only with its exit code, which simple-git does not
-      // report when git prints nothing; the merge base itself is unambiguous.
-      const descends =
-        (trackedBefore === applied && fastForwarded(fetchReport, branch, applied, commit)) ||
+      const wanted = ref ?? tracking;
+      // `rev-parse --verify --quiet` fails with an exit code only, which simple-git does not turn
+      // into an error: an empty answer means the ref does not exist.
+      const commit =
+        (ref ? undefined : await looseRef(workDir, wanted)) ??
         (await git
-          .raw(['merge-base', applied, commit])
+          .revparse(['--verify', '--quiet', `${wanted}^{commit}`])
           .then((out) => out.trim())
-          .catch(() => '')) === applied;
-      if (!descends) {
+          .catch(() => ''));
+      if (!/^[0-9a-f]{40,64}$/.test(commit)) {
         return {
           ok: false,
           kind: 'rejected',
-          commit,
-          applied,
-          message:
-            `${branch} is at ${commit.slice(0, 12)}, which does not descend from the applied ${applied.slice(0, 12)}: ` +
-            'the history was rewritten (force-push). Push a new commit on top of the applied one, or set source.allow_history_rewrite',
+          message: ref ? `ref ${ref} does not exist in ${this.opts.url}` : `branch ${branch} does not exist in ${this.opts.url}`,
         };
       }
-    }
 
-    if (this.opts.allowedSignersFile) {
-      // %G? is "G" only for a good signature by a key in gpg.ssh.allowedSignersFile.
-      const signed = await git
-        .raw(['log', '-1', '--format=%G?', commit])
-        .then((out) => out.trim() === 'G')
-        .catch(() => false);
-      if (!signed) {
-        return {
-          ok: false,
-          kind: 'unsigned',
-          commit,
-          message: `commit ${commit.slice(0, 12)} has no valid SSH signature by a key in ${this.opts.allowedSignersFile}`,
-        };
+      if (applied && applied !== commit && !ref && !this.opts.allowHistoryRewrite) {
+        // `merge-base --is-ancestor` answers only with its exit code, which simple-git does not
+        // report when git prints nothing; the merge base itself is unambiguous.
+        const descends =
+          (trackedBefore === applied && fastForwarded(fetchReport, branch, applied, commit)) ||
+          (await git
+            .raw(['merge-base', applied, commit])
+            .then((out) => out.trim())
+            .catch(() => '')) === applied;
+        if (!descends) {
+          return {
+            ok: false,
+            kind: 'rejected',
+            commit,
+            applied,
+            message:
+              `${branch} is at ${commit.slice(0, 12)}, which does not descend from the applied ${applied.slice(0, 12)}: ` +
+              'the history was rewritten (force-push). Push a new commit on top of the applied one, or set source.allow_history_rewrite',
+          };
+        }
       }
-    }
 
-    await git.raw(['checkout', '--force', '--detach', commit]);
-    // Anything in the clone that the commit does not hold (untracked or ignored files) is removed,
-    // so what is loaded is the commit and nothing else. `status` always prints its branch lines;
-    // the silent `clean` runs only when there is something to remove (see --verbose above).
-    const status = await git.raw(['status', '--porcelain=v2', '--branch', '--untracked-files=all', '--ignored']);
-    if (status.split('\n').some((line) => line.startsWith('? ') || line.startsWith('! '))) await git.raw(['clean', '-ffdqx']);
-    return { ok: true, dir: workDir, revision: commit.slice(0, 12), commit, localPath: false };
+      if (this.opts.allowedSignersFile) {
+        // %G? is "G" only for a good signature by a key in gpg.ssh.allowedSignersFile.
+        const signed = await git
+          .raw(['log', '-1', '--format=%G?', commit])
+          .then((out) => out.trim() === 'G')
+          .catch(() => false);
+        if (!signed) {
+          return {
+            ok: false,
+            kind: 'unsigned',
+            commit,
+            message: `commit ${commit.slice(0, 12)} has no valid SSH signature by a key in ${this.opts.allowedSignersFile}`,
+          };
+        }
+      }
+
+      // The status is over before the checkout changes the files it reads.
+      const anyStray = await strays;
+      await git.raw(['checkout', '--force', '--detach', commit]);
+      // The silent `clean` runs only when there is something to remove (see --verbose above).
+      if (anyStray) await git.raw(['clean', '-ffdqx']);
+      return { ok: true, dir: workDir, revision: commit.slice(0, 12), commit, localPath: false };
+    } finally {
+      // Not left running when the fetch gives up early.
+      await strays;
+    }
   }
 }
 
