@@ -29,6 +29,7 @@ import { compareDialplan } from './plan/dialplan.js';
 import { comparePjsip } from './plan/objects.js';
 import { planLiveObjects, type LiveObjectsPlan } from './plan/live-objects.js';
 import type { RenderOutcome } from './pipeline.js';
+import type { Trigger } from './daemon/runner.js';
 
 export interface ReconcileDeps {
   asterisk: AsteriskControl;
@@ -59,6 +60,8 @@ export interface ConfigSource {
   commit?: string;
   /** How long fetching and checking out the commit took, when this run fetched it. */
   fetchMs?: number;
+  /** What started the run and how long it waited to start (the daemon's runs). */
+  trigger?: Trigger;
 }
 
 export interface ReconcileOutcome {
@@ -186,7 +189,7 @@ async function reconcileSteps(run: Run, state: AgentState): Promise<Verdict> {
 
   // What Asterisk had before: kept on disk before anything is written, so that a crash between
   // here and verification can still be rolled back by the next run.
-  const previous = await previousFiles(deps, state, plan, onDisk);
+  const previous = await run.stage('save', () => previousFiles(deps, state, plan, onDisk));
   const changes = moduleChanges(modules, rendered.files, previous, onDisk, plan);
   // The edits from what Asterisk had verified to what the files say now. When an earlier run left
   // this change pending, Asterisk holds the old dialplan, the new one, or the old one with some of
@@ -216,7 +219,7 @@ async function reconcileSteps(run: Run, state: AgentState): Promise<Verdict> {
 
   const pending = { revision: source.revision, fingerprint, modules, paths: [...previous.keys()], at: deps.now().toISOString(), ...(live || state.pending?.live ? { live: true } : {}) };
   const dropLiveObjects = mayHoldLiveObjects(state);
-  await deps.state.write({ ...state, pending });
+  await run.stage('save', () => deps.state.write({ ...state, pending }));
   if (state.pending) {
     const why = state.pending.lastError
       ? `finishing a change left pending by a run that failed (${state.pending.lastError})`
@@ -571,7 +574,9 @@ class Run {
     // A refusal stands until a run gets the files to what the config repo says.
     const { refused: _settled, ...withoutRefusal } = state;
     const next = status === 'applied' || status === 'unchanged' ? withoutRefusal : state;
-    await this.deps.state.write({ ...next, lastRun, consecutiveFailures: failedRun ? state.consecutiveFailures + 1 : status === 'skipped' ? state.consecutiveFailures : 0 });
+    await this.stage('record', () =>
+      this.deps.state.write({ ...next, lastRun, consecutiveFailures: failedRun ? state.consecutiveFailures + 1 : status === 'skipped' ? state.consecutiveFailures : 0 }),
+    );
 
     if (status === 'invalid') {
       logEvent(this.deps.log, 'error', 'reconcile.invalid', { revision: o.revision, errors: o.issues.filter((i) => i.severity === 'error').map(formatIssue) }, 'the config repo is invalid; nothing was applied');
@@ -597,6 +602,7 @@ class Run {
         verification: v ? { ok: v.ok, mismatches: v.mismatches.length, restartPending: v.restartPending, ...v.checked } : undefined,
         durationMs,
         stages: o.stages,
+        ...(this.source.trigger ? { trigger: this.source.trigger } : {}),
         ...(error ? { error } : {}),
       },
       `reconcile ${status}`,

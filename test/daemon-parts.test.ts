@@ -4,7 +4,7 @@ import { readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { HeapTrimmer, takesGcOptions } from '../agent/daemon/heap.js';
 import { acquireLock, LockTimeoutError } from '../agent/record/lock.js';
-import { SyncRunner, type TriggerReason } from '../agent/daemon/runner.js';
+import { SyncRunner, type Trigger, type TriggerReason } from '../agent/daemon/runner.js';
 import { assessHealth } from '../agent/daemon/status.js';
 import { RateLimitedLog, verifyWebhook } from '../agent/daemon/webhook.js';
 import { AppliedTexts } from '../agent/drift/applied-texts.js';
@@ -82,6 +82,27 @@ describe('daemon parts', () => {
       assert.deepEqual(reasons, ['webhook', 'webhook'], 'the other nine became one follow-up');
       assert.equal(runner.stats.collapsed, 8);
       await runner.stop();
+    });
+
+    it('tells each run what started it and how long it waited behind the run before it', async () => {
+      let now = 1000;
+      const gate = deferred();
+      const triggers: Trigger[] = [];
+      const runner = new SyncRunner(async (_reason, trigger) => {
+        triggers.push(trigger);
+        if (triggers.length === 1) await gate.promise;
+        return { ok: true };
+      }, { backoffBaseMs: 1000, backoffMaxMs: 8000, now: () => now });
+      runner.request('schedule');
+      now = 1040;
+      runner.request('webhook');
+      now = 1100;
+      runner.request('webhook');
+      now = 1250;
+      gate.resolve();
+      await runner.idle();
+      // The follow-up answers the first push that came during the run: it waited from 1040 on.
+      assert.deepEqual(triggers, [{ reason: 'schedule', waitedMs: 0 }, { reason: 'webhook', waitedMs: 210 }]);
     });
 
     it('retries sooner when the job asks for it (a config repo out of reach is probed), whatever the backoff', async () => {

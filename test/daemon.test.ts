@@ -86,6 +86,10 @@ describe('daemon', function () {
     const stages = second.stages as Record<string, number>;
     assert.equal(Object.keys(stages)[0], 'fetch');
     assert.ok(stages.fetch! > 0, JSON.stringify(stages));
+    // And with what started the run, and how long it waited to start.
+    const trigger = second.trigger as { reason: string; waitedMs: number };
+    assert.equal(trigger.reason, 'webhook');
+    assert.ok(trigger.waitedMs >= 0, JSON.stringify(trigger));
   });
 
   it('applies a pushed extension as live objects, then folds them into pjsip.conf once pushes stop', async () => {

@@ -42,14 +42,14 @@ describe('reconcile against a loopback Asterisk', () => {
     const finished = events('reconcile.finished');
     assert.equal(finished.length, 1);
     assert.equal(finished[0]!.status, 'applied');
-    assert.deepEqual(Object.keys(finished[0]!.stages as object), ['render', 'plan', 'preflight', 'apply', 'reload', 'verify']);
+    assert.deepEqual(Object.keys(finished[0]!.stages as object), ['render', 'plan', 'save', 'preflight', 'apply', 'reload', 'verify', 'record']);
   });
 
   it('reports the git fetch as the first stage, and never as where a run failed', async () => {
     const dir = await repo(TWO);
     const out = await reconcile(host.deps(), { dir, revision: 'r1', fetchMs: 12.34 });
     assert.equal(out.status, 'applied', out.error);
-    assert.deepEqual(Object.keys(events('reconcile.finished')[0]!.stages as object), ['fetch', 'render', 'plan', 'preflight', 'apply', 'reload', 'verify']);
+    assert.deepEqual(Object.keys(events('reconcile.finished')[0]!.stages as object), ['fetch', 'render', 'plan', 'save', 'preflight', 'apply', 'reload', 'verify', 'record']);
     assert.equal((events('reconcile.finished')[0]!.stages as Record<string, number>).fetch, 12.3);
 
     // A failure before the first stage of the run: the disk refuses the clean-up of temp files.
@@ -66,7 +66,7 @@ describe('reconcile against a loopback Asterisk', () => {
     assert.equal(failed.status, 'failed');
     const line = events('reconcile.failed')[0]!;
     assert.equal(line.stage, undefined, 'the fetch had finished; no stage of the run had started');
-    assert.deepEqual(Object.keys(events('reconcile.finished')[1]!.stages as object), ['fetch']);
+    assert.deepEqual(Object.keys(events('reconcile.finished')[1]!.stages as object), ['fetch', 'record']);
   });
 
   it('does nothing at all when nothing changed: no write, no reload, no AMI traffic beyond none', async () => {

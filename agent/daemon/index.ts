@@ -29,7 +29,7 @@ import { AsteriskDriftPlugin } from './plugins/asterisk-drift.js';
 import { CloudPlugin } from './plugins/cloud.js';
 import { FileDriftPlugin } from './plugins/file-drift.js';
 import type { DaemonContext, DaemonPlugin } from './plugins/plugin.js';
-import { SyncRunner, type TriggerReason } from './runner.js';
+import { SyncRunner, type Trigger, type TriggerReason } from './runner.js';
 import { PID_FILE } from './status.js';
 import { syncOnce } from './sync.js';
 import { RateLimitedLog, startWebhookServer } from './webhook.js';
@@ -79,7 +79,7 @@ export class Daemon {
     this.state = new StateStore(settings.state_dir);
     this.ami = new AmiConnection(settings, amiSecret, log, ariPassword);
     this.source = gitSourceFrom(settings);
-    this.runner = new SyncRunner((reason) => this.syncJob(reason), {
+    this.runner = new SyncRunner((reason, trigger) => this.syncJob(reason, trigger), {
       backoffBaseMs: settings.schedule.backoff_base_seconds * 1000,
       backoffMaxMs: settings.schedule.backoff_max_seconds * 1000,
     }, (reason, retryInMs) => logEvent(log, 'debug', 'sync.backoff', { reason, retryInMs }, 'skipped: backing off after a failed run'));
@@ -153,7 +153,7 @@ export class Daemon {
     this.runner.request('startup');
   }
 
-  private async syncJob(reason: TriggerReason): Promise<{ ok: boolean; retryInMs?: number }> {
+  private async syncJob(reason: TriggerReason, trigger: Trigger): Promise<{ ok: boolean; retryInMs?: number }> {
     this.heap.runStarting();
     let applied = false;
     try {
@@ -172,6 +172,7 @@ export class Daemon {
       this.adoption = undefined;
       const result = await syncOnce(this.settings, this.deps!, this.source, this.log, reason, {
         signal: this.abort.signal,
+        trigger,
         ...(adoption ? { amendState: (state: AgentState) => withAdoption(state, adoption.value) } : {}),
       });
       // What the run left on disk, as the run knows it: re-reading the disk here could pick up a

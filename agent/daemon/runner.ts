@@ -19,9 +19,18 @@ export interface JobResult {
   retryInMs?: number;
 }
 
+/** Why a run started, and how long after it was asked for (behind a run in progress, mostly). */
+export interface Trigger {
+  reason: TriggerReason;
+  /** From the first request this run answers to its start, in ms. */
+  waitedMs: number;
+}
+
 export class SyncRunner {
   private running: Promise<void> | undefined;
   private followUp: TriggerReason | undefined;
+  /** When the follow-up was first asked for (now()). */
+  private followUpSince = 0;
   private failures = 0;
   private notBefore = 0;
   private retryTimer: NodeJS.Timeout | undefined;
@@ -29,7 +38,7 @@ export class SyncRunner {
   readonly stats = { runs: 0, collapsed: 0, skippedForBackoff: 0 };
 
   constructor(
-    private readonly job: (reason: TriggerReason) => Promise<JobResult>,
+    private readonly job: (reason: TriggerReason, trigger: Trigger) => Promise<JobResult>,
     private readonly options: RunnerOptions,
     private readonly onSkip: (reason: TriggerReason, retryInMs: number) => void = () => undefined,
   ) {}
@@ -51,25 +60,28 @@ export class SyncRunner {
       if (this.followUp !== undefined) this.stats.collapsed++;
       // A fold does not fetch: it never takes the place of a sync that is waiting (the fold is
       // asked for again once that sync has run).
+      if (this.followUp === undefined) this.followUpSince = this.now();
       if (reason !== 'fold' || this.followUp === undefined) this.followUp = reason;
       return;
     }
-    this.running = this.loop(reason);
+    this.running = this.loop(reason, this.now());
   }
 
-  private async loop(first: TriggerReason): Promise<void> {
+  private async loop(first: TriggerReason, firstSince: number): Promise<void> {
     let reason: TriggerReason | undefined = first;
+    let since = firstSince;
     while (reason !== undefined && !this.stopped) {
       this.followUp = undefined;
       this.stats.runs++;
       let result: JobResult = { ok: false };
       try {
-        result = await this.job(reason);
+        result = await this.job(reason, { reason, waitedMs: this.now() - since });
       } catch {
         result = { ok: false };
       }
       this.settle(result);
       reason = this.followUp;
+      since = this.followUpSince;
     }
     this.running = undefined;
   }

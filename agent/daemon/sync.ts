@@ -9,7 +9,7 @@ import { reconcile, type ReconcileDeps, type ReconcileOutcome } from '../reconci
 import { withReconcileLock } from '../record/lock.js';
 import { recordFailedRun, type AgentState } from '../record/state.js';
 import type { FetchResult, GitSource } from '../source/git.js';
-import type { TriggerReason } from './runner.js';
+import type { Trigger, TriggerReason } from './runner.js';
 
 export interface SyncResult {
   ok: boolean;
@@ -28,6 +28,8 @@ export async function syncOnce(
   options: {
     signal?: AbortSignal;
     onWait?: (ownerPid: number) => void;
+    /** What started the run, for its reconcile.finished line (the daemon's runs). */
+    trigger?: Trigger;
     /** A change to the state that must be made under the lock first (an Elastic IP adopted or dropped). */
     amendState?: (state: AgentState) => AgentState;
   } = {},
@@ -59,6 +61,7 @@ export async function syncOnce(
       revision: fetched.revision,
       ...(fetched.commit ? { commit: fetched.commit } : {}),
       ...(fetched.localPath ? {} : { fetchMs }),
+      ...(options.trigger ? { trigger: options.trigger } : {}),
     });
     const ok = outcome.status === 'applied' || outcome.status === 'unchanged';
     return { ok, outcome, dir: fetched.dir };

@@ -206,6 +206,8 @@ interface OpResult {
   appliedMs: number;
   durationMs: number;
   stages: Record<string, number>;
+  /** The reconcile.finished line's trigger.waitedMs: how long the run waited to start. */
+  waitedMs: number;
   seenMs: number;
   seenAttempts: number;
 }
@@ -483,10 +485,11 @@ async function cycle(ctx: BenchContext, h: E2eHost, journal: JournalTail, size: 
       appliedMs: line ? line.at - sentAt : NaN,
       durationMs: Number(e.durationMs ?? NaN),
       stages: (e.stages as Record<string, number> | undefined) ?? {},
+      waitedMs: Number((e.trigger as { waitedMs?: number } | undefined)?.waitedMs ?? NaN),
       seenMs: user.at - sentAt,
       seenAttempts: user.attempts,
     };
-    ctx.log(`real-asterisk:   ${op} ${n}: ${r.status}, push→applied ${ms(r.appliedMs)} ms (agent ${r.durationMs} ms), push→${seenLabel} ${ms(r.seenMs)} ms; reloads ${r.reloads.join(',') || '-'}; live-object edits ${r.liveObjectEdits}`);
+    ctx.log(`real-asterisk:   ${op} ${n}: ${r.status}, push→applied ${ms(r.appliedMs)} ms (agent ${r.durationMs} ms, waited ${r.waitedMs} ms to start), push→${seenLabel} ${ms(r.seenMs)} ms; reloads ${r.reloads.join(',') || '-'}; live-object edits ${r.liveObjectEdits}; stages ${stagesText(r.stages)}`);
     results.push(r);
   };
 
@@ -636,7 +639,7 @@ async function measureMemory(h: E2eHost, size: number): Promise<MemoryResult> {
   };
 }
 
-const STAGES = ['fetch', 'render', 'plan', 'preflight', 'apply', 'reload', 'verify'] as const;
+const STAGES = ['fetch', 'render', 'plan', 'save', 'preflight', 'apply', 'reload', 'verify', 'record'] as const;
 
 function stagesText(stages: unknown): string {
   if (!stages || typeof stages !== 'object') return '?';
@@ -725,6 +728,7 @@ function report(r: {
         med(applied),
         med(xs.map((o) => o.durationMs)),
         ...STAGES.map((s) => med(xs.map((o) => o.stages[s] ?? NaN))),
+        med(xs.map((o) => o.waitedMs)),
         med(xs.map((o) => o.appliedMs - o.durationMs)),
         `${xs[0]!.seenLabel} ${med(xs.map((o) => o.seenMs))}`,
         budget,
@@ -743,6 +747,7 @@ function report(r: {
       { header: 'push→applied ms' },
       { header: 'agent ms' },
       ...STAGES.map((s) => ({ header: s })),
+      { header: 'waited' },
       { header: 'outside ms' },
       { header: 'push→user sees ms', align: 'left' as const },
       { header: 'budget ms' },
@@ -751,7 +756,7 @@ function report(r: {
     rows: opRows,
     notes: [
       'push→applied: from the webhook POST (sent right after `git push` returned) to the journal timestamp of the reconcile.finished line of that commit, which the agent logs after its own verify.',
-      'agent ms: that line\'s durationMs (the reconcile, from render on); fetch … verify: its stages (fetch: the git fetch and checkout before the reconcile); outside: push→applied − agent ms (webhook, git fetch, queueing, logging).',
+      'agent ms: that line\'s durationMs (the reconcile, from render on); fetch … record: its stages (fetch: the git fetch and checkout before the reconcile; save: last-known-good and pending written; record: the state file); waited: its trigger.waitedMs (behind a run in progress); outside: push→applied − agent ms (webhook, waiting, git fetch, the state file, logging).',
       'reloads: modules reloaded; live objects: res_pjsip changed through astdb/ARI instead (README, Live objects). The removal comes after a fold, so it locks out an extension pjsip.conf defined.',
       'push→user sees: registrable = sipp REGISTER with the password gets 200; seen = `pjsip show endpoint` shows the new callerid / `dialplan show` the new ring time;',
       `gone = REGISTER with the right password is refused with 401. Probes start with the webhook and are retried (sipp: ${SIPP_PAUSE_MS} ms pause, asterisk -rx: ${CLI_PAUSE_MS} ms)`,
