@@ -16,7 +16,7 @@ import { formatIssue, type ConfigIssue } from './load/issues.js';
 import { logEvent, type EventName, type Logger } from './log.js';
 import { renderConfigRepo } from './pipeline.js';
 import { checkRemovals, MASS_REMOVAL_FLAG, planChanges, type PlanWarning, type ReloadPlan, type RemovalRefusal } from './plan/index.js';
-import { appliedNetworkOf, type AgentState, type ReconcileStatus, type StateStore } from './record/state.js';
+import { appliedNetworkOf, type AgentState, type AppliedNetwork, type ReconcileStatus, type StateStore } from './record/state.js';
 import type { ResolvedState } from './model.js';
 import { ReloadError, reloadModules } from './reload/index.js';
 import { restartWhenIdle } from './reload/restart.js';
@@ -95,6 +95,8 @@ export interface ReconcileOutcome {
   code?: EventName;
   /** Milliseconds per stage. */
   stages: Record<string, number>;
+  /** The applied record's network facts after the run (what the cloud checks compare). */
+  appliedNetwork?: AppliedNetwork;
 }
 
 
@@ -574,6 +576,7 @@ class Run {
     // A refusal stands until a run gets the files to what the config repo says.
     const { refused: _settled, ...withoutRefusal } = state;
     const next = status === 'applied' || status === 'unchanged' ? withoutRefusal : state;
+    if (next.applied?.network) o.appliedNetwork = next.applied.network;
     await this.stage('record', () =>
       this.deps.state.write({ ...next, lastRun, consecutiveFailures: failedRun ? state.consecutiveFailures + 1 : status === 'skipped' ? state.consecutiveFailures : 0 }),
     );

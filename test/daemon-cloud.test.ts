@@ -67,6 +67,36 @@ describe('daemon with cloud checks (loopback IMDS and EC2)', function () {
     assert.ok(daemon.events('drift.eip').length >= 1, 'the change was reported as drift.eip');
   });
 
+  it('checks the cloud side again after a run that changes what it compares (the RTP ports), not after one that adds an extension', async () => {
+    const settings = await daemonSettings(host, { url: remote.url, cloud: { imds: imds.url, ec2: ec2.url } });
+    const checks = () => ec2.requests.filter((r) => r.action === 'DescribeAddresses').length;
+    // A first run, so that the state holds an applied configuration when each daemon below starts.
+    daemon = DaemonProcess.start(settings, { env: loopbackAwsEnv() });
+    assert.equal((await daemon.finished(1)).status, 'applied');
+    await daemon.stop();
+    /** EC2 address lookups of one daemon: its check at start, one push, a no-op run, and the checks they set off. */
+    const lookupsAround = async (files: Record<string, string>) => {
+      const before = checks();
+      daemon = DaemonProcess.start(settings, { env: loopbackAwsEnv() });
+      assert.equal((await daemon.finished(1)).status, 'unchanged');
+      await remote.commit(files);
+      await remote.push();
+      daemon.signal('SIGHUP');
+      assert.equal((await daemon.finished(2)).status, 'applied');
+      // One more run: a check the push set off has started by its end (it is asked for as the
+      // push's run ends), and the daemon waits for a check in progress before it exits.
+      daemon.signal('SIGHUP');
+      assert.equal((await daemon.finished(3)).status, 'unchanged');
+      await daemon.stop();
+      daemon = undefined;
+      return checks() - before;
+    };
+    const extension = await lookupsAround({ 'extensions/staff.yaml': `extensions:\n  - { number: "1001", md5: ${'a'.repeat(32)} }\n  - { number: "1002", md5: ${'b'.repeat(32)} }\n` });
+    const ports = await lookupsAround({ 'pbx.yaml': BASE_PBX.replace('external_address: 203.0.113.10', 'external_address: auto').replace('port_end: 20000', 'port_end: 19000') });
+    assert.ok(extension >= 1, 'the check at start looked the address up');
+    assert.equal(ports - extension, 1, `one more check after the RTP ports changed (${extension} lookups around the extension, ${ports} around the ports)`);
+  });
+
   it('under eip_policy alert reports an explicit address that is not the Elastic IP, and changes nothing', async () => {
     await remote.commit({ 'pbx.yaml': BASE_PBX.replace('external_address: 203.0.113.10', 'external_address: 192.0.2.44') });
     await remote.push();

@@ -68,6 +68,8 @@ export class Daemon {
   /** An adoption asked for by the cloud checks, written into the state by the next run. */
   private adoption: { value: { address: string; previous?: string } | undefined } | undefined;
   private stopping = false;
+  /** The applied network facts the cloud checks last saw (JSON): a run that changes them checks again. */
+  private checkedNetwork: string | undefined;
 
   constructor(
     private readonly settings: AgentSettingsData,
@@ -128,6 +130,8 @@ export class Daemon {
     // What the last run left on disk is what drift is measured against until the next run.
     void this.expected.replace(await readManagedTexts(settings.asterisk.config_dir));
     await this.drift.load();
+    const applied = (await this.state.read()).applied?.network;
+    this.checkedNetwork = applied && JSON.stringify(applied);
 
     process.on('SIGHUP', this.onHup);
     process.on('SIGTERM', this.onTerm);
@@ -183,8 +187,14 @@ export class Daemon {
       void compactRenderCaches();
       if (outcome?.liveFiles) void this.expected.replace(outcome.liveFiles);
       else if (outcome?.status === 'failed') void this.expected.replace(await readManagedTexts(this.settings.asterisk.config_dir));
-      // Addresses or ports may have changed: the cloud side is checked again right away.
-      if (outcome && outcome.changedFiles.length > 0) setImmediate(() => void this.cloud?.run());
+      // The address or the ports Asterisk has changed: the cloud side is checked again right away.
+      // Not after every change: a check starts a Node.js worker with the AWS SDK (a few hundred ms
+      // of CPU), and an extension changes nothing the checks compare.
+      const network = outcome?.appliedNetwork && JSON.stringify(outcome.appliedNetwork);
+      if (network !== undefined && network !== this.checkedNetwork) {
+        this.checkedNetwork = network;
+        setImmediate(() => void this.cloud?.run());
+      }
       // A repo that cannot be reached is probed sooner than the backoff would: a fetch that
       // fails costs little, and convergence should not wait minutes once it is back.
       return result.fetchFailure?.kind === 'unreachable' ? { ok: false, retryInMs: SOURCE_PROBE_MS } : { ok: result.ok };

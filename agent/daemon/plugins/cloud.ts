@@ -48,9 +48,12 @@ export class CloudPlugin implements DaemonPlugin {
     await this.flight.idle();
   }
 
-  /** Runs the checks now (after a reconcile changed addresses or ports), or joins a run in progress. */
+  /**
+   * Runs the checks now (after a reconcile changed addresses or ports), or once more after a run
+   * in progress, which may have read the applied record before the change.
+   */
   run(): Promise<void> {
-    return this.started ? this.flight.run() : Promise.resolve();
+    return this.started ? this.flight.rerun() : Promise.resolve();
   }
 
   private async check(): Promise<void> {

@@ -47,6 +47,7 @@ export interface DaemonPlugin {
  */
 export class SingleFlight {
   private running: Promise<void> | undefined;
+  private again: Promise<void> | undefined;
 
   constructor(
     private readonly name: string,
@@ -72,8 +73,20 @@ export class SingleFlight {
     return this.running;
   }
 
-  /** Waits for a run in progress, if any. */
+  /**
+   * Runs the job now, or once more when the run in progress is over: that one may have read what
+   * has just changed. Requests that arrive meanwhile share that one further run.
+   */
+  rerun(): Promise<void> {
+    if (!this.running) return this.run();
+    return (this.again ??= this.running.then(() => {
+      this.again = undefined;
+      return this.run();
+    }));
+  }
+
+  /** Waits for a run in progress, and for the further run asked for meanwhile, if any. */
   async idle(): Promise<void> {
-    await this.running;
+    while (this.running || this.again) await (this.again ?? this.running);
   }
 }
