@@ -58,8 +58,11 @@ export interface ConfigSource {
   revision: string;
   /** The full commit, when the config came from git (kept to refuse history rewrites). */
   commit?: string;
-  /** How long fetching and checking out the commit took, when this run fetched it. */
-  fetchMs?: number;
+  /**
+   * When this run fetched the commit: how long the fetch took (with everything asked of git
+   * before the checkout), and the checkout.
+   */
+  sourceMs?: { fetch: number; checkout: number };
   /** What started the run and how long it waited to start (the daemon's runs). */
   trigger?: Trigger;
 }
@@ -566,7 +569,8 @@ class Run {
     o.status = status;
     // The fetch goes first, added only now: the stages so far name where a failure happened, and
     // the fetch was done before this run began.
-    if (this.source.fetchMs !== undefined) o.stages = { fetch: Math.round(this.source.fetchMs * 10) / 10, ...o.stages };
+    const fetched = this.source.sourceMs;
+    if (fetched) o.stages = { fetch: Math.round(fetched.fetch * 10) / 10, checkout: Math.round(fetched.checkout * 10) / 10, ...o.stages };
     if (error !== undefined) o.error = error;
     const failureCode = code ?? FAILURE_CODES[status];
     if (failureCode) o.code = failureCode;

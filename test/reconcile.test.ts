@@ -47,10 +47,11 @@ describe('reconcile against a loopback Asterisk', () => {
 
   it('reports the git fetch as the first stage, and never as where a run failed', async () => {
     const dir = await repo(TWO);
-    const out = await reconcile(host.deps(), { dir, revision: 'r1', fetchMs: 12.34 });
+    const out = await reconcile(host.deps(), { dir, revision: 'r1', sourceMs: { fetch: 12.34, checkout: 2.06 } });
     assert.equal(out.status, 'applied', out.error);
-    assert.deepEqual(Object.keys(events('reconcile.finished')[0]!.stages as object), ['fetch', 'render', 'plan', 'save', 'preflight', 'apply', 'reload', 'verify', 'record']);
+    assert.deepEqual(Object.keys(events('reconcile.finished')[0]!.stages as object), ['fetch', 'checkout', 'render', 'plan', 'save', 'preflight', 'apply', 'reload', 'verify', 'record']);
     assert.equal((events('reconcile.finished')[0]!.stages as Record<string, number>).fetch, 12.3);
+    assert.equal((events('reconcile.finished')[0]!.stages as Record<string, number>).checkout, 2.1);
 
     // A failure before the first stage of the run: the disk refuses the clean-up of temp files.
     const deps = host.deps();
@@ -62,11 +63,11 @@ describe('reconcile against a loopback Asterisk', () => {
         return typeof value === 'function' ? value.bind(target) : value;
       },
     });
-    const failed = await reconcile(deps, { dir, revision: 'r2', fetchMs: 5 });
+    const failed = await reconcile(deps, { dir, revision: 'r2', sourceMs: { fetch: 5, checkout: 1 } });
     assert.equal(failed.status, 'failed');
     const line = events('reconcile.failed')[0]!;
     assert.equal(line.stage, undefined, 'the fetch had finished; no stage of the run had started');
-    assert.deepEqual(Object.keys(events('reconcile.finished')[1]!.stages as object), ['fetch', 'record']);
+    assert.deepEqual(Object.keys(events('reconcile.finished')[1]!.stages as object), ['fetch', 'checkout', 'record']);
   });
 
   it('does nothing at all when nothing changed: no write, no reload, no AMI traffic beyond none', async () => {

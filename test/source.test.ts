@@ -7,7 +7,7 @@ import { execFile } from 'node:child_process';
 import { mkdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { promisify } from 'node:util';
-import { fastForwarded, GitSource, type GitSourceOptions } from '../agent/source/git.js';
+import { fastForwarded, GitSource, type FetchResult, type GitSourceOptions } from '../agent/source/git.js';
 import { removeTempRepos, tempDir } from './support/config-repo.js';
 import { freePort } from './support/net.js';
 
@@ -32,6 +32,14 @@ async function withFirstOnPath<T>(dir: string, name: string, script: string, fn:
   } finally {
     process.env.PATH = savedPath;
   }
+}
+
+/** A fetch result without its timing (checkoutMs, a number whenever the commit was checked out). */
+function untimed(result: FetchResult): FetchResult {
+  if (!result.ok) return result;
+  const { checkoutMs, ...rest } = result;
+  assert.equal(typeof checkoutMs, 'number');
+  return rest;
 }
 
 describe('git source', () => {
@@ -108,7 +116,7 @@ describe('git source', () => {
     const signed = await remote.commit('pbx.yaml', true);
     const source = new GitSource(remote.options(path.join(remote.dir, 'clone')));
     const ok = await source.fetch();
-    assert.deepEqual(ok, { ok: true, dir: path.join(remote.dir, 'clone'), revision: signed.slice(0, 12), commit: signed, localPath: false });
+    assert.deepEqual(untimed(ok), { ok: true, dir: path.join(remote.dir, 'clone'), revision: signed.slice(0, 12), commit: signed, localPath: false });
 
     const unsigned = await remote.commit('extensions.yaml', false);
     const refused = await source.fetch(signed);
@@ -133,7 +141,7 @@ describe('git source', () => {
     await git(moved, 'fetch', '-q', remote.options(clone).url, 'main:main');
     const source = new GitSource({ ...remote.options(clone), url: `file://${moved}` });
     const r = await source.fetch(first);
-    assert.deepEqual(r, { ok: true, dir: clone, revision: next.slice(0, 12), commit: next, localPath: false });
+    assert.deepEqual(untimed(r), { ok: true, dir: clone, revision: next.slice(0, 12), commit: next, localPath: false });
     assert.equal(await git(clone, 'remote', 'get-url', 'origin'), `file://${moved}`);
   });
 
@@ -176,7 +184,7 @@ describe('git source', () => {
     const options = { ...remote.options(path.join(remote.dir, 'clone')), url: `ssh://git@pbx-git.example${path.join(remote.dir, 'work')}`, sshControlDir: control };
     await withFirstOnPath(remote.dir, 'ssh', ssh, async () => {
       const source = new GitSource(options);
-      assert.deepEqual(await source.fetch(), { ok: true, dir: options.workDir, revision: first.slice(0, 12), commit: first, localPath: false });
+      assert.deepEqual(untimed(await source.fetch()), { ok: true, dir: options.workDir, revision: first.slice(0, 12), commit: first, localPath: false });
       const next = await remote.commit('extensions.yaml', true);
       assert.equal((await source.fetch(first)).ok, true);
       const calls = (await readFile(log, 'utf8')).trim().split('\n');

@@ -60,7 +60,7 @@ export async function syncOnce(
       dir: fetched.dir,
       revision: fetched.revision,
       ...(fetched.commit ? { commit: fetched.commit } : {}),
-      ...(fetched.localPath ? {} : { fetchMs }),
+      ...(fetched.localPath ? {} : { sourceMs: { fetch: fetchMs - (fetched.checkoutMs ?? 0), checkout: fetched.checkoutMs ?? 0 } }),
       ...(options.trigger ? { trigger: options.trigger } : {}),
     });
     const ok = outcome.status === 'applied' || outcome.status === 'unchanged';

@@ -46,7 +46,7 @@ const SSH_CONTROL_PERSIST_SECONDS = 120;
 const MAX_CONTROL_DIR_LENGTH = 107 - 17 - 41;
 
 export type FetchResult =
-  | { ok: true; dir: string; revision: string; commit?: string; localPath: boolean }
+  | { ok: true; dir: string; revision: string; commit?: string; localPath: boolean; /** ms of the checkout (and clean-up) alone. */ checkoutMs?: number }
   | { ok: false; kind: 'unreachable' | 'rejected' | 'unsigned'; message: string; commit?: string; applied?: string };
 
 /** An absolute path that is not a URL: read the directory itself. */
@@ -247,10 +247,11 @@ export class GitSource {
 
       // The status is over before the checkout changes the files it reads.
       const anyStray = await strays;
+      const checkoutStarted = performance.now();
       await git.raw(['checkout', '--force', '--detach', commit]);
       // The silent `clean` runs only when there is something to remove (see --verbose above).
       if (anyStray) await git.raw(['clean', '-ffdqx']);
-      return { ok: true, dir: workDir, revision: commit.slice(0, 12), commit, localPath: false };
+      return { ok: true, dir: workDir, revision: commit.slice(0, 12), commit, localPath: false, checkoutMs: performance.now() - checkoutStarted };
     } finally {
       // Not left running when the fetch gives up early.
       await strays;

@@ -639,7 +639,7 @@ async function measureMemory(h: E2eHost, size: number): Promise<MemoryResult> {
   };
 }
 
-const STAGES = ['fetch', 'render', 'plan', 'save', 'preflight', 'apply', 'reload', 'verify', 'record'] as const;
+const STAGES = ['fetch', 'checkout', 'render', 'plan', 'save', 'preflight', 'apply', 'reload', 'verify', 'record'] as const;
 
 function stagesText(stages: unknown): string {
   if (!stages || typeof stages !== 'object') return '?';
@@ -756,7 +756,7 @@ function report(r: {
     rows: opRows,
     notes: [
       'push→applied: from the webhook POST (sent right after `git push` returned) to the journal timestamp of the reconcile.finished line of that commit, which the agent logs after its own verify.',
-      'agent ms: that line\'s durationMs (the reconcile, from render on); fetch … record: its stages (fetch: the git fetch and checkout before the reconcile; save: last-known-good and pending written; record: the state file); waited: its trigger.waitedMs (behind a run in progress); outside: push→applied − agent ms (webhook, waiting, git fetch, the state file, logging).',
+      'agent ms: that line\'s durationMs (the reconcile, from render on); fetch … record: its stages (fetch: the git fetch before the reconcile, checkout: the checkout of the fetched commit; save: last-known-good and pending written; record: the state file); waited: its trigger.waitedMs (behind a run in progress); outside: push→applied − agent ms (webhook, waiting, git fetch, the state file, logging).',
       'reloads: modules reloaded; live objects: res_pjsip changed through astdb/ARI instead (README, Live objects). The removal comes after a fold, so it locks out an extension pjsip.conf defined.',
       'push→user sees: registrable = sipp REGISTER with the password gets 200; seen = `pjsip show endpoint` shows the new callerid / `dialplan show` the new ring time;',
       `gone = REGISTER with the right password is refused with 401. Probes start with the webhook and are retried (sipp: ${SIPP_PAUSE_MS} ms pause, asterisk -rx: ${CLI_PAUSE_MS} ms)`,
