@@ -178,17 +178,8 @@ export class GitSource {
       .then((status) => status.split('\n').some((line) => line.startsWith('? ') || line.startsWith('! ')))
       .catch(() => true);
     try {
-      try {
-        if (!this.originSet) {
-          await git.raw(['remote', 'set-url', 'origin', this.opts.url]);
-          this.originSet = true;
-        }
-        // --verbose: git then always prints (an up-to-date ref too). simple-git waits an extra 50 ms
-        // for a child that printed nothing before it reports it done (its completion plugin).
-        await git.fetch(['--verbose', '--prune', '--tags', '--force', 'origin', `+refs/heads/*:refs/remotes/origin/*`]);
-      } catch (e) {
-        return { ok: false, kind: 'unreachable', message: `cannot fetch ${this.opts.url}: ${firstLine(e)}` };
-      }
+      const unreachable = await this.fetchOrigin(git);
+      if (unreachable !== undefined) return { ok: false, kind: 'unreachable', message: `cannot fetch ${this.opts.url}: ${unreachable}` };
 
       const wanted = ref ?? tracking;
       // `rev-parse --verify --quiet` fails with an exit code only, which simple-git does not turn
@@ -255,6 +246,22 @@ export class GitSource {
     } finally {
       // Not left running when the fetch gives up early.
       await strays;
+    }
+  }
+
+  /** Fetches every branch from the source URL (pointing origin at it first); git's reason when that fails. */
+  private async fetchOrigin(git: SimpleGit): Promise<string | undefined> {
+    try {
+      if (!this.originSet) {
+        await git.raw(['remote', 'set-url', 'origin', this.opts.url]);
+        this.originSet = true;
+      }
+      // --verbose: git then always prints (an up-to-date ref too). simple-git waits an extra 50 ms
+      // for a child that printed nothing before it reports it done (its completion plugin).
+      await git.fetch(['--verbose', '--prune', '--tags', '--force', 'origin', `+refs/heads/*:refs/remotes/origin/*`]);
+      return undefined;
+    } catch (e) {
+      return firstLine(e);
     }
   }
 }
